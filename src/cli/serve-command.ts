@@ -1,0 +1,34 @@
+// `kiln serve`: runs the registry until SIGTERM/SIGINT, then drains and exits 0.
+import type { Command } from 'commander';
+import { loadConfig } from '../server/config.js';
+import { createKiln } from '../server/app.js';
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('run the registry and bake service')
+    .option('--listen <addr>', 'address to listen on (env KILN_LISTEN)', undefined)
+    .option('--data-dir <dir>', 'data directory (env KILN_DATA_DIR)', undefined)
+    .option('--log-level <level>', 'trace|debug|info|warn|error (env KILN_LOG_LEVEL)', undefined)
+    .action(async (opts: { listen?: string; dataDir?: string; logLevel?: string }) => {
+      const config = loadConfig(opts);
+      const kiln = await createKiln(config);
+      const url = await kiln.listen();
+      process.stdout.write(`kiln listening on ${url} (data dir ${kiln.dirs.root})\n`);
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        kiln.log.info({ signal }, 'shutting down: draining requests');
+        kiln.close().then(
+          () => process.exit(0),
+          (err) => {
+            kiln.log.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+}

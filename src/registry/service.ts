@@ -1,0 +1,328 @@
+// Registry operations on top of the stores: everything the /v2 API does,
+// free of HTTP. Handlers parse requests and call these; errors are domain
+// errors mapped in errors.ts.
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { digestOf, parseDigest, tryParseDigest, type ParsedDigest } from '../oci/digest.js';
+import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type Manifest } from '../oci/manifest.js';
+import { OCI_INDEX, isNonDistributable } from '../oci/media-types.js';
+import { explainInvalidName, isValidRepoName, isValidTag } from '../oci/names.js';
+import type { BlobStore, ByteRange, ManifestRecord, ManifestReference, MetadataStore, Page } from '../store/types.js';
+import { ManifestCache } from './manifest-cache.js';
+import { RegistryError } from './errors.js';
+
+export interface ManifestPushedEvent {
+  repo: string;
+  tag: string | null;
+  digest: string;
+  mediaType: string;
+  manifest: Manifest;
+}
+
+export type ManifestListener = (event: ManifestPushedEvent) => void;
+
+export interface StoredManifest {
+  record: ManifestRecord;
+  bytes: Buffer;
+}
+
+export interface BlobReadResult {
+  size: number;
+  stream: Readable;
+}
+
+export class RegistryService {
+  private readonly manifestCache = new ManifestCache(64 * 1024 * 1024);
+  private readonly listeners: ManifestListener[] = [];
+
+  constructor(
+    readonly blobs: BlobStore,
+    readonly meta: MetadataStore,
+  ) {}
+
+  onManifestPushed(listener: ManifestListener): void {
+    this.listeners.push(listener);
+  }
+
+  // ---- names and references ------------------------------------------------
+
+  validateName(name: string): void {
+    if (!isValidRepoName(name)) throw new RegistryError('NAME_INVALID', explainInvalidName(name), { name });
+  }
+
+  parseDigestParam(value: string): ParsedDigest {
+    return parseDigest(value);
+  }
+
+  // ---- blobs ---------------------------------------------------------------
+
+  /** Size of a blob the repo holds. Manifests are blobs too, as clients may fetch them by blob URL. */
+  async blobSize(repo: string, digest: string): Promise<number> {
+    parseDigest(digest);
+    const size = (await this.meta.repoBlobSize(repo, digest)) ?? (await this.meta.getManifest(repo, digest))?.size;
+    if (size === undefined || size === null) throw blobUnknown(repo, digest);
+    return size;
+  }
+
+  async openBlob(repo: string, digest: string, range?: ByteRange): Promise<Readable> {
+    const stream = await this.blobs.open(digest, range);
+    // Linked in the DB but missing on disk: quarantined by fsck or lost; never serve a partial answer.
+    if (!stream) throw blobUnknown(repo, digest);
+    return stream;
+  }
+
+  async deleteBlob(repo: string, digest: string): Promise<void> {
+    parseDigest(digest);
+    if (!(await this.meta.unlinkBlob(repo, digest))) throw blobUnknown(repo, digest);
+  }
+
+  // ---- uploads -------------------------------------------------------------
+
+  async startUpload(repo: string): Promise<string> {
+    const id = randomUUID();
+    await this.blobs.createUpload(id);
+    await this.meta.createUpload(id, repo);
+    return id;
+  }
+
+  /** Links a blob from another repo; null when it cannot be mounted (the client then uploads). */
+  async mountBlob(repo: string, from: string, digest: string): Promise<number | null> {
+    if (!isValidRepoName(from) || !tryParseDigest(digest)) return null;
+    const size = await this.meta.repoBlobSize(from, digest);
+    if (size === null || !(await this.blobs.stat(digest))) return null;
+    await this.meta.linkBlob(repo, digest, size);
+    return size;
+  }
+
+  async uploadSize(repo: string, id: string): Promise<number> {
+    await this.requireUpload(repo, id);
+    const size = await this.blobs.uploadSize(id);
+    if (size === null) throw uploadUnknown(id);
+    return size;
+  }
+
+  async appendUpload(repo: string, id: string, body: Readable, offset?: number, length?: number): Promise<number> {
+    await this.requireUpload(repo, id);
+    const size = await this.blobs.appendUpload(id, body, { expectedOffset: offset, expectedLength: length });
+    await this.meta.touchUpload(id);
+    return size;
+  }
+
+  /** Completes an upload, optionally with a last chunk; the digest is verified before anything is visible. */
+  async finishUpload(repo: string, id: string, digest: ParsedDigest, body?: Readable, length?: number): Promise<number> {
+    await this.requireUpload(repo, id);
+    if (body) await this.blobs.appendUpload(id, body, { expectedLength: length });
+    try {
+      const blob = await this.blobs.commitUpload(id, digest);
+      await this.meta.linkBlob(repo, blob.digest, blob.size);
+      return blob.size;
+    } finally {
+      // Done or failed verification: either way the session is over (the client restarts on failure).
+      await this.dropUpload(id);
+    }
+  }
+
+  async cancelUpload(repo: string, id: string): Promise<void> {
+    await this.requireUpload(repo, id);
+    await this.dropUpload(id);
+  }
+
+  /** Removes upload sessions idle since before `cutoffMs`, and upload files without a session. */
+  async expireUploads(cutoffMs: number): Promise<number> {
+    let removed = 0;
+    for (const session of await this.meta.listUploadsOlderThan(cutoffMs)) {
+      await this.dropUpload(session.id);
+      removed++;
+    }
+    for await (const file of this.blobs.listUploads()) {
+      if (file.modifiedAt.getTime() >= cutoffMs) continue;
+      if (await this.meta.getUpload(file.id)) continue;
+      await this.blobs.abortUpload(file.id);
+      removed++;
+    }
+    return removed;
+  }
+
+  private async dropUpload(id: string): Promise<void> {
+    await this.blobs.abortUpload(id);
+    await this.meta.deleteUpload(id);
+  }
+
+  private async requireUpload(repo: string, id: string): Promise<void> {
+    const session = await this.meta.getUpload(id);
+    if (!session || session.repo !== repo) throw uploadUnknown(id);
+  }
+
+  // ---- manifests -----------------------------------------------------------
+
+  async putManifest(repo: string, reference: string, bytes: Buffer, contentType: string | undefined): Promise<{ digest: string; subject: string | null }> {
+    if (bytes.length > MAX_MANIFEST_BYTES) {
+      throw new RegistryError('PAYLOAD_TOO_LARGE', `manifest is ${bytes.length} bytes; the limit is ${MAX_MANIFEST_BYTES}`);
+    }
+    // Tags cannot contain ':', so anything with one must be a well-formed digest.
+    const byDigest = reference.includes(':') ? parseDigest(reference) : null;
+    if (!byDigest) this.validateTag(reference);
+    const algorithm = byDigest?.algorithm ?? 'sha256';
+    const digest = digestOf(bytes, algorithm);
+    if (byDigest && byDigest.digest !== digest) {
+      throw new RegistryError('DIGEST_INVALID', `manifest body has digest ${digest}, not ${reference}`, { expected: reference, actual: digest });
+    }
+
+    const manifest = parseManifest(bytes, contentType);
+    const references = await this.checkReferences(repo, manifest);
+
+    await this.blobs.putBytes(bytes, parseDigest(digest));
+    await this.meta.putManifest({
+      repo,
+      digest,
+      mediaType: manifest.mediaType,
+      size: bytes.length,
+      artifactType: manifest.artifactType ?? null,
+      configMediaType: manifest.kind === 'image' ? manifest.config.mediaType : null,
+      subject: manifest.subject?.digest ?? null,
+      annotations: manifest.annotations ?? null,
+      references,
+      tag: byDigest ? undefined : reference,
+    });
+    this.manifestCache.set(digest, bytes);
+    const event: ManifestPushedEvent = { repo, tag: byDigest ? null : reference, digest, mediaType: manifest.mediaType, manifest };
+    for (const listener of this.listeners) listener(event);
+    return { digest, subject: manifest.subject?.digest ?? null };
+  }
+
+  /**
+   * Every blob a manifest names must be in the repo (non-distributable layers
+   * excepted); an index's children may be manifests or, as in BuildKit's cache
+   * index, plain blobs.
+   */
+  private async checkReferences(repo: string, manifest: Manifest): Promise<ManifestReference[]> {
+    const refs: ManifestReference[] = [];
+    const missing: Descriptor[] = [];
+    if (manifest.kind === 'index') {
+      for (const child of manifest.manifests) {
+        if (await this.meta.getManifest(repo, child.digest)) refs.push({ digest: child.digest, kind: 'manifest' });
+        else if ((await this.meta.repoBlobSize(repo, child.digest)) !== null) refs.push({ digest: child.digest, kind: 'blob' });
+        else missing.push(child);
+      }
+    } else {
+      const described: [Descriptor, 'config' | 'layer'][] = [[manifest.config, 'config'], ...manifest.layers.map((l): [Descriptor, 'layer'] => [l, 'layer'])];
+      for (const [desc, kind] of described) {
+        if (kind === 'layer' && isNonDistributable(desc.mediaType)) continue;
+        const size = await this.meta.repoBlobSize(repo, desc.digest);
+        if (size === null) {
+          missing.push(desc);
+          continue;
+        }
+        if (size !== desc.size) {
+          throw new RegistryError('MANIFEST_INVALID', `${kind} ${desc.digest} is ${size} bytes but the manifest says ${desc.size}`, { digest: desc.digest });
+        }
+        refs.push({ digest: desc.digest, kind });
+      }
+    }
+    if (missing.length > 0) {
+      const list = missing.map((d) => d.digest);
+      throw new RegistryError(
+        'MANIFEST_BLOB_UNKNOWN',
+        `push these blobs to ${repo} before the manifest: ${list.slice(0, 5).join(', ')}${list.length > 5 ? ` and ${list.length - 5} more` : ''}`,
+        { digests: list },
+      );
+    }
+    return refs;
+  }
+
+  /** Resolves a tag or digest to the stored manifest record. */
+  async findManifest(repo: string, reference: string): Promise<ManifestRecord> {
+    const digest = await this.resolveReference(repo, reference);
+    const record = digest ? await this.meta.getManifest(repo, digest) : null;
+    if (!record) throw await this.manifestUnknown(repo, reference);
+    return record;
+  }
+
+  async readManifest(repo: string, reference: string): Promise<StoredManifest> {
+    const record = await this.findManifest(repo, reference);
+    let bytes = this.manifestCache.get(record.digest);
+    if (!bytes) {
+      const read = await this.blobs.readBytes(record.digest);
+      if (!read) throw await this.manifestUnknown(repo, reference);
+      bytes = read;
+      this.manifestCache.set(record.digest, bytes);
+    }
+    return { record, bytes };
+  }
+
+  async deleteManifest(repo: string, reference: string): Promise<void> {
+    const byDigest = reference.includes(':') ? parseDigest(reference) : null;
+    if (byDigest) {
+      if (!(await this.meta.deleteManifest(repo, byDigest.digest))) throw await this.manifestUnknown(repo, reference);
+      return;
+    }
+    this.validateTag(reference);
+    if (!(await this.meta.deleteTag(repo, reference))) throw await this.manifestUnknown(repo, reference);
+  }
+
+  private async resolveReference(repo: string, reference: string): Promise<string | null> {
+    if (reference.includes(':')) return parseDigest(reference).digest;
+    this.validateTag(reference);
+    return this.meta.resolveTag(repo, reference);
+  }
+
+  private validateTag(tag: string): void {
+    if (!isValidTag(tag)) {
+      throw new RegistryError('MANIFEST_INVALID', `"${tag}" is neither a digest nor a valid tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127})`, { tag }, {}, 400);
+    }
+  }
+
+  private async manifestUnknown(repo: string, reference: string): Promise<RegistryError> {
+    if (!(await this.meta.repoExists(repo))) return new RegistryError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`, { name: repo });
+    return new RegistryError('MANIFEST_UNKNOWN', `manifest ${reference} is not in ${repo}`, { name: repo, reference });
+  }
+
+  // ---- listings ------------------------------------------------------------
+
+  async listTags(repo: string, page: Page): Promise<string[]> {
+    if (!(await this.meta.repoExists(repo))) throw new RegistryError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`, { name: repo });
+    return this.meta.listTags(repo, page);
+  }
+
+  /** Repositories in order after `last`, keeping only those `visible` allows, up to `limit`. */
+  async listRepos(page: Page, visible: (repo: string) => boolean): Promise<string[]> {
+    const out: string[] = [];
+    let last = page.last;
+    const want = page.limit ?? Infinity;
+    const batch = 500;
+    while (out.length < want) {
+      const names = await this.meta.listRepos({ last, limit: batch });
+      for (const name of names) {
+        if (visible(name)) out.push(name);
+        if (out.length >= want) break;
+      }
+      if (names.length < batch) break;
+      last = names[names.length - 1];
+    }
+    return out;
+  }
+
+  async referrers(repo: string, digest: string, artifactType?: string): Promise<{ schemaVersion: 2; mediaType: string; manifests: object[] }> {
+    parseDigest(digest);
+    const found = await this.meta.listReferrers(repo, digest, artifactType);
+    return {
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: found.map((r) => ({
+        mediaType: r.mediaType,
+        digest: r.digest,
+        size: r.size,
+        ...(r.artifactType ? { artifactType: r.artifactType } : {}),
+        ...(r.annotations ? { annotations: r.annotations } : {}),
+      })),
+    };
+  }
+}
+
+function blobUnknown(repo: string, digest: string): RegistryError {
+  return new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not in ${repo}`, { name: repo, digest });
+}
+
+function uploadUnknown(id: string): RegistryError {
+  return new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown or has expired; start a new upload`, { id });
+}

@@ -1,0 +1,102 @@
+// Wires the stores, services and HTTP routes into one server.
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { rm } from 'node:fs/promises';
+import { OpenAuthorizer, type Authorizer } from '../auth/authorizer.js';
+import { JobQueue } from '../jobs/queue.js';
+import { registerV2Routes } from '../registry/http.js';
+import { RegistryService } from '../registry/service.js';
+import { DataDir } from '../store/data-dir.js';
+import { FsBlobStore } from '../store/fs-blob-store.js';
+import { openSqlite, type SqliteDatabase } from '../store/sqlite-db.js';
+import { SqliteJobStore } from '../store/sqlite-job-store.js';
+import { SqliteMetadataStore } from '../store/sqlite-metadata-store.js';
+import type { ServerConfig } from './config.js';
+import { Metrics } from './metrics.js';
+
+const JANITOR_INTERVAL_MS = 10 * 60 * 1000;
+
+export interface Kiln {
+  config: ServerConfig;
+  app: FastifyInstance;
+  dirs: DataDir;
+  db: SqliteDatabase;
+  registry: RegistryService;
+  jobs: JobQueue;
+  metrics: Metrics;
+  log: FastifyBaseLogger;
+  /** Starts listening; resolves with the base URL. */
+  listen(): Promise<string>;
+  /** Stops taking requests, lets in-flight ones finish, stops workers, closes the database. */
+  close(): Promise<void>;
+}
+
+export async function createKiln(config: ServerConfig): Promise<Kiln> {
+  const dirs = new DataDir(config.dataDir);
+  await dirs.ensure();
+  // Scratch trees of jobs that died with the last process are worthless now.
+  await rm(dirs.scratchRoot, { recursive: true, force: true });
+  await dirs.ensure();
+
+  const db = openSqlite(dirs.database);
+  const meta = new SqliteMetadataStore(db);
+  const blobs = new FsBlobStore(dirs, { durable: config.durable });
+  await blobs.init();
+  const registry = new RegistryService(blobs, meta);
+  const jobs = new JobQueue(new SqliteJobStore(db));
+  const metrics = new Metrics();
+  const authorizer: Authorizer = new OpenAuthorizer();
+
+  const app = Fastify({
+    logger: { level: config.logLevel, base: { service: 'kiln' } },
+    // Per-request lines cost more than the small requests they describe; they are logged at debug below.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    exposeHeadRoutes: false,
+    // Blob GETs of large layers can take a while on slow links; never cut them off.
+    connectionTimeout: 0,
+    keepAliveTimeout: 75_000,
+  });
+  const log = app.log;
+  if (config.logLevel === 'debug' || config.logLevel === 'trace') {
+    app.addHook('onResponse', async (req, reply) => {
+      req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+    });
+  }
+  metrics.install(app);
+  registry.onManifestPushed((e) => metrics.manifestPushes.inc({ media_type: e.mediaType }));
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  await registerV2Routes(app, { service: registry, authorizer });
+
+  const janitor = setInterval(() => {
+    registry.expireUploads(Date.now() - config.uploadTtlMs).catch((err) => log.error({ err }, 'upload cleanup failed'));
+  }, JANITOR_INTERVAL_MS);
+  janitor.unref();
+
+  let closed = false;
+  return {
+    config,
+    app,
+    dirs,
+    db,
+    registry,
+    jobs,
+    metrics,
+    log,
+    async listen() {
+      jobs.start();
+      await app.listen({ host: config.host, port: config.port });
+      const address = app.server.address();
+      const port = typeof address === 'object' && address ? address.port : config.port;
+      const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+      return `http://${host}:${port}`;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(janitor);
+      await app.close();
+      await jobs.stop();
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,58 @@
+// Server configuration from flags and environment, with the embedded defaults.
+import os from 'node:os';
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  dataDir: string;
+  logLevel: string;
+  /** Upload sessions idle this long are removed. */
+  uploadTtlMs: number;
+  /** fsync blobs before acknowledging them. */
+  durable: boolean;
+  /** Platforms of a multi-platform index to bake. */
+  platforms: string[];
+  bakeConcurrency: number;
+}
+
+export interface ConfigFlags {
+  listen?: string;
+  dataDir?: string;
+  logLevel?: string;
+}
+
+export const DEFAULT_LISTEN = '127.0.0.1:5000';
+
+export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const { host, port } = parseListen(flags.listen ?? env.KILN_LISTEN ?? DEFAULT_LISTEN);
+  return {
+    host,
+    port,
+    dataDir: flags.dataDir ?? env.KILN_DATA_DIR ?? './kiln-data',
+    logLevel: flags.logLevel ?? env.KILN_LOG_LEVEL ?? 'info',
+    uploadTtlMs: positiveNumber(env.KILN_UPLOAD_TTL_SECONDS, 24 * 3600, 'KILN_UPLOAD_TTL_SECONDS') * 1000,
+    durable: env.KILN_FSYNC !== 'false',
+    platforms: (env.KILN_PLATFORMS ?? 'linux/amd64').split(',').map((p) => p.trim()).filter(Boolean),
+    bakeConcurrency: positiveNumber(env.KILN_BAKE_CONCURRENCY, os.availableParallelism(), 'KILN_BAKE_CONCURRENCY'),
+  };
+}
+
+/** `host:port`, `[v6]:port` or `:port` (all interfaces). */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value.trim());
+  if (!m) throw new Error(`--listen "${value}" must look like 127.0.0.1:5000, [::1]:5000 or :5000`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new Error(`--listen port ${port} is out of range`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function positiveNumber(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${value}"`);
+  return n;
+}

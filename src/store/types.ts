@@ -1,0 +1,138 @@
+// Storage contracts. The embedded defaults are a filesystem BlobStore and a
+// SQLite MetadataStore; the interfaces are async and free of paths and SQL so
+// an S3 blob store and a PostgreSQL metadata store can slot in unchanged.
+import type { Readable } from 'node:stream';
+import type { ParsedDigest } from '../oci/digest.js';
+
+export interface BlobInfo {
+  digest: string;
+  size: number;
+}
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, inclusive. */
+  end: number;
+}
+
+export interface AppendOptions {
+  /** Offset the client says the chunk starts at; a mismatch is a RangeMismatchError. */
+  expectedOffset?: number;
+  /** Declared length of the body, checked against what arrives. */
+  expectedLength?: number;
+}
+
+export interface BlobStore {
+  init(): Promise<void>;
+  stat(digest: string): Promise<BlobInfo | null>;
+  /** Streams a blob or a byte range of it; null when absent. */
+  open(digest: string, range?: ByteRange): Promise<Readable | null>;
+  /** Writes a small in-memory object (a manifest), verified against `expected` when given. */
+  putBytes(data: Uint8Array, expected: ParsedDigest): Promise<BlobInfo>;
+  readBytes(digest: string): Promise<Buffer | null>;
+  delete(digest: string): Promise<boolean>;
+  list(): AsyncIterable<BlobInfo>;
+
+  createUpload(id: string): Promise<void>;
+  /** Appends a streamed chunk, hashing as it is written; returns the new upload size. */
+  appendUpload(id: string, body: Readable, options?: AppendOptions): Promise<number>;
+  uploadSize(id: string): Promise<number | null>;
+  /** Verifies the upload against `expected` and moves it into place; the upload is gone afterwards. */
+  commitUpload(id: string, expected: ParsedDigest): Promise<BlobInfo>;
+  abortUpload(id: string): Promise<void>;
+  listUploads(): AsyncIterable<{ id: string; modifiedAt: Date }>;
+}
+
+export interface ManifestRecord {
+  repo: string;
+  digest: string;
+  mediaType: string;
+  size: number;
+  artifactType: string | null;
+  configMediaType: string | null;
+  subject: string | null;
+  annotations: Record<string, string> | null;
+  createdAt: number;
+}
+
+export type ReferenceKind = 'config' | 'layer' | 'manifest' | 'blob';
+
+export interface ManifestReference {
+  digest: string;
+  kind: ReferenceKind;
+}
+
+export interface PutManifestInput {
+  repo: string;
+  digest: string;
+  mediaType: string;
+  size: number;
+  artifactType: string | null;
+  configMediaType: string | null;
+  subject: string | null;
+  annotations: Record<string, string> | null;
+  references: ManifestReference[];
+  /** Tag to point at the manifest in the same transaction. */
+  tag?: string;
+}
+
+export interface Page {
+  /** Return entries strictly after this one (lexical order). */
+  last?: string;
+  /** At most this many entries. */
+  limit?: number;
+}
+
+export interface UploadSession {
+  id: string;
+  repo: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface Referrer {
+  mediaType: string;
+  digest: string;
+  size: number;
+  artifactType: string | null;
+  annotations: Record<string, string> | null;
+}
+
+export interface TagRecord {
+  repo: string;
+  tag: string;
+  digest: string;
+  updatedAt: number;
+}
+
+export interface MetadataStore {
+  close(): void;
+
+  listRepos(page: Page): Promise<string[]>;
+  repoExists(repo: string): Promise<boolean>;
+
+  /** Records that `repo` holds the blob (after the bytes are safely stored). */
+  linkBlob(repo: string, digest: string, size: number): Promise<void>;
+  /** Size of the blob if `repo` holds it. */
+  repoBlobSize(repo: string, digest: string): Promise<number | null>;
+  unlinkBlob(repo: string, digest: string): Promise<boolean>;
+  /** Known size of a blob held by any repo (for mounts and existence checks). */
+  blobSize(digest: string): Promise<number | null>;
+
+  putManifest(input: PutManifestInput): Promise<void>;
+  getManifest(repo: string, digest: string): Promise<ManifestRecord | null>;
+  resolveTag(repo: string, tag: string): Promise<string | null>;
+  listTags(repo: string, page: Page): Promise<string[]>;
+  tagsOf(repo: string, digest: string): Promise<string[]>;
+  deleteTag(repo: string, tag: string): Promise<boolean>;
+  /** Deletes the manifest and every tag pointing at it. */
+  deleteManifest(repo: string, digest: string): Promise<boolean>;
+  listReferrers(repo: string, subject: string, artifactType?: string): Promise<Referrer[]>;
+
+  createUpload(id: string, repo: string): Promise<void>;
+  getUpload(id: string): Promise<UploadSession | null>;
+  touchUpload(id: string): Promise<void>;
+  deleteUpload(id: string): Promise<void>;
+  listUploadsOlderThan(cutoffMs: number): Promise<UploadSession[]>;
+}
