@@ -24,6 +24,11 @@ export interface AccessRequest {
   /** The repository, or null for requests about the registry as a whole (`/v2/`, `/v2/_catalog`). */
   repo: string | null;
   actions: Action[];
+  /**
+   * A listing of the registry's repositories (`/v2/_catalog`), which token
+   * clients must ask for as `registry:catalog:*`.
+   */
+  catalog?: boolean;
 }
 
 export interface AuthDecision {

@@ -1,10 +1,15 @@
 // The `kiln` command line.
 import { Command } from 'commander';
+import { registerImageCommands } from './image-commands.js';
+import { openLocalAuth } from './local-auth.js';
 import { registerServeCommand } from './serve-command.js';
+import { registerTokenCommands } from './token-command.js';
 
 const program = new Command();
 program.name('kiln').description('OCI registry that bakes images into microVM disks, with BuildKit builds');
 registerServeCommand(program);
+registerImageCommands(program);
+registerTokenCommands(program, ({ dataDir }) => openLocalAuth(dataDir ?? process.env.KILN_DATA_DIR ?? './kiln-data'));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`kiln: ${err instanceof Error ? err.message : String(err)}\n`);

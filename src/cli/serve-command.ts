@@ -10,11 +10,12 @@ export function registerServeCommand(program: Command): void {
     .option('--listen <addr>', 'address to listen on (env KILN_LISTEN)', undefined)
     .option('--data-dir <dir>', 'data directory (env KILN_DATA_DIR)', undefined)
     .option('--log-level <level>', 'trace|debug|info|warn|error (env KILN_LOG_LEVEL)', undefined)
-    .action(async (opts: { listen?: string; dataDir?: string; logLevel?: string }) => {
+    .option('--insecure-no-auth', 'allow KILN_AUTH=off on a non-loopback address (trusted networks only)')
+    .action(async (opts: { listen?: string; dataDir?: string; logLevel?: string; insecureNoAuth?: boolean }) => {
       const config = loadConfig(opts);
       const kiln = await createKiln(config);
       const url = await kiln.listen();
-      process.stdout.write(`kiln listening on ${url} (data dir ${kiln.dirs.root})\n`);
+      process.stdout.write(`kiln listening on ${url} (data dir ${kiln.dirs.root}, auth ${config.authMode})\n`);
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;

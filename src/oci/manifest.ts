@@ -6,6 +6,7 @@ import {
   DOCKER_MANIFEST,
   DOCKER_SCHEMA1,
   DOCKER_SCHEMA1_SIGNED,
+  IMAGE_MANIFEST_TYPES,
   INDEX_TYPES,
   OCI_INDEX,
   OCI_MANIFEST,
@@ -73,8 +74,8 @@ const GENERIC_TYPES = new Set(['', 'application/json', 'application/octet-stream
  *
  * The media type is taken from the body's `mediaType` field or, when the body
  * has none (umoci writes none), from the Content-Type; the two must agree when
- * both are given. Anything that is not a known index type and has the shape of
- * an OCI image manifest is accepted as one (artifacts with custom types).
+ * both are given. Any other media type is accepted only as an artifact: the
+ * shape of an OCI image manifest plus an `artifactType`.
  */
 export function parseManifest(bytes: Uint8Array, contentType?: string): Manifest {
   if (bytes.length > MAX_MANIFEST_BYTES) {
@@ -119,6 +120,11 @@ export function parseManifest(bytes: Uint8Array, contentType?: string): Manifest
 
   if (!isObject(doc.config)) {
     throw new ManifestError(`media type ${mediaType} is not a known manifest type and the body is not an image manifest (no "config")`);
+  }
+  if (!IMAGE_MANIFEST_TYPES.has(mediaType) && !common.artifactType) {
+    throw new ManifestError(
+      `media type ${mediaType} is not an OCI or Docker manifest type; an artifact with its own media type must set "artifactType"`,
+    );
   }
   const config = parseDescriptor(doc.config, 'config');
   const rawLayers = doc.layers ?? [];

@@ -79,10 +79,9 @@ export class RegistryError extends Error {
     return this.statusOverride ?? STATUS[this.code];
   }
 
-  toBody(): { errors: { code: string; message: string; detail?: unknown }[] } {
-    const entry: { code: string; message: string; detail?: unknown } = { code: WIRE_CODE[this.code] ?? this.code, message: this.message };
-    if (this.detail !== undefined) entry.detail = this.detail;
-    return { errors: [entry] };
+  /** The spec's error body; `detail` is always present (an empty object when there is nothing to add). */
+  toBody(): { errors: { code: string; message: string; detail: unknown }[] } {
+    return { errors: [{ code: WIRE_CODE[this.code] ?? this.code, message: this.message, detail: this.detail ?? {} }] };
   }
 }
 

@@ -1,6 +1,6 @@
 // The /v2 HTTP API (OCI Distribution Spec v1.1). Handlers are thin: parse the
 // request, authorize, call RegistryService, write headers.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import type { Authorizer } from '../auth/authorizer.js';
 import { OCI_INDEX } from '../oci/media-types.js';
@@ -51,6 +51,21 @@ export async function registerV2Routes(app: FastifyInstance, deps: V2Deps): Prom
   });
 }
 
+/**
+ * Fastify's `frameworkErrors` hook: requests its router refuses before any
+ * route runs (a path that is not valid percent-encoding) still get the
+ * spec's error JSON under /v2.
+ */
+export function v2FrameworkErrors(error: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  if (!(req.raw.url ?? '').startsWith('/v2')) return void reply.code(error.statusCode ?? 400).send(error);
+  const mapped = new RegistryError('NAME_INVALID', 'the request path is not valid percent-encoding');
+  reply
+    .code(mapped.status)
+    .header('content-type', 'application/json; charset=utf-8')
+    .header('docker-distribution-api-version', 'registry/2.0')
+    .send(JSON.stringify(mapped.toBody()));
+}
+
 async function dispatch(req: FastifyRequest, reply: FastifyReply, deps: V2Deps): Promise<void> {
   const rawUrl = req.raw.url ?? '/';
   const q = rawUrl.indexOf('?');
@@ -80,7 +95,7 @@ async function route_(ctx: Ctx, route: V2Route): Promise<void> {
   const { req, deps } = ctx;
   const repo = 'name' in route ? route.name : null;
   const actions = route.kind === 'base' || route.kind === 'catalog' ? [] : [requiredAction(route, req.method)];
-  const decision = await deps.authorizer.authorize(req.headers, { repo, actions }, ctx.baseUrl);
+  const decision = await deps.authorizer.authorize(req.headers, { repo, actions, catalog: route.kind === 'catalog' }, ctx.baseUrl);
 
   switch (route.kind) {
     case 'base':
@@ -149,7 +164,8 @@ async function referrers(ctx: Ctx, name: string, digest: string): Promise<void> 
   const artifactType = ctx.query.get('artifactType') ?? undefined;
   const index = await ctx.deps.service.referrers(name, digest, artifactType);
   if (artifactType !== undefined) ctx.reply.header('oci-filters-applied', 'artifactType');
-  ctx.reply.code(200).header('content-type', OCI_INDEX).send(JSON.stringify(index));
+  // A Buffer, not a string: Fastify would append "; charset=utf-8" to the spec's exact media type.
+  ctx.reply.code(200).header('content-type', OCI_INDEX).send(Buffer.from(JSON.stringify(index)));
 }
 
 // ---- manifests ----------------------------------------------------------------
@@ -251,8 +267,7 @@ async function startUpload(ctx: Ctx, name: string): Promise<void> {
   const digestParam = query.get('digest');
   if (digestParam) {
     const digest = deps.service.parseDigestParam(digestParam);
-    const id = await deps.service.startUpload(name);
-    await deps.service.finishUpload(name, id, digest, req.raw, contentLength(req.raw));
+    await deps.service.uploadBlob(name, digest, req.raw, contentLength(req.raw));
     return blobCreated(ctx, name, digest.digest);
   }
   const id = await deps.service.startUpload(name);

@@ -35,7 +35,8 @@ export function matchV2Route(pathname: string): V2Route | null {
 
 /** The access a request needs, for the authorizer. */
 export function requiredAction(route: V2Route, method: string): Action {
-  if (method === 'DELETE') return 'delete';
+  // Cancelling one's own upload is part of pushing, not a deletion of content.
+  if (method === 'DELETE') return route.kind === 'upload' ? 'push' : 'delete';
   if (method === 'GET' || method === 'HEAD') return 'pull';
   return 'push';
 }

@@ -122,6 +122,19 @@ export class RegistryService {
     }
   }
 
+  /**
+   * A monolithic upload (`POST ?digest=`): its session is never handed to the
+   * client, so it is removed whatever happens (a truncated body included).
+   */
+  async uploadBlob(repo: string, digest: ParsedDigest, body: Readable, length?: number): Promise<number> {
+    const id = await this.startUpload(repo);
+    try {
+      return await this.finishUpload(repo, id, digest, body, length);
+    } finally {
+      await this.dropUpload(id);
+    }
+  }
+
   async cancelUpload(repo: string, id: string): Promise<void> {
     await this.requireUpload(repo, id);
     await this.dropUpload(id);

@@ -1,13 +1,18 @@
 // Wires the stores, services and HTTP routes into one server.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { rm } from 'node:fs/promises';
-import { OpenAuthorizer, type Authorizer } from '../auth/authorizer.js';
+import { createAuth, type Auth, type OwnerOfBuild } from '../auth/index.js';
 import { JobQueue } from '../jobs/queue.js';
-import { registerV2Routes } from '../registry/http.js';
+import { registerImageRoutes } from '../images/http.js';
+import { ImageService } from '../images/service.js';
+import { parsePlatformSpec } from '../oci/classify.js';
+import { registerV2Routes, v2FrameworkErrors } from '../registry/http.js';
 import { RegistryService } from '../registry/service.js';
 import { DataDir } from '../store/data-dir.js';
 import { FsBlobStore } from '../store/fs-blob-store.js';
 import { openSqlite, type SqliteDatabase } from '../store/sqlite-db.js';
+import { SqliteApiKeyStore } from '../store/sqlite-api-keys.js';
+import { SqliteImageStore } from '../store/sqlite-image-store.js';
 import { SqliteJobStore } from '../store/sqlite-job-store.js';
 import { SqliteMetadataStore } from '../store/sqlite-metadata-store.js';
 import type { ServerConfig } from './config.js';
@@ -22,6 +27,8 @@ export interface Kiln {
   db: SqliteDatabase;
   registry: RegistryService;
   jobs: JobQueue;
+  images: ImageService;
+  auth: Auth;
   metrics: Metrics;
   log: FastifyBaseLogger;
   /** Starts listening; resolves with the base URL. */
@@ -30,7 +37,13 @@ export interface Kiln {
   close(): Promise<void>;
 }
 
-export async function createKiln(config: ServerConfig): Promise<Kiln> {
+/** Collaborators that come from outside the config; tests set them. */
+export interface KilnOptions {
+  /** Which tenant owns a build, for the auth policy; until the builds module provides it, no build is known. */
+  ownerOfBuild?: OwnerOfBuild;
+}
+
+export async function createKiln(config: ServerConfig, options: KilnOptions = {}): Promise<Kiln> {
   const dirs = new DataDir(config.dataDir);
   await dirs.ensure();
   // Scratch trees of jobs that died with the last process are worthless now.
@@ -44,12 +57,21 @@ export async function createKiln(config: ServerConfig): Promise<Kiln> {
   const registry = new RegistryService(blobs, meta);
   const jobs = new JobQueue(new SqliteJobStore(db));
   const metrics = new Metrics();
-  const authorizer: Authorizer = new OpenAuthorizer();
+  const auth = await createAuth({
+    mode: config.authMode,
+    defaultKeyFile: dirs.authKeyFile,
+    keyFile: config.authKeyFile,
+    keys: new SqliteApiKeyStore(db),
+    ownerOfBuild: options.ownerOfBuild,
+  });
+  const { authorizer } = auth;
 
   const app = Fastify({
     logger: { level: config.logLevel, base: { service: 'kiln' } },
     // Per-request lines cost more than the small requests they describe; they are logged at debug below.
     logController: new LogController({ disableRequestLogging: true }),
+    // Paths the router cannot decode still get the registry's error JSON.
+    frameworkErrors: v2FrameworkErrors,
     return503OnClosing: true,
     exposeHeadRoutes: false,
     // Blob GETs of large layers can take a while on slow links; never cut them off.
@@ -65,7 +87,19 @@ export async function createKiln(config: ServerConfig): Promise<Kiln> {
   metrics.install(app);
   registry.onManifestPushed((e) => metrics.manifestPushes.inc({ media_type: e.mediaType }));
   app.get('/healthz', async () => ({ status: 'ok' }));
+  auth.registerRoutes(app);
   await registerV2Routes(app, { service: registry, authorizer });
+
+  const images = new ImageService({
+    registry,
+    jobs,
+    images: new SqliteImageStore(db),
+    dirs,
+    platforms: config.platforms.map(parsePlatformSpec),
+    concurrency: config.bakeConcurrency,
+    log,
+  });
+  registerImageRoutes(app, images, authorizer);
 
   const janitor = setInterval(() => {
     registry.expireUploads(Date.now() - config.uploadTtlMs).catch((err) => log.error({ err }, 'upload cleanup failed'));
@@ -80,6 +114,8 @@ export async function createKiln(config: ServerConfig): Promise<Kiln> {
     db,
     registry,
     jobs,
+    images,
+    auth,
     metrics,
     log,
     async listen() {

@@ -1,5 +1,6 @@
 // Server configuration from flags and environment, with the embedded defaults.
 import os from 'node:os';
+import { decideAuthMode, type AuthMode } from '../auth/mode.js';
 
 export interface ServerConfig {
   host: string;
@@ -13,12 +14,16 @@ export interface ServerConfig {
   /** Platforms of a multi-platform index to bake. */
   platforms: string[];
   bakeConcurrency: number;
+  authMode: AuthMode;
+  /** An operator-provided signing key; otherwise one is generated in the data dir. */
+  authKeyFile?: string;
 }
 
 export interface ConfigFlags {
   listen?: string;
   dataDir?: string;
   logLevel?: string;
+  insecureNoAuth?: boolean;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:5000';
@@ -34,6 +39,8 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     durable: env.KILN_FSYNC !== 'false',
     platforms: (env.KILN_PLATFORMS ?? 'linux/amd64').split(',').map((p) => p.trim()).filter(Boolean),
     bakeConcurrency: positiveNumber(env.KILN_BAKE_CONCURRENCY, os.availableParallelism(), 'KILN_BAKE_CONCURRENCY'),
+    authMode: decideAuthMode({ setting: env.KILN_AUTH, host, insecureNoAuth: flags.insecureNoAuth ?? false }),
+    authKeyFile: env.KILN_AUTH_KEY_FILE || undefined,
   };
 }
 
@@ -44,10 +51,6 @@ export function parseListen(value: string): { host: string; port: number } {
   const port = Number(m[3]);
   if (port > 65535) throw new Error(`--listen port ${port} is out of range`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
-
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 function positiveNumber(value: string | undefined, fallback: number, name: string): number {

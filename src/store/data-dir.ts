@@ -33,6 +33,14 @@ export class DataDir {
   get authKeyFile(): string {
     return path.join(this.root, 'auth-key.json');
   }
+  /** Pid lock of the process using the directory (the server, or an offline gc/fsck). */
+  get lockFile(): string {
+    return path.join(this.root, 'kiln.lock');
+  }
+  /** Corrupt blobs moved aside by `kiln fsck`; the registry no longer sees them. */
+  get quarantineRoot(): string {
+    return path.join(this.root, 'quarantine');
+  }
 
   /** `blobs/<alg>/<first two hex>/<hex>`: fans out so no directory grows huge. */
   blobPath(digest: string): string {
@@ -42,9 +50,28 @@ export class DataDir {
   uploadPath(id: string): string {
     return path.join(this.uploadsRoot, id);
   }
+  /** Where fsck moves a corrupt blob: `quarantine/<alg>/<hex>.<unix-ms>`. */
+  quarantinePath(digest: string, at: number = Date.now()): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return path.join(this.quarantineRoot, algorithm, `${hex}.${at}`);
+  }
   imageDir(digest: string): string {
     const { algorithm, hex } = parseDigest(digest);
     return path.join(this.imagesRoot, algorithm === 'sha256' ? hex : `${algorithm}-${hex}`);
+  }
+  /**
+   * The image digest an entry of images/ belongs to: a finished `<hex>` (or
+   * `sha512-<hex>`) directory, or a bake's temporary sibling `.<name>.tmp-…`.
+   * Null for anything else.
+   */
+  imageEntryDigest(name: string): { digest: string; temporary: boolean } | null {
+    const temp = /^\.(.+?)\.tmp-/.exec(name);
+    const base = temp ? temp[1]! : name;
+    const m = /^(?:(sha512)-)?([0-9a-f]+)$/.exec(base);
+    if (!m) return null;
+    const algorithm = m[1] ?? 'sha256';
+    if (m[2]!.length !== (algorithm === 'sha256' ? 64 : 128)) return null;
+    return { digest: `${algorithm}:${m[2]}`, temporary: temp !== null };
   }
   buildDir(id: string): string {
     return path.join(this.buildsRoot, id);

@@ -1,0 +1,122 @@
+// Starting the two registries the benches compare, on loopback only.
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ChildProcess } from 'node:child_process';
+import { spawnTracked, stopGroup } from './proc.js';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const KILN_BIN = path.join(REPO_ROOT, 'bin/kiln.js');
+const KILN_COMPILED_MAIN = path.join(REPO_ROOT, 'dist/src/cli/main.js');
+
+export interface Server {
+  readonly label: string;
+  /** `127.0.0.1:PORT` */
+  readonly host: string;
+  readonly pid: number;
+  readonly dataDir: string;
+  stop(): Promise<void>;
+}
+
+export type Launcher = (label: string, dataDir: string, port: number) => Promise<Server>;
+
+/** A port that was free a moment ago (the kernel picks it; we close and reuse it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Status of `GET /v2/`, or undefined while nothing listens. */
+function pingV2(host: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const req = http.get(`http://${host}/v2/`, (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    req.setTimeout(1000, () => req.destroy());
+    req.once('error', () => resolve(undefined));
+  });
+}
+
+/** Wait until `GET /v2/` answers 200 or 401 (a registry with auth is still ready), failing early if the child dies. */
+async function waitForV2(host: string, child: ChildProcess, logTail: () => string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`server on ${host} exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${logTail()}`);
+    }
+    const status = await pingV2(host);
+    if (status === 200 || status === 401) return;
+    await sleep(50);
+  }
+  throw new Error(`server on ${host} did not answer GET /v2/ within ${timeoutMs / 1000} s:\n${logTail()}`);
+}
+
+function server(label: string, host: string, child: ChildProcess, dataDir: string): Server {
+  const pid = child.pid!;
+  return { label, host, pid, dataDir, stop: () => stopGroup(pid) };
+}
+
+/**
+ * CNCF distribution as Debian packages it, configured as in BASELINES section A:
+ * filesystem storage, deletes enabled, no blob descriptor cache, default logging
+ * (to a file, so the log costs the same as in the anchor run).
+ */
+export const startDistribution: Launcher = async (label, dataDir, port) => {
+  const host = `127.0.0.1:${port}`;
+  await mkdir(dataDir, { recursive: true });
+  const config = path.join(dataDir, 'config.yml');
+  await writeFile(
+    config,
+    ['version: 0.1', 'storage:', '  filesystem:', `    rootdirectory: ${distributionStorage(dataDir)}`, '  delete:', '    enabled: true', 'http:', `  addr: ${host}`, ''].join('\n'),
+  );
+  const logFile = path.join(dataDir, 'registry.log');
+  const log = openSync(logFile, 'a');
+  const child = spawnTracked('docker-registry', ['serve', config], log, log);
+  closeSync(log); // the child has its own copy
+  await waitForV2(host, child, () => readFileSync(logFile, 'utf8').slice(-2000));
+  return server(label, host, child, dataDir);
+};
+
+/** Where distribution keeps its content; deleting this empties the registry (BASELINES wipes `data/docker`). */
+export function distributionStorage(dataDir: string): string {
+  return path.join(dataDir, 'data');
+}
+
+export function kilnIsBuilt(): boolean {
+  return existsSync(KILN_COMPILED_MAIN);
+}
+
+/** `kiln serve`, ready when it prints its URL and answers `GET /v2/`. */
+export const startKiln: Launcher = async (label, dataDir, port) => {
+  if (!kilnIsBuilt()) throw new Error(`${KILN_COMPILED_MAIN} is missing: run \`cd ${REPO_ROOT} && npx tsc -p .\` first`);
+  const host = `127.0.0.1:${port}`;
+  const child = spawnTracked('node', [KILN_BIN, 'serve', '--listen', host, '--data-dir', dataDir, '--log-level', 'warn'], 'pipe', 'pipe');
+  // Keep reading both pipes for the whole life of the server: a full pipe would block it.
+  let output = '';
+  let announced = false;
+  for (const stream of [child.stdout!, child.stderr!]) {
+    stream.setEncoding('utf8').on('data', (s: string) => {
+      output = (output + s).slice(-4000);
+      if (output.includes(`http://${host}`)) announced = true;
+    });
+  }
+  const deadline = Date.now() + 30_000;
+  while (!announced && Date.now() < deadline && child.exitCode === null) await sleep(20);
+  if (!announced) {
+    await stopGroup(child.pid!, 1000);
+    throw new Error(`kiln serve did not print http://${host}:\n${output}`);
+  }
+  await waitForV2(host, child, () => output);
+  return server(label, host, child, dataDir);
+};

@@ -1,0 +1,120 @@
+// Who may do what to which repository (issue 4, "Repository policy"). Pure.
+//
+// | repo                        | tenant T          | admin | build token of tenant T, build B        |
+// | T/**                        | pull, push, delete| all   | —                                        |
+// | cache/<scope(T)>            | pull, push        | all   | pull, push (tenant builds)               |
+// | cache/global/**             | pull              | all   | pull; push only for admin builds, on its key |
+// | builds/<B> (owned by T)     | pull, delete      | all   | pull, push                               |
+// | anything else               | —                 | all   | —                                        |
+import { isValidRepoName } from '../oci/names.js';
+import type { Action, Principal } from './authorizer.js';
+import { intersectScopes, type AccessEntry, type ResourceScope } from './scope.js';
+import { isValidTenantName, tenantScope } from './tenant.js';
+
+/** Which tenant owns a build, or null when the build is unknown. Provided by the builds module. */
+export type OwnerOfBuild = (buildId: string) => string | null;
+
+export const noBuildsKnown: OwnerOfBuild = () => null;
+
+export const ALL_ACTIONS: readonly Action[] = ['pull', 'push', 'delete'];
+
+/** The kinds of repository the policy tells apart. */
+export type RepoKind =
+  | { kind: 'tenant'; tenant: string }
+  | { kind: 'tenant-cache'; scope: string }
+  | { kind: 'global-cache'; key: string }
+  | { kind: 'build'; buildId: string }
+  | { kind: 'other' };
+
+export function classifyRepo(repo: string): RepoKind {
+  const parts = repo.split('/');
+  const [first, second] = parts;
+  if (first === 'cache') {
+    if (second === 'global' && parts.length > 2) return { kind: 'global-cache', key: parts.slice(2).join('/') };
+    if (second !== undefined && second !== 'global' && parts.length === 2) return { kind: 'tenant-cache', scope: second };
+    return { kind: 'other' };
+  }
+  if (first === 'builds') return parts.length === 2 ? { kind: 'build', buildId: second } : { kind: 'other' };
+  if (parts.length >= 2 && isValidTenantName(first)) return { kind: 'tenant', tenant: first };
+  return { kind: 'other' };
+}
+
+/** The actions `principal` may take on `repo`, in the order pull, push, delete. */
+export function allowedActions(principal: Principal, repo: string, ownerOfBuild: OwnerOfBuild = noBuildsKnown): Action[] {
+  switch (principal.role) {
+    case 'admin':
+      return [...ALL_ACTIONS];
+    case 'tenant':
+      return principal.tenant === null ? [] : tenantActions(principal.tenant, classifyRepo(repo), ownerOfBuild);
+    case 'build':
+      return buildActions(principal, classifyRepo(repo));
+    case 'anonymous':
+      return [];
+  }
+}
+
+function tenantActions(tenant: string, repo: RepoKind, ownerOfBuild: OwnerOfBuild): Action[] {
+  switch (repo.kind) {
+    case 'tenant':
+      return repo.tenant === tenant ? ['pull', 'push', 'delete'] : [];
+    case 'tenant-cache':
+      return repo.scope === tenantScope(tenant) ? ['pull', 'push'] : [];
+    case 'global-cache':
+      return ['pull'];
+    case 'build':
+      return ownerOfBuild(repo.buildId) === tenant ? ['pull', 'delete'] : [];
+    case 'other':
+      return [];
+  }
+}
+
+function buildActions(build: Principal, repo: RepoKind): Action[] {
+  switch (repo.kind) {
+    case 'build':
+      return build.buildId !== undefined && repo.buildId === build.buildId ? ['pull', 'push'] : [];
+    case 'tenant-cache':
+      // Admin builds export to the global cache only, so they get no tenant cache.
+      return build.adminBuild !== true && build.tenant !== null && repo.scope === tenantScope(build.tenant) ? ['pull', 'push'] : [];
+    case 'global-cache': {
+      const ownKey = build.adminBuild === true && !!build.globalCacheKey && repo.key === build.globalCacheKey;
+      return ownKey ? ['pull', 'push'] : ['pull'];
+    }
+    case 'tenant':
+    case 'other':
+      return [];
+  }
+}
+
+/**
+ * What a token for `principal` may carry when it asks for `requested`: each
+ * repository scope cut down to the policy, and the catalog (`registry:catalog:*`)
+ * for any identified caller, since the catalog lists only what the caller may pull.
+ */
+export function grantAccess(
+  principal: Principal,
+  requested: readonly ResourceScope[],
+  ownerOfBuild: OwnerOfBuild = noBuildsKnown,
+): AccessEntry[] {
+  return intersectScopes(requested, (type, name) => {
+    if (type === 'repository') return isValidRepoName(name) ? allowedActions(principal, name, ownerOfBuild) : [];
+    if (type === 'registry' && name === 'catalog') return principal.role === 'anonymous' ? [] : ['*'];
+    return [];
+  });
+}
+
+/** The exact repositories a build's plan touches, for the build token's `access` claim. */
+export function buildTokenAccess(build: {
+  buildId: string;
+  tenant: string | null;
+  admin: boolean;
+  globalKey: string | null;
+}): AccessEntry[] {
+  const access: AccessEntry[] = [{ type: 'repository', name: `builds/${build.buildId}`, actions: ['pull', 'push'] }];
+  if (!build.admin && build.tenant !== null) {
+    access.push({ type: 'repository', name: `cache/${tenantScope(build.tenant)}`, actions: ['pull', 'push'] });
+  }
+  if (build.globalKey) {
+    access.push({ type: 'repository', name: `cache/global/${build.globalKey}`, actions: build.admin ? ['pull', 'push'] : ['pull'] });
+  }
+  return access;
+}

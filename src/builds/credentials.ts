@@ -1,0 +1,28 @@
+// The per-build registry credentials file: a Docker `config.json` that both
+// buildctl (DOCKER_CONFIG=<dir>) and buildah (REGISTRY_AUTH_FILE=<dir>/config.json)
+// read. It lives in the build's private temp dir, readable by root only.
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+export interface RegistryCredentials {
+  username: string;
+  /** The build's short-lived token. */
+  password: string;
+}
+
+/** config.json text granting `credentials` on `registry` (host[:port]); none → anonymous. Pure. */
+export function dockerConfigJson(registry: string, credentials: RegistryCredentials | null): string {
+  if (credentials === null) return JSON.stringify({ auths: {} });
+  const auth = Buffer.from(`${credentials.username}:${credentials.password}`, 'utf8').toString('base64');
+  return JSON.stringify({ auths: { [registry]: { auth } } });
+}
+
+/** Writes `<dir>/config.json` (dir 0700, file 0600) and returns `dir`, the value for DOCKER_CONFIG. */
+export async function writeDockerConfig(dir: string, registry: string, credentials: RegistryCredentials | null): Promise<string> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  const file = path.join(dir, 'config.json');
+  await writeFile(file, dockerConfigJson(registry, credentials), { mode: 0o600 });
+  await chmod(file, 0o600);
+  return dir;
+}

@@ -1,0 +1,25 @@
+// The builds domain's one error type. The API layer maps `kind` to HTTP:
+// invalid-input → 400, build-failed and cancelled → a build status, not an HTTP error.
+
+export type BuildErrorKind =
+  /** The request or the uploaded source is wrong; the message says how to fix it. */
+  | 'invalid-input'
+  /** The builder ran and failed, or its output could not be understood. */
+  | 'build-failed'
+  /** The build was stopped through its AbortSignal (cancel or timeout); `cause` is the abort reason. */
+  | 'cancelled';
+
+export class BuildError extends Error {
+  constructor(
+    readonly kind: BuildErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'BuildError';
+  }
+}
+
+export function invalidInput(message: string): BuildError {
+  return new BuildError('invalid-input', message);
+}

@@ -1,0 +1,176 @@
+// Test helpers: build image layers (tar via tar-stream, plus hand-written pax
+// headers for binary xattr values, which tar-stream cannot encode), compress
+// them, and write OCI image layouts that both Kiln and umoci can read.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import tarStream from 'tar-stream';
+import type { ImageManifest } from '../oci/manifest.js';
+import { OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST } from '../oci/media-types.js';
+
+export interface LayerEntry {
+  name: string;
+  type?: 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'block-device' | 'fifo';
+  content?: string | Buffer;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  /** Seconds since the epoch. */
+  mtime?: number;
+  linkname?: string;
+  devmajor?: number;
+  devminor?: number;
+  xattrs?: Record<string, string | Buffer>;
+}
+
+export const TEST_MTIME = 1700000000;
+
+/** An uncompressed layer tar holding `entries` in order. */
+export async function layerTar(entries: LayerEntry[]): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (const e of entries) {
+    if (e.xattrs && Object.keys(e.xattrs).length > 0) {
+      const records: Record<string, Buffer> = {};
+      for (const [k, v] of Object.entries(e.xattrs)) records[`SCHILY.xattr.${k}`] = Buffer.isBuffer(v) ? v : Buffer.from(v);
+      parts.push(paxHeader(records));
+    }
+    parts.push(await packOne(e));
+  }
+  parts.push(Buffer.alloc(1024));
+  return Buffer.concat(parts);
+}
+
+async function packOne(e: LayerEntry): Promise<Buffer> {
+  const pack = tarStream.pack();
+  const type = e.type ?? 'file';
+  const content = e.content === undefined ? Buffer.alloc(0) : Buffer.isBuffer(e.content) ? e.content : Buffer.from(e.content);
+  const header = {
+    name: e.name,
+    type,
+    mode: e.mode ?? (type === 'directory' ? 0o755 : type === 'symlink' ? 0o777 : 0o644),
+    uid: e.uid ?? 0,
+    gid: e.gid ?? 0,
+    mtime: new Date((e.mtime ?? TEST_MTIME) * 1000),
+    linkname: e.linkname,
+    devmajor: e.devmajor,
+    devminor: e.devminor,
+    size: type === 'file' ? content.length : 0,
+  };
+  if (type === 'file') pack.entry(header, content);
+  else pack.entry(header);
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack) chunks.push(chunk as Buffer);
+  const all = Buffer.concat(chunks);
+  return all.subarray(0, all.length - 1024); // drop the end-of-archive blocks
+}
+
+/** A pax extended header ('x') whose values are raw bytes. */
+export function paxHeader(records: Record<string, Buffer>): Buffer {
+  const body = Buffer.concat(Object.entries(records).map(([key, value]) => paxRecord(key, value)));
+  const header = ustarHeader({ name: 'PaxHeaders/entry', typeflag: 'x', size: body.length });
+  return Buffer.concat([header, body, Buffer.alloc((512 - (body.length % 512)) % 512)]);
+}
+
+function paxRecord(key: string, value: Buffer): Buffer {
+  const rest = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from('\n')]);
+  let length = rest.length + 1;
+  while (String(length).length + rest.length !== length) length++;
+  return Buffer.concat([Buffer.from(String(length)), rest]);
+}
+
+/** A raw 512-byte ustar header, for header kinds tar-stream does not write. */
+export function ustarHeader(h: { name: string; typeflag: string; size?: number; mode?: number; linkname?: string; sizeField?: Buffer }): Buffer {
+  const block = Buffer.alloc(512);
+  block.write(h.name, 0, 100, 'latin1');
+  block.write(`${(h.mode ?? 0o644).toString(8).padStart(7, '0')}\0`, 100, 'latin1');
+  block.write('0000000\0', 108, 'latin1');
+  block.write('0000000\0', 116, 'latin1');
+  if (h.sizeField) h.sizeField.copy(block, 124);
+  else block.write(`${(h.size ?? 0).toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  block.write(`${TEST_MTIME.toString(8).padStart(11, '0')}\0`, 136, 'latin1');
+  block.write(h.typeflag, 156, 'latin1');
+  if (h.linkname) block.write(h.linkname, 157, 100, 'latin1');
+  block.write('ustar\x0000', 257, 'latin1');
+  block.write('        ', 148, 'latin1');
+  let sum = 0;
+  for (const b of block) sum += b;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return block;
+}
+
+export type Compression = 'none' | 'gzip' | 'zstd';
+
+export function compress(tar: Buffer, compression: Compression): Buffer {
+  if (compression === 'none') return tar;
+  if (compression === 'gzip') return gzipSync(tar);
+  const result = spawnSync('zstd', ['-q', '-c', '-3'], { input: tar, maxBuffer: 1 << 30 });
+  if (result.status !== 0) throw new Error(`zstd failed: ${result.stderr}`);
+  return result.stdout;
+}
+
+const LAYER_TYPES: Record<Compression, string> = { none: OCI_LAYER, gzip: OCI_LAYER_GZIP, zstd: OCI_LAYER_ZSTD };
+
+export function sha256(data: Buffer): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+export interface TestImage {
+  manifest: ImageManifest;
+  manifestBytes: Buffer;
+  configBytes: Buffer;
+  /** Blob bytes by digest. */
+  blobs: Map<string, Buffer>;
+}
+
+/** An image from uncompressed layer tars, each compressed as asked. */
+export function makeImage(layers: Array<{ tar: Buffer; compression: Compression }>, config: Record<string, unknown> = {}): TestImage {
+  const blobs = new Map<string, Buffer>();
+  const descriptors = layers.map(({ tar, compression }) => {
+    const blob = compress(tar, compression);
+    const digest = sha256(blob);
+    blobs.set(digest, blob);
+    return { mediaType: LAYER_TYPES[compression], digest, size: blob.length };
+  });
+  const configDoc = {
+    architecture: 'amd64',
+    os: 'linux',
+    config: { Env: ['PATH=/usr/bin:/bin'], Cmd: ['/bin/sh'], ...config },
+    rootfs: { type: 'layers', diff_ids: layers.map(({ tar }) => sha256(tar)) },
+  };
+  const configBytes = Buffer.from(JSON.stringify(configDoc));
+  blobs.set(sha256(configBytes), configBytes);
+  const manifest: ImageManifest = {
+    kind: 'image',
+    mediaType: OCI_MANIFEST,
+    config: { mediaType: OCI_CONFIG, digest: sha256(configBytes), size: configBytes.length },
+    layers: descriptors,
+  };
+  const manifestBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: manifest.config, layers: manifest.layers }));
+  return { manifest, manifestBytes, configBytes, blobs };
+}
+
+/** Writes `image` as an OCI image layout at `dir`, tagged `tag`. */
+export async function writeOciLayout(dir: string, image: TestImage, tag: string): Promise<void> {
+  const blobDir = path.join(dir, 'blobs', 'sha256');
+  await mkdir(blobDir, { recursive: true });
+  for (const [digest, data] of image.blobs) await writeFile(path.join(blobDir, digest.slice('sha256:'.length)), data);
+  const manifestDigest = sha256(image.manifestBytes);
+  await writeFile(path.join(blobDir, manifestDigest.slice('sha256:'.length)), image.manifestBytes);
+  await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  const index = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [{ mediaType: OCI_MANIFEST, digest: manifestDigest, size: image.manifestBytes.length, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+  };
+  await writeFile(path.join(dir, 'index.json'), JSON.stringify(index));
+}
+
+/** openBlob for an OCI layout directory. */
+export function layoutBlobOpener(dir: string): (digest: string) => Promise<Readable> {
+  return async (digest) => createReadStream(path.join(dir, 'blobs', ...digest.split(':')), { highWaterMark: 1 << 20 });
+}

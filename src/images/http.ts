@@ -1,0 +1,107 @@
+// /api/v1/images: list, inspect, bake on demand, download and delete disks.
+import { createReadStream } from 'node:fs';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { AuthError, type Action, type Authorizer } from '../auth/authorizer.js';
+import { parseRange } from '../registry/http.js';
+import { ApiError, sendApiError } from '../server/api-errors.js';
+import { parseImageRef } from './refs.js';
+import type { ImageService } from './service.js';
+
+const BakeBody = z.object({ ref: z.string().min(1) });
+
+export function registerImageRoutes(app: FastifyInstance, images: ImageService, authorizer: Authorizer): void {
+  const baseUrl = (req: FastifyRequest) => `${req.protocol}://${req.headers.host ?? 'localhost'}`;
+  const allow = async (req: FastifyRequest, repo: string | null, actions: Action[]) => {
+    const decision = await authorizer.authorize(req.headers, { repo, actions }, baseUrl(req));
+    // An anonymous registry token is valid on /v2 (it grants nothing); the management API wants a real caller.
+    if (authorizer.enabled && decision.principal.role === 'anonymous') {
+      throw new AuthError(401, 'UNAUTHORIZED', 'the management API needs an API key: send Authorization: Bearer <key>');
+    }
+    return decision;
+  };
+
+  /** Authorizes against the repo named in the reference before looking anything up, so nothing leaks. */
+  const lookup = async (req: FastifyRequest, refText: string, action: Action) => {
+    const ref = (() => {
+      try {
+        return parseImageRef(refText);
+      } catch (err) {
+        throw new ApiError('BAD_REQUEST', (err as Error).message);
+      }
+    })();
+    if (ref.kind !== 'digest') await allow(req, ref.repo, [action]);
+    const record = await images.find(refText);
+    await allow(req, record.repo, [action]);
+    return record;
+  };
+
+  const handle =
+    (fn: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) =>
+    async (req: FastifyRequest, reply: FastifyReply) => {
+      try {
+        const body = await fn(req, reply);
+        if (!reply.sent && body !== undefined) reply.header('content-type', 'application/json').send(JSON.stringify(body));
+      } catch (err) {
+        sendApiError(req, reply, err);
+      }
+      return reply;
+    };
+
+  app.get(
+    '/api/v1/images',
+    handle(async (req) => {
+      const decision = await allow(req, null, []);
+      return { images: images.list(decision.canPull) };
+    }),
+  );
+
+  app.post(
+    '/api/v1/images/bake',
+    handle(async (req, reply) => {
+      const { ref } = BakeBody.parse(req.body);
+      const parsed = parseImageRef(ref);
+      if (parsed.kind !== 'digest') await allow(req, parsed.repo, ['push']);
+      const view = await images.requestBake(ref);
+      reply.code(202);
+      return view;
+    }),
+  );
+
+  app.get(
+    '/api/v1/images/*',
+    handle(async (req, reply) => {
+      const rest = (req.params as { '*': string })['*'];
+      if (rest.endsWith('/disk')) {
+        const record = await lookup(req, rest.slice(0, -'/disk'.length), 'pull');
+        const { file, size } = await images.disk(record);
+        return sendFile(req, reply, file, size);
+      }
+      return images.detail(await lookup(req, rest, 'pull'));
+    }),
+  );
+
+  app.delete(
+    '/api/v1/images/*',
+    handle(async (req, reply) => {
+      const record = await lookup(req, (req.params as { '*': string })['*'], 'delete');
+      await images.deleteDisk(record);
+      reply.code(204).send();
+    }),
+  );
+}
+
+function sendFile(req: FastifyRequest, reply: FastifyReply, file: string, size: number): void {
+  const range = parseRange(req.headers.range, size);
+  if (range === 'invalid') {
+    reply.header('content-range', `bytes */${size}`);
+    throw new ApiError('RANGE_NOT_SATISFIABLE', `range ${req.headers.range} cannot be satisfied for ${size} bytes`);
+  }
+  reply.header('content-type', 'application/octet-stream').header('accept-ranges', 'bytes');
+  if (range) {
+    reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`).header('content-length', range.end - range.start + 1);
+  } else {
+    reply.header('content-length', size);
+  }
+  reply.send(createReadStream(file, { start: range ? range.start : 0, end: range ? range.end : undefined, highWaterMark: 1 << 20 }));
+}

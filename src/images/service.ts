@@ -1,0 +1,251 @@
+// Baking as a service: every pushed runnable image gets a durable bake job
+// (one per digest, however many tags and repos name it); caches and artifacts
+// get none. Also answers the image API: status, run config, disk.
+import { readFile, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import { bakeImage } from '../convert/bake.js';
+import { classify, formatPlatform, isNotRunnable, noPlatformMessage, notRunnableMessage, type PlatformSpec } from '../oci/classify.js';
+import { parseManifest, type ImageManifest, type Manifest } from '../oci/manifest.js';
+import type { JobContext, JobQueue } from '../jobs/queue.js';
+import type { ManifestPushedEvent, RegistryService } from '../registry/service.js';
+import type { DataDir } from '../store/data-dir.js';
+import type { ImageRecord, ImageStore } from '../store/sqlite-image-store.js';
+import type { JobRecord } from '../store/sqlite-job-store.js';
+import { ApiError } from '../server/api-errors.js';
+import { formatRef, parseImageRef, RefError, type ImageRef } from './refs.js';
+
+export const BAKE_JOB = 'bake';
+
+export type ImageStatus = 'pending' | 'baking' | 'ready' | 'failed';
+
+export interface ImageView {
+  digest: string;
+  repo: string;
+  tag: string | null;
+  ref: string;
+  class: 'runnable-image';
+  platform: string | null;
+  indexDigest: string | null;
+  status: ImageStatus;
+  progress: { bytesDone: number; bytesTotal: number };
+  diskSize: number | null;
+  error: string | null;
+  attempts: number;
+  createdAt: string;
+  readyAt: string | null;
+}
+
+export interface ImageDetail extends ImageView {
+  runConfig: unknown;
+}
+
+interface BakePayload {
+  digest: string;
+  repo: string;
+}
+
+export interface ImageServiceDeps {
+  registry: RegistryService;
+  jobs: JobQueue;
+  images: ImageStore;
+  dirs: DataDir;
+  platforms: readonly PlatformSpec[];
+  concurrency: number;
+  log: FastifyBaseLogger;
+}
+
+export class ImageService {
+  constructor(private readonly deps: ImageServiceDeps) {
+    deps.jobs.register(BAKE_JOB, (job, ctx) => this.runBake(job, ctx), deps.concurrency);
+    deps.registry.onManifestPushed((event) => {
+      try {
+        this.onPush(event);
+      } catch (err) {
+        deps.log.error({ err, repo: event.repo, digest: event.digest }, 'could not queue bake');
+      }
+    });
+  }
+
+  /** Queues bakes for a pushed manifest when it is a runnable image (or an index of them). */
+  private onPush(event: ManifestPushedEvent): void {
+    const c = classify(event.manifest, event.repo, { platforms: this.deps.platforms });
+    if (c.kind === 'runnable-image') this.enqueue({ digest: event.digest, repo: event.repo, tag: event.tag, indexDigest: null, platform: null });
+    if (c.kind === 'multi-platform-image') {
+      for (const child of c.toBake) {
+        const platform = child.platform ? formatPlatform(child.platform) : null;
+        this.enqueue({ digest: child.digest, repo: event.repo, tag: event.tag, indexDigest: event.digest, platform });
+      }
+    }
+  }
+
+  private enqueue(source: Parameters<ImageStore['upsert']>[0]): ImageRecord {
+    const record = this.deps.images.upsert(source);
+    const payload: BakePayload = { digest: source.digest, repo: source.repo };
+    this.deps.jobs.enqueue(BAKE_JOB, jobKey(source.digest), payload);
+    return record;
+  }
+
+  // ---- API -----------------------------------------------------------------
+
+  list(visible: (repo: string) => boolean): ImageView[] {
+    return this.deps.images
+      .list()
+      .filter((r) => visible(r.repo))
+      .map((r) => this.view(r));
+  }
+
+  /** Finds the baked image a reference names: a digest (of the image or its index) or repo:tag. */
+  async find(refText: string): Promise<ImageRecord> {
+    const ref = parseRef(refText);
+    const digest = ref.kind === 'tag' ? await this.resolveTag(ref.repo, ref.tag) : ref.digest;
+    const record = this.deps.images.get(digest) ?? this.deps.images.byIndex(digest)[0];
+    if (!record) throw new ApiError('NOT_FOUND', `no baked image for ${refText}; push a runnable image or POST /api/v1/images/bake`);
+    return record;
+  }
+
+  async detail(record: ImageRecord): Promise<ImageDetail> {
+    const view = this.view(record);
+    let runConfig: unknown = null;
+    if (view.status === 'ready') {
+      runConfig = JSON.parse(await readFile(path.join(this.deps.dirs.imageDir(record.digest), 'config.json'), 'utf8'));
+    }
+    return { ...view, runConfig };
+  }
+
+  /**
+   * Bakes on demand. Caches and artifacts are refused with a message naming
+   * their media type; a failed bake is retried; a ready one is left alone.
+   */
+  async requestBake(refText: string): Promise<ImageView> {
+    const ref = parseRef(refText);
+    if (ref.kind === 'digest') throw new ApiError('BAD_REQUEST', 'name the repository too: repo:tag or repo@digest');
+    const digest = ref.kind === 'tag' ? await this.resolveTag(ref.repo, ref.tag) : ref.digest;
+    const manifest = await this.loadManifest(ref.repo, digest);
+    const c = classify(manifest, ref.repo, { platforms: this.deps.platforms });
+    if (isNotRunnable(c)) throw new ApiError('NOT_RUNNABLE', notRunnableMessage(c));
+    const tag = ref.kind === 'tag' ? ref.tag : null;
+    let target: { digest: string; platform: string | null; indexDigest: string | null };
+    if (c.kind === 'multi-platform-image') {
+      const child = c.toBake[0];
+      if (!child) throw new ApiError('NOT_RUNNABLE', noPlatformMessage(c, this.deps.platforms));
+      target = { digest: child.digest, platform: child.platform ? formatPlatform(child.platform) : null, indexDigest: digest };
+    } else {
+      target = { digest, platform: null, indexDigest: null };
+    }
+    const record = this.enqueue({ ...target, repo: ref.repo, tag });
+    const job = this.deps.jobs.store.get(jobKey(target.digest));
+    if (job?.status === 'failed' || job?.status === 'cancelled') this.deps.jobs.retry(job.key);
+    return this.view(record);
+  }
+
+  /** Path and size of a ready disk. */
+  async disk(record: ImageRecord): Promise<{ file: string; size: number }> {
+    if (this.view(record).status !== 'ready') throw new ApiError('NOT_READY', `the disk of ${record.digest} is not ready yet`);
+    const file = path.join(this.deps.dirs.imageDir(record.digest), 'rootfs.ext4');
+    return { file, size: (await stat(file)).size };
+  }
+
+  /** Removes a baked disk and its record; a later push or bake request makes it again. */
+  async deleteDisk(record: ImageRecord): Promise<void> {
+    const key = jobKey(record.digest);
+    const job = this.deps.jobs.store.get(key);
+    if (job?.status === 'running' || job?.status === 'queued') {
+      throw new ApiError('CONFLICT', `${record.digest} is being baked; wait for it or try again later`);
+    }
+    this.deps.jobs.store.delete(key);
+    this.deps.images.delete(record.digest);
+    await rm(this.deps.dirs.imageDir(record.digest), { recursive: true, force: true });
+  }
+
+  view(record: ImageRecord): ImageView {
+    const job = this.deps.jobs.store.get(jobKey(record.digest));
+    return {
+      digest: record.digest,
+      repo: record.repo,
+      tag: record.tag,
+      ref: formatRef(record.repo, record.tag, record.digest),
+      class: 'runnable-image',
+      platform: record.platform,
+      indexDigest: record.indexDigest,
+      status: statusOf(job),
+      progress: { bytesDone: job?.progressDone ?? 0, bytesTotal: job?.progressTotal ?? 0 },
+      diskSize: record.diskSize,
+      error: job?.status === 'failed' || job?.status === 'cancelled' ? job.error : null,
+      attempts: job?.attempts ?? 0,
+      createdAt: new Date(record.createdAt).toISOString(),
+      readyAt: job?.status === 'done' && job.finishedAt ? new Date(job.finishedAt).toISOString() : null,
+    };
+  }
+
+  // ---- the job ---------------------------------------------------------------
+
+  private async runBake(job: JobRecord, ctx: JobContext): Promise<void> {
+    const { digest, repo } = job.payload as BakePayload;
+    const record = this.deps.images.get(digest);
+    const manifest = await this.loadManifest(repo, digest);
+    if (manifest.kind !== 'image') throw new Error(`${digest} is an index, not a single image`);
+    const configBytes = await this.deps.registry.blobs.readBytes(manifest.config.digest);
+    if (!configBytes) throw new Error(`config blob ${manifest.config.digest} is missing from the store`);
+    const workDir = path.join(this.deps.dirs.scratchRoot, `bake-${job.id}`);
+    try {
+      const result = await bakeImage({
+        manifest: manifest as ImageManifest,
+        configBytes,
+        openBlob: async (d) => {
+          const stream = await this.deps.registry.blobs.open(d);
+          if (!stream) throw new Error(`layer ${d} is missing from the store`);
+          return stream;
+        },
+        workDir,
+        outputDir: this.deps.dirs.imageDir(digest),
+        source: { repo, tag: record?.tag ?? undefined },
+        onProgress: ctx.progress,
+        signal: ctx.signal,
+      });
+      this.deps.images.setDiskSize(digest, result.diskSizeBytes);
+    } finally {
+      await rm(workDir, { recursive: true, force: true });
+    }
+  }
+
+  private async loadManifest(repo: string, digest: string): Promise<Manifest> {
+    const { record, bytes } = await this.deps.registry.readManifest(repo, digest).catch(() => {
+      throw new ApiError('NOT_FOUND', `manifest ${digest} is not in ${repo}`);
+    });
+    return parseManifest(bytes, record.mediaType);
+  }
+
+  private async resolveTag(repo: string, tag: string): Promise<string> {
+    const digest = await this.deps.registry.meta.resolveTag(repo, tag);
+    if (!digest) throw new ApiError('NOT_FOUND', `${repo}:${tag} is not in the registry`);
+    return digest;
+  }
+}
+
+function jobKey(digest: string): string {
+  return `${BAKE_JOB}:${digest}`;
+}
+
+function statusOf(job: JobRecord | null): ImageStatus {
+  switch (job?.status) {
+    case 'running':
+      return 'baking';
+    case 'done':
+      return 'ready';
+    case 'failed':
+    case 'cancelled':
+      return 'failed';
+    default:
+      return 'pending';
+  }
+}
+
+function parseRef(text: string): ImageRef {
+  try {
+    return parseImageRef(text);
+  } catch (err) {
+    if (err instanceof RefError) throw new ApiError('BAD_REQUEST', err.message);
+    throw new ApiError('BAD_REQUEST', (err as Error).message);
+  }
+}

@@ -1,0 +1,105 @@
+// Starts Kiln servers for tests: in-process for speed, or as a child process
+// when a test must kill -9 it. Both listen on 127.0.0.1 with a random port and
+// a private temp data dir, and are torn down by the caller's `close`/`stop`.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createKiln, type Kiln, type KilnOptions } from '../../src/server/app.js';
+import { loadConfig } from '../../src/server/config.js';
+import { repoRoot } from './paths.js';
+
+export { repoRoot, sharedDir, buildkitFixtures } from './paths.js';
+
+export async function tempDir(prefix = 'kiln-test-'): Promise<string> {
+  return mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+export interface TestKiln {
+  url: string;
+  /** `127.0.0.1:PORT`, as clients like skopeo name the registry. */
+  host: string;
+  kiln: Kiln;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+/** An in-process server; `env` overrides configuration variables, `ownerOfBuild` stands in for the builds module. */
+export async function startKiln(
+  options: { env?: Record<string, string>; dataDir?: string; ownerOfBuild?: KilnOptions['ownerOfBuild'] } = {},
+): Promise<TestKiln> {
+  const owned = !options.dataDir;
+  const dataDir = options.dataDir ?? (await tempDir());
+  const config = loadConfig({ listen: '127.0.0.1:0', dataDir, logLevel: process.env.KILN_TEST_LOG ?? 'error' }, { ...options.env });
+  const kiln = await createKiln(config, { ownerOfBuild: options.ownerOfBuild });
+  const url = await kiln.listen();
+  return {
+    url,
+    host: new URL(url).host,
+    kiln,
+    dataDir,
+    async close() {
+      await kiln.close();
+      if (owned) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface SpawnedKiln {
+  url: string;
+  host: string;
+  proc: ChildProcess;
+  dataDir: string;
+  /** Sends SIGKILL and waits for the process to be gone. */
+  kill9(): Promise<void>;
+  /** SIGTERM and wait; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Runs `kiln serve` as a child process: the compiled CLI (bin/kiln.js) when
+ * the tests run from dist/, the TypeScript sources through tsx when they run
+ * from source, so a child never runs stale code.
+ */
+export async function spawnKiln(dataDir: string, env: Record<string, string> = {}, options: { cwd?: string } = {}): Promise<SpawnedKiln> {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const entry = fromSource ? ['--import', import.meta.resolve('tsx'), path.join(repoRoot, 'src', 'cli', 'main.ts')] : [path.join(repoRoot, 'bin', 'kiln.js')];
+  const proc = spawn(process.execPath, [...entry, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--log-level', 'warn'], {
+    env: { ...process.env, ...env },
+    cwd: options.cwd ?? repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`kiln did not start in 20 s: ${stderr}`)), 20_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`kiln exited with ${code} before listening: ${stderr}`));
+    });
+  });
+  return {
+    url,
+    host: new URL(url).host,
+    proc,
+    dataDir,
+    async kill9() {
+      proc.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      proc.kill('SIGTERM');
+      return exited;
+    },
+  };
+}

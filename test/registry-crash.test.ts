@@ -1,0 +1,212 @@
+// Crash safety: kill -9 during parallel pushes, restart on the same data dir,
+// and everything that was acknowledged is there, intact; no partial blob is
+// visible. Also: SIGTERM drains in-flight requests and exits 0.
+import assert from 'node:assert/strict';
+import { readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { spawnKiln, tempDir, type SpawnedKiln } from './helpers/kiln.js';
+import {
+  OCI_LAYER_GZIP,
+  OCI_MANIFEST,
+  RegistryClient,
+  TEST_CONFIG,
+  blob,
+  corruptBlobs,
+  descriptor,
+  manifestBlob,
+  randomBlob,
+  waitFor,
+  type Blob,
+} from './helpers/registry.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => undefined);
+});
+
+async function ownedDir(prefix: string): Promise<string> {
+  const dir = await tempDir(prefix);
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function ownedServer(dataDir: string, options: { cwd?: string; env?: Record<string, string> } = {}): Promise<SpawnedKiln> {
+  const s = await spawnKiln(dataDir, options.env ?? {}, { cwd: options.cwd });
+  cleanups.push(() => s.kill9());
+  return s;
+}
+
+interface Acked {
+  blobs: { repo: string; blob: Blob }[];
+  manifests: { repo: string; tag: string; manifest: Blob }[];
+}
+
+/** Uploads with one of the three ways clients do it; resolves true on 201. */
+async function upload(c: RegistryClient, repo: string, b: Blob, how: number): Promise<boolean> {
+  if (how === 0) return (await c.pushBlobMonolithic(repo, b)).status === 201;
+  if (how === 1) return (await c.pushBlob(repo, b)).status === 201;
+  const post = await c.fetch(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  if (post.status !== 202) return false;
+  let loc = new URL(post.headers.get('location')!, c.base);
+  const half = Math.floor(b.size / 2);
+  for (const [start, end] of [
+    [0, half],
+    [half, b.size],
+  ] as const) {
+    const res = await fetch(loc, { method: 'PATCH', body: b.bytes.subarray(start, end), headers: { 'content-range': `${start}-${end - 1}` } });
+    if (res.status !== 202) return false;
+    loc = new URL(res.headers.get('location')!, c.base);
+  }
+  loc.searchParams.set('digest', b.digest);
+  return (await fetch(loc, { method: 'PUT' })).status === 201;
+}
+
+describe('kill -9 during parallel pushes', () => {
+  it('every acknowledged blob, manifest and tag survives; no partial blob is visible', async () => {
+    const dataDir = await ownedDir('kiln-crash-');
+    const first = await ownedServer(dataDir);
+    const c = new RegistryClient(first.url);
+    const acked: Acked = { blobs: [], manifests: [] };
+    const shared = randomBlob(256 * 1024);
+
+    // A session with one acknowledged chunk, to be resumed after the restart.
+    const resumable = randomBlob(100_000);
+    const post = await c.fetch('/v2/crash/resume/blobs/uploads/', { method: 'POST' });
+    const resumeAt = new URL(post.headers.get('location')!, first.url);
+    const firstChunk = await fetch(resumeAt, { method: 'PATCH', body: resumable.bytes.subarray(0, 60_000), headers: { 'content-range': '0-59999' } });
+    assert.equal(firstChunk.status, 202);
+
+    let stop = false;
+    let killed!: () => void;
+    const killNow = new Promise<void>((resolve) => (killed = resolve));
+    const KILL_AFTER = 24;
+    const worker = async (w: number) => {
+      const repo = `crash/w${w}`;
+      for (let i = 0; !stop; i++) {
+        try {
+          const layers = [shared, randomBlob(16 * 1024 + ((w * 7919 + i * 104729) % (384 * 1024)))];
+          const config = blob(JSON.stringify({ worker: w, i, r: Math.random() }));
+          for (const [k, b] of [config, ...layers].entries()) {
+            if (await upload(c, repo, b, (w + i + k) % 3)) acked.blobs.push({ repo, blob: b });
+            else return;
+          }
+          const manifest = manifestBlob({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: descriptor(config, TEST_CONFIG), layers: layers.map((l) => descriptor(l, OCI_LAYER_GZIP)) });
+          const tag = `t${i}`;
+          const res = await c.putManifest(repo, tag, manifest.bytes, OCI_MANIFEST);
+          if (res.status !== 201) return;
+          acked.manifests.push({ repo, tag, manifest });
+          if (acked.manifests.length === KILL_AFTER) killed();
+        } catch {
+          return; // the server is gone
+        }
+      }
+    };
+    const workers = Array.from({ length: 6 }, (_, w) => worker(w));
+    await killNow;
+    await first.kill9();
+    stop = true;
+    await Promise.all(workers);
+    assert.ok(acked.manifests.length >= KILL_AFTER);
+
+    // No partial blob at any moment: every file under blobs/ is complete and verified.
+    assert.deepEqual(await corruptBlobs(dataDir), []);
+
+    const second = await ownedServer(dataDir);
+    const r = new RegistryClient(second.url);
+    for (const { repo, blob: b } of acked.blobs) {
+      const { res, bytes } = await r.getBlob(repo, b.digest);
+      assert.equal(res.status, 200, `${repo} ${b.digest}`);
+      assert.ok(bytes.equals(b.bytes), `${repo} ${b.digest} differs`);
+    }
+    for (const { repo, tag, manifest } of acked.manifests) {
+      for (const ref of [tag, manifest.digest]) {
+        const { res, bytes } = await r.getManifest(repo, ref);
+        assert.equal(res.status, 200, `${repo}:${ref}`);
+        assert.equal(res.headers.get('docker-content-digest'), manifest.digest);
+        assert.ok(bytes.equals(manifest.bytes));
+      }
+    }
+    const tags = new Map<string, string[]>();
+    for (const m of acked.manifests) tags.set(m.repo, [...(tags.get(m.repo) ?? []), m.tag]);
+    for (const [repo, want] of tags) {
+      const listed = ((await (await r.fetch(`/v2/${repo}/tags/list`)).json()) as { tags: string[] }).tags;
+      for (const t of want) assert.ok(listed.includes(t), `${repo}:${t} lost`);
+    }
+
+    // The session acknowledged before the crash resumes where it was.
+    const status = await fetch(new URL(resumeAt.pathname, second.url));
+    assert.equal(status.status, 204);
+    assert.equal(status.headers.get('range'), '0-59999');
+    const rest = await fetch(new URL(resumeAt.pathname, second.url), { method: 'PATCH', body: resumable.bytes.subarray(60_000), headers: { 'content-range': `60000-${resumable.size - 1}` } });
+    assert.equal(rest.status, 202);
+    const done = new URL(rest.headers.get('location')!, second.url);
+    done.searchParams.set('digest', resumable.digest);
+    assert.equal((await fetch(done, { method: 'PUT' })).status, 201);
+    assert.ok((await r.getBlob('crash/resume', resumable.digest)).bytes.equals(resumable.bytes));
+
+    // And it takes new pushes.
+    await r.pushImage('crash/after', 'latest');
+    assert.deepEqual(await corruptBlobs(dataDir), []);
+    assert.equal(await second.stop(), 0);
+  });
+});
+
+describe('SIGTERM', () => {
+  it('drains an in-flight upload, refuses new connections, exits 0 and writes only in the data dir', async () => {
+    const parent = await ownedDir('kiln-sigterm-');
+    const dataDir = path.join(parent, 'data');
+    // Working directory, HOME and TMPDIR of the server: nothing may appear there.
+    const cwd = path.join(parent, 'cwd');
+    const home = path.join(parent, 'home');
+    const tmp = path.join(parent, 'tmp');
+    for (const d of [cwd, home, tmp]) await import('node:fs/promises').then((fs) => fs.mkdir(d));
+    const s = await ownedServer(dataDir, { cwd, env: { HOME: home, TMPDIR: tmp } });
+    const c = new RegistryClient(s.url);
+    await c.pushImage('term/a', 'latest');
+
+    const b = randomBlob(512 * 1024);
+    const post = await c.fetch('/v2/term/a/blobs/uploads/', { method: 'POST' });
+    const uuid = post.headers.get('docker-upload-uuid')!;
+    const loc = new URL(post.headers.get('location')!, s.url);
+    let feed!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({ start: (ctrl) => void (feed = ctrl) });
+    const patch = fetch(loc, { method: 'PATCH', body, duplex: 'half' } as RequestInit);
+    feed.enqueue(new Uint8Array(b.bytes.subarray(0, 100_000)));
+    // The server has the first bytes on disk: the request is in flight.
+    await waitFor(async () => (await stat(path.join(dataDir, 'uploads', uuid))).size > 0, 10_000, 'the first bytes to reach the server');
+
+    const exited = s.stop();
+    // New connections are refused once the server is closing.
+    await waitFor(
+      async () => {
+        try {
+          const res = await fetch(`${s.url}/v2/`, { headers: { connection: 'close' } });
+          return res.status === 503;
+        } catch {
+          return true;
+        }
+      },
+      10_000,
+      'the server to stop accepting',
+    );
+    feed.enqueue(new Uint8Array(b.bytes.subarray(100_000)));
+    feed.close();
+    const res = await patch;
+    assert.equal(res.status, 202);
+    assert.equal(res.headers.get('range'), `0-${b.size - 1}`);
+    assert.equal(await exited, 0);
+
+    for (const d of [cwd, home, tmp]) assert.deepEqual(await readdir(d), [], `${d} was written to`);
+    assert.deepEqual(await readdir(parent).then((x) => x.sort()), ['cwd', 'data', 'home', 'tmp']);
+
+    // Restarted, the drained chunk is there and the upload completes.
+    const again = await ownedServer(dataDir);
+    const status = await fetch(new URL(loc.pathname, again.url));
+    assert.equal(status.headers.get('range'), `0-${b.size - 1}`);
+    const put = new URL(loc.pathname, again.url);
+    put.searchParams.set('digest', b.digest);
+    assert.equal((await fetch(put, { method: 'PUT' })).status, 201);
+    assert.equal(await again.stop(), 0);
+  });
+});
