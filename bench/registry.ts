@@ -237,7 +237,7 @@ runBench(async () => {
     console.log(`\nKiln vs distribution 2.8.2 — ${new Date().toISOString()}, ${RUNS} push/pull runs, ${load ? `${LOAD_RUNS} load rounds of ${LOAD.seconds} s at ${LOAD.connections} connections on ${loadTarget}` : 'load skipped'}`);
     console.log(`Load average (1 min, 2 cores) at start ${loadAtStart}, at end ${loadAverage()}.`);
     console.log('Figures: median (min–max). Ratio: median of the per-pair ratios Kiln/distribution (min–max).\n');
-    printTable(['figure', kilnLabel, 'distribution', `ratio`, 'target'], rows);
+    printTable(['figure', kilnLabel, 'distribution', 'ratio', 'target'], rows);
   } finally {
     for (const side of sides) await side.stop();
   }

@@ -18,7 +18,7 @@ const sha = (s: string) => createHash('sha256').update(s).digest('hex').slice(0,
 const file = (content: string, mode = '644', owner = '0:0', nlink = 1, xattrs = '') =>
   `file ${mode} ${owner} size=${Buffer.byteLength(content)} sha=${sha(content)} nlink=${nlink}${xattrs ? ` xattrs=${xattrs}` : ''}`;
 const dir = (mode = '755', owner = '0:0') => `dir ${mode} ${owner}`;
-const link = (target: string) => `symlink 777 0:0 -> ${target} nlink=1`;
+const link = (target: string, nlink = 1) => `symlink 777 0:0 -> ${target} nlink=${nlink}`;
 
 const EXPECTED: Array<[string, string]> = [
   ['/', dir()],
@@ -57,7 +57,8 @@ const EXPECTED: Array<[string, string]> = [
   ['/usr/bin/wall', file('wall binary\n', '2755', '0:5')],
   ['/usr/lib', dir()],
   ['/usr/lib/extra.so', file('through the lib symlink\n')],
-  ['/usr/lib/libfoo.so', link('libfoo.so.1')],
+  ['/usr/lib/libfoo.so', link('libfoo.so.1', 2)],
+  ['/usr/lib/libfoo.so.alias', link('libfoo.so.1', 2)],
   ['/usr/lib/libfoo.so.1', file('libfoo v2\n')],
   ['/var', dir()],
   ['/var/lib', dir()],
@@ -110,6 +111,7 @@ describe('bakeImage', () => {
   it('shares one inode between hardlinks', () => {
     assert.equal(tree.get('/data/a')?.ino, tree.get('/data/c')?.ino);
     assert.equal(tree.get('/usr/bin/ping')?.ino, tree.get('/usr/bin/ping6')?.ino);
+    assert.equal(tree.get('/usr/lib/libfoo.so')?.ino, tree.get('/usr/lib/libfoo.so.alias')?.ino);
   });
 
   it('reads back with debugfs cat, stat and ls -l', () => {

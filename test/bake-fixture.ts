@@ -58,6 +58,7 @@ export const LAYER2: LayerEntry[] = [
   file('etc/.wh.motd', ''),
   file('var/lib/.wh.x', ''),
   hardlink('usr/bin/ping6', 'usr/bin/ping'),
+  hardlink('usr/lib/libfoo.so.alias', 'usr/lib/libfoo.so'), // a hardlink to a symlink
   file('data/a', 'three names\n'),
   hardlink('data/b', 'data/a'),
   hardlink('data/c', 'data/a'),

@@ -192,6 +192,13 @@ describe('skopeo', () => {
     await assertSameImage(umociLayout, 'v1', pulled, 'v1');
   });
 
+  it('copy between two repos of the same registry (blobs mounted or re-sent) keeps the digest', async () => {
+    const want = await tagDigest(umociLayout, 'v1');
+    await skopeo('copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${server.host}/clients/umoci:v1`, `docker://${server.host}/clients/umoci-copy:v1`);
+    const raw = await rawManifest('clients/umoci-copy:v1');
+    assert.equal(sha256(raw), want);
+  });
+
   it('copy --all of a two-platform index: index and children byte-identical, pulled layout identical', async () => {
     const { dir } = await handMadeMultiArch(path.join(work, 'multi'));
     const indexDigest = await tagDigest(dir, 'multi');
@@ -232,6 +239,26 @@ describe('skopeo', () => {
     assert.ok((await readFile(path.join(out, 'manifest.json'))).equals(raw));
     const config = await readFile(path.join(out, doc.config.digest.slice(7)));
     assert.equal(sha256(config), doc.config.digest);
+  });
+});
+
+describe('curl', () => {
+  it('a 2 MiB blob with POST + PUT (curl sends Expect: 100-continue), read back', async () => {
+    const data = Buffer.alloc(2 * 1024 * 1024, 7);
+    const file = path.join(work, 'curl-blob');
+    await writeFile(file, data);
+    const digest = sha256(data);
+    const headers = await tool('curl', ['-sS', '-D', '-', '-o', '/dev/null', '-X', 'POST', `${server.url}/v2/clients/curl/blobs/uploads/`]);
+    const location = /^location: (\S+)/im.exec(headers)![1]!;
+    const put = new URL(location, server.url);
+    put.searchParams.set('digest', digest);
+    const out = await tool('curl', ['-sS', '-D', '-', '-o', '/dev/null', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', '--data-binary', `@${file}`, put.toString()]);
+    assert.match(out, /^HTTP\/1\.1 100 Continue/m, 'curl asked for 100-continue');
+    assert.match(out, /^HTTP\/1\.1 201/m);
+    assert.match(out, new RegExp(`^docker-content-digest: ${digest}`, 'im'));
+    const back = path.join(work, 'curl-back');
+    await tool('curl', ['-sS', '-f', '-o', back, `${server.url}/v2/clients/curl/blobs/${digest}`]);
+    assert.ok((await readFile(back)).equals(data));
   });
 });
 

@@ -173,6 +173,29 @@ describe('content negotiation (headers/content-negotiation.txt)', () => {
   });
 });
 
+describe('every Accept BuildKit sent for a manifest (http/buildkit-requests.jsonl)', () => {
+  it('answers each fixture with its stored type and digest (exact-type Accepts name the type; Kiln ignores the rest)', async () => {
+    const seen = new Set<string>();
+    for (const line of (await readFile(path.join(buildkitFixtures, 'http', 'buildkit-requests.jsonl'), 'utf8')).trim().split('\n')) {
+      const entry = JSON.parse(line) as { method?: string; url?: string; reqHeaders?: { accept?: string } };
+      if (entry.url?.includes('/manifests/') && (entry.method === 'GET' || entry.method === 'HEAD')) seen.add(`${entry.method} ${entry.reqHeaders?.accept ?? ''}`);
+    }
+    assert.ok(seen.size >= 4, [...seen].join('\n'));
+    for (const key of seen) {
+      const [method, ...rest] = key.split(' ');
+      const accept = rest.join(' ');
+      for (const f of fixtures) {
+        // Kiln answers with the stored type whatever the Accept lists (a documented choice; see content negotiation above).
+        const res = await reg.fetch(`/v2/${f.repo}/manifests/${f.digest}`, { method, headers: { accept } });
+        assert.equal(res.status, 200, `${method} ${f.repo} with ${accept}`);
+        assert.equal(res.headers.get('content-type'), f.contentType);
+        assert.equal(res.headers.get('docker-content-digest'), f.digest);
+        if (method === 'GET') assert.equal(sha256(Buffer.from(await res.arrayBuffer())), f.digest);
+      }
+    }
+  });
+});
+
 describe('BuildKit request sequences', () => {
   it('export: HEAD blob 404 → POST → one PUT → HEAD manifest 404 → PUT manifest; a second export skips everything', async () => {
     const f = fixtures.find((x) => x.file === 'cache-image-manifest.manifest.json')!;

@@ -1,10 +1,10 @@
 // HTTP-level tests of the /v2 API (OCI Distribution Spec v1.1) against a real
 // in-process server: every endpoint, the error answers, and concurrency.
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startKiln, type TestKiln } from './helpers/kiln.js';
+import { startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
 import {
   DOCKER_CONFIG,
   DOCKER_LAYER_GZIP,
@@ -67,6 +67,9 @@ describe('GET /v2/', () => {
     await expectError(res, { status: 405, code: 'UNSUPPORTED' });
     await expectError(await reg.fetch('/v2/foo/blobs/uploads/', { method: 'GET' }), { status: 405, code: 'UNSUPPORTED' });
     await expectError(await reg.fetch(`/v2/foo/blobs/${MISSING}`, { method: 'PUT', body: 'x' }), { status: 405, code: 'UNSUPPORTED' });
+    const options = await reg.fetch('/v2/foo/manifests/latest', { method: 'OPTIONS' });
+    assert.equal(options.headers.get('allow'), 'GET, HEAD, PUT, DELETE');
+    await expectError(options, { status: 405, code: 'UNSUPPORTED' });
   });
 
   it('serves /healthz and Prometheus /metrics', async () => {
@@ -157,6 +160,20 @@ describe('blobs: GET, HEAD, Range, DELETE', () => {
 
   it('a blob is visible only in the repos that hold it', async () => {
     await expectError(await reg.fetch(`/v2/blobs/other/blobs/${data.digest}`), { status: 404, code: 'BLOB_UNKNOWN' });
+  });
+
+  it('a blob whose file is gone from disk is a clean 404 BLOB_UNKNOWN, not a broken 200', async () => {
+    const lost = randomBlob(5000);
+    assert.equal((await reg.pushBlobMonolithic('blobs/lost', lost)).status, 201);
+    const hex = lost.digest.slice('sha256:'.length);
+    await rm(path.join(server.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex));
+    for (const headers of [{}, { range: 'bytes=0-99' }] as Record<string, string>[]) {
+      const res = await reg.fetch(`/v2/blobs/lost/blobs/${lost.digest}`, { headers });
+      const text = await res.clone().text();
+      assert.equal(res.headers.get('content-length'), String(Buffer.byteLength(text)));
+      assert.equal(res.headers.get('content-range'), null);
+      await expectError(res, { status: 404, code: 'BLOB_UNKNOWN' });
+    }
   });
 
   it('DELETE → 202, then 404; a second DELETE is 404 BLOB_UNKNOWN', async () => {
@@ -420,6 +437,34 @@ describe('uploads', () => {
       assert.ok(res.headers.get('docker-upload-uuid'), q);
     }
     await expectError(await reg.fetch(`/v2/mount/fallback/blobs/${b.digest}`), { status: 404, code: 'BLOB_UNKNOWN' });
+  });
+
+  it('stale sessions and orphan upload files expire; fresh sessions stay', async () => {
+    const own = await startKiln();
+    try {
+      const c = new RegistryClient(own.url);
+      const open = async () => {
+        const res = await c.fetch('/v2/up/stale/blobs/uploads/', { method: 'POST' });
+        return { location: new URL(res.headers.get('location')!, own.url), uuid: res.headers.get('docker-upload-uuid')! };
+      };
+      const stale = await open();
+      assert.equal((await fetch(stale.location, { method: 'PATCH', body: Buffer.alloc(10) })).status, 202);
+      const orphan = path.join(own.dataDir, 'uploads', 'orphan-from-a-crash');
+      await writeFile(orphan, 'partial');
+      const old = new Date(Date.now() - 2 * 24 * 3600 * 1000);
+      await utimes(orphan, old, old);
+      const cutoff = Date.now() + 1;
+      await waitFor(() => Date.now() > cutoff, 1000, 'the clock to pass the cutoff');
+      const fresh = await open();
+
+      const removed = await own.kiln.registry.expireUploads(cutoff);
+      assert.equal(removed, 2);
+      await expectError(await fetch(stale.location), { status: 404, code: 'BLOB_UPLOAD_UNKNOWN' });
+      assert.equal((await fetch(fresh.location)).status, 204);
+      assert.deepEqual(await readdir(path.join(own.dataDir, 'uploads')), [fresh.uuid]);
+    } finally {
+      await own.close();
+    }
   });
 
   it('concurrent uploads of the same blob all succeed and leave one intact copy', async () => {
@@ -1131,7 +1176,7 @@ describe('robustness', () => {
   });
 
   it('nothing is written beside the data directory', async () => {
-    const parent = await import('./helpers/kiln.js').then((h) => h.tempDir('kiln-outside-'));
+    const parent = await tempDir('kiln-outside-');
     const own = await startKiln({ dataDir: path.join(parent, 'data') });
     try {
       const c = new RegistryClient(own.url);
@@ -1148,7 +1193,7 @@ describe('robustness', () => {
       assert.deepEqual(await readdir(parent), ['data']);
     } finally {
       await own.close();
-      await import('node:fs/promises').then((fs) => fs.rm(parent, { recursive: true, force: true }));
+      await rm(parent, { recursive: true, force: true });
     }
   });
 });

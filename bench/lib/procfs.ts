@@ -83,16 +83,23 @@ export function cpuSeconds(pid: number): number {
 export async function waitIdle(pid: number, label: string, maxSeconds = 600): Promise<void> {
   const start = Date.now();
   let before = cpuSeconds(pid);
+  let nextReport = 10;
   for (;;) {
     await sleep(1000);
     const now = cpuSeconds(pid);
-    if (now - before < 0.03) return;
-    before = now;
     const waited = (Date.now() - start) / 1000;
+    if (now - before < 0.03) {
+      process.stderr.write(`  ${label} idle after ${waited.toFixed(0)} s\n`);
+      return;
+    }
+    before = now;
     if (waited > maxSeconds) {
       process.stderr.write(`  ${label} still busy after ${maxSeconds} s; measuring anyway\n`);
       return;
     }
-    if (Math.round(waited) % 10 === 0) process.stderr.write(`  waiting for ${label} to go idle (background work)… ${Math.round(waited)} s\n`);
+    if (waited >= nextReport) {
+      process.stderr.write(`  waiting for ${label} to go idle (background work)… ${waited.toFixed(0)} s\n`);
+      nextReport += 10;
+    }
   }
 }

@@ -50,7 +50,9 @@ export interface Target {
 export function verdict(value: number, target: Target | undefined): string {
   if (!target) return '';
   if (Number.isNaN(value)) return `${target.op === '<=' ? '≤' : '≥'} ${target.limit.toFixed(1)}`;
-  const ok = target.op === '<=' ? value <= target.limit : value >= target.limit;
+  // Judge the ratio as printed (2 decimals), so "1.00" never reads as a miss of "≤ 1.0".
+  const shown = Math.round(value * 100) / 100;
+  const ok = target.op === '<=' ? shown <= target.limit : shown >= target.limit;
   return `${target.op === '<=' ? '≤' : '≥'} ${target.limit.toFixed(1)} ${ok ? 'met' : 'MISSED'}`;
 }
 

@@ -15,6 +15,15 @@ export interface CacheUse {
 
 export type BuildPhase = 'building' | 'pushing';
 
+/** A base image handed to the builder from Kiln's own store instead of being pulled from the registry. */
+export interface LocalBaseImage {
+  /** The FROM ref it stands for, as the Dockerfile spells it. */
+  ref: string;
+  /** An OCI image layout holding it, and its `org.opencontainers.image.ref.name` there. */
+  layoutDir: string;
+  layoutName: string;
+}
+
 export interface BuildRequest {
   /** Absolute path of the extracted source tree. */
   contextDir: string;
@@ -30,6 +39,12 @@ export interface BuildRequest {
   workDir: string;
   /** Receives the builder's output line by line, without line endings. */
   log: (line: string) => void;
+  /**
+   * FROM images that live in this registry. A backend that can load local
+   * images (buildah) takes them from the layout; one that cannot (buildkit)
+   * pulls the refs with the build's credentials.
+   */
+  baseImages?: LocalBaseImage[];
   /** Told when the build moves from building to pushing the image. */
   onPhase?: (phase: BuildPhase) => void;
   /** Aborting kills the builder and its children; the build then rejects with a `cancelled` BuildError. */

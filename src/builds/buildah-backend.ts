@@ -29,10 +29,15 @@
 // - Plain HTTP: `--tls-verify=false` on bud (base image, cache pull and push)
 //   and push, and `insecure = true` on the mirrors.
 // - Cache hits are read from `--> Using cache` lines, the digest from `push --digestfile`.
+// - Base images in Kiln (request.baseImages) are loaded from the OCI layout the
+//   service wrote (`buildah pull oci:…`, then tagged with the FROM ref) and bud
+//   runs with `--pull=false` (pull only what is missing), so they are never
+//   fetched over the network; the image ID, and so every cache key, is the
+//   same as after a registry pull.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tryParseDigest } from '../oci/digest.js';
-import { checkBuildOptions, type BuilderBackend, type BuildRequest, type BuildResult } from './backend.js';
+import { checkBuildOptions, type BuilderBackend, type BuildRequest, type BuildResult, type LocalBaseImage } from './backend.js';
 import { BuildahStepTracker } from './buildah-output.js';
 import { BuildError } from './errors.js';
 import type { BuildPlan } from './plan.js';
@@ -76,6 +81,8 @@ export interface BudInput {
   buildArgs: Record<string, string>;
   platform?: string;
   layout: BuildahLayout;
+  /** Base images were loaded into storage beforehand: pull only images that are missing. */
+  preloadedBaseImages?: boolean;
 }
 
 /** `buildah … bud …`: the whole command line after `buildah`. Pure. */
@@ -94,12 +101,24 @@ export function buildahBudArguments(input: BudInput): string[] {
     // Per-step images only pay off when a registry cache is read or written.
     `--layers=${usesCache}`,
   ];
+  // "false" means pull-if-missing in buildah 1.28; the default ("true") would ask the registry for newer versions.
+  if (input.preloadedBaseImages) args.push('--pull=false');
   if (cacheFrom !== null) args.push('--cache-from', cacheFrom);
   if (plan.exportRef !== null) args.push('--cache-to', plan.exportRef);
   if (input.platform !== undefined) args.push('--platform', input.platform);
   for (const [name, value] of Object.entries(input.buildArgs)) args.push('--build-arg', `${name}=${value}`);
   args.push(input.contextDir);
   return args;
+}
+
+/** `buildah … pull …` of a base image from the service's OCI layout; prints the image ID. Pure. */
+export function buildahLoadArguments(image: LocalBaseImage, layout: BuildahLayout): string[] {
+  return [...storageArguments(layout), 'pull', '--quiet', `oci:${image.layoutDir}:${image.layoutName}`];
+}
+
+/** `buildah … tag …`: names a loaded base image as the Dockerfile's FROM ref. Pure. */
+export function buildahTagArguments(imageId: string, ref: string, layout: BuildahLayout): string[] {
+  return [...storageArguments(layout), 'tag', imageId, ref];
 }
 
 /** `buildah … push …`: pushes the built image as `R/builds/<id>:latest`. Pure. */
@@ -171,9 +190,11 @@ export class BuildahBackend implements BuilderBackend {
     try {
       const tracker = new BuildahStepTracker();
       request.onPhase?.('building');
+      const baseImages = request.baseImages ?? [];
+      for (const image of baseImages) await this.loadBaseImage(image, layout, env, request);
       const bud = await runCommand({
         command: this.buildah,
-        args: buildahBudArguments({ ...request, layout }),
+        args: buildahBudArguments({ ...request, layout, preloadedBaseImages: baseImages.length > 0 }),
         env,
         signal: request.signal,
         onLine: (line) => {
@@ -197,6 +218,28 @@ export class BuildahBackend implements BuilderBackend {
       // vfs keeps a full copy of every layer: free it now, not when the work dir goes.
       await rm(path.dirname(layout.root), { recursive: true, force: true });
     }
+  }
+
+  private async loadBaseImage(image: LocalBaseImage, layout: BuildahLayout, env: NodeJS.ProcessEnv, request: BuildRequest): Promise<void> {
+    const pull = await runCommand({
+      command: this.buildah,
+      args: buildahLoadArguments(image, layout),
+      env,
+      signal: request.signal,
+      onLine: () => undefined,
+    });
+    if (pull.exitCode !== 0) throw commandFailed(`loading base image ${image.ref}`, pull);
+    const imageId = pull.tail.filter((l) => /^[0-9a-f]{64}$/.test(l.trim())).pop()?.trim();
+    if (imageId === undefined) throw new BuildError('build-failed', `loading base image ${image.ref}: buildah printed no image ID`);
+    const tag = await runCommand({
+      command: this.buildah,
+      args: buildahTagArguments(imageId, image.ref, layout),
+      env,
+      signal: request.signal,
+      onLine: request.log,
+    });
+    if (tag.exitCode !== 0) throw commandFailed(`naming base image ${image.ref}`, tag);
+    request.log(`loaded base image ${image.ref} (image ${imageId.slice(0, 12)}) from the registry's store`);
   }
 }
 

@@ -1,5 +1,6 @@
 // The builds domain's one error type. The API layer maps `kind` to HTTP:
-// invalid-input → 400, build-failed and cancelled → a build status, not an HTTP error.
+// invalid-input → 400, denied → 403, not-found → 404, conflict → 409;
+// build-failed and cancelled become a build's status, not an HTTP error.
 
 export type BuildErrorKind =
   /** The request or the uploaded source is wrong; the message says how to fix it. */
@@ -7,7 +8,13 @@ export type BuildErrorKind =
   /** The builder ran and failed, or its output could not be understood. */
   | 'build-failed'
   /** The build was stopped through its AbortSignal (cancel or timeout); `cause` is the abort reason. */
-  | 'cancelled';
+  | 'cancelled'
+  /** The caller may not do this (an admin build by a tenant, a FROM image it may not pull). */
+  | 'denied'
+  /** No such build (or none the caller may see). */
+  | 'not-found'
+  /** The build is in a state that does not allow this (cancelling one that ended). */
+  | 'conflict';
 
 export class BuildError extends Error {
   constructor(

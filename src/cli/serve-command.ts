@@ -15,7 +15,6 @@ export function registerServeCommand(program: Command): void {
       const config = loadConfig(opts);
       const kiln = await createKiln(config);
       const url = await kiln.listen();
-      process.stdout.write(`kiln listening on ${url} (data dir ${kiln.dirs.root}, auth ${config.authMode})\n`);
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
@@ -31,5 +30,7 @@ export function registerServeCommand(program: Command): void {
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
+      // Announced only once a SIGTERM would drain: supervisors and tests may stop it the moment they read this.
+      process.stdout.write(`kiln listening on ${url} (data dir ${kiln.dirs.root}, auth ${config.authMode})\n`);
     });
 }

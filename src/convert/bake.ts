@@ -15,7 +15,7 @@ import { BakeError } from './errors.js';
 import { Ext4Writer } from './ext4-writer.js';
 import { readLayer } from './layer-stream.js';
 import { RootfsTree } from './rootfs-tree.js';
-import { createStagingDir, type StagingDir } from './staging.js';
+import { createStagingDir, removeTree, type StagingDir } from './staging.js';
 import { StagingSink } from './staging-sink.js';
 import { TarFormatError, TarReader } from './tar-reader.js';
 
@@ -31,10 +31,13 @@ export interface BakeInput {
   /** Final result directory (images/<digest-hex>/); written as a temp sibling, then renamed. */
   outputDir: string;
   source?: { repo: string; tag?: string };
-  /** Compressed layer bytes consumed so far, out of the total. */
+  /** Compressed layer bytes consumed so far, out of the total (starts over if tmpfs fills and the bake restarts on disk). */
   onProgress?(bytesDone: number, bytesTotal: number): void;
   signal?: AbortSignal;
-  /** Parent directory for the unpacked tree; default /dev/shm when it has room, else workDir. */
+  /**
+   * Parent directory for the unpacked tree; default /dev/shm when it has room,
+   * else workDir. A tmpfs that fills up mid-bake falls back to workDir.
+   */
   stagingDir?: string;
   /** Disk format; default ext4. */
   diskWriter?: DiskWriter;
@@ -66,13 +69,13 @@ export async function bakeImage(input: BakeInput): Promise<BakeResult> {
     } catch (err) {
       // The estimate was wrong and tmpfs filled up: start again on disk.
       if (!staging.onTmpfs || !isNoSpace(err)) throw err;
-      await rm(staging.path, { recursive: true, force: true });
+      await removeTree(staging.path);
       staging = await createStagingDir(input.workDir, { estimateBytes, parent: input.workDir });
       rootfs = await unpackLayers(manifest, config, input, staging.path);
     }
     return await writeOutput(manifest, config, rootfs, input);
   } finally {
-    await rm(staging.path, { recursive: true, force: true });
+    await removeTree(staging.path);
   }
 }
 
@@ -119,9 +122,9 @@ async function unpackLayers(manifest: ImageManifest, config: ImageConfig, input:
             input.onProgress?.(done, total);
           },
           consume: (chunk) => reader.write(chunk),
+          finish: () => reader.end(),
           signal: input.signal,
         });
-        reader.end();
       } catch (err) {
         throw inLayer(err, layer.digest, index);
       }

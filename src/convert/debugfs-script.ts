@@ -44,6 +44,12 @@ export function buildDebugfsScript(fixups: Fixups, valuePath: (index: number) =>
     if (others.length > 0) lines.push(`sif ${quote(`/${primary}`)} links_count ${paths.length}`);
   }
 
+  for (const { paths } of fixups.symlinkLinks) {
+    const [primary, ...others] = paths;
+    for (const other of others) lines.push(`rm ${quote(`/${other}`)}`, `ln ${quote(`/${primary}`)} ${quote(`/${other}`)}`);
+    lines.push(`sif ${quote(`/${primary}`)} links_count ${paths.length}`);
+  }
+
   for (const { path, type, meta } of fixups.metas) {
     const typeBits = type === 'dir' ? S_IFDIR : type === 'file' ? S_IFREG : null;
     lines.push(...setMeta(`/${path}`, typeBits, meta, false));

@@ -9,6 +9,13 @@ import type { LayerCompression } from '../oci/media-types.js';
 const CHUNK = 256 * 1024;
 const MAX_STDERR = 4096;
 
+/** The compression the first bytes show: gzip and zstd by their magic numbers, else a plain tar. */
+export function sniffCompression(head: Buffer): LayerCompression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  return 'none';
+}
+
 export function createDecompressor(compression: LayerCompression): Duplex {
   switch (compression) {
     case 'none':

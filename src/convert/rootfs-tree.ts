@@ -74,6 +74,11 @@ export interface Fixups {
   /** Device nodes and fifos: kept out of the staging tree (creating them needs root). First path is the primary name. */
   specials: Array<{ paths: string[]; inode: Inode }>;
   xattrs: Array<{ path: string; xattrs: Map<string, Buffer> }>;
+  /**
+   * Symlinks with several names. mkfs -d does not keep hardlinks between
+   * symlinks, so each name is staged as its own symlink and relinked after.
+   */
+  symlinkLinks: Array<{ paths: string[] }>;
   /** Modes and owners the staging tree could not carry (unprivileged staging only). */
   metas: Array<{ path: string; type: 'file' | 'dir' | 'symlink'; meta: Meta }>;
   /** Directories that gain special files after mkfs, with the mtime to restore. */
@@ -141,8 +146,9 @@ export class RootfsTree implements TarHandler {
 
   /** Applies directory metadata (children first, so their creation cannot change it) and lists the fixups. */
   finish(): Fixups {
-    const fixups: Fixups = { root: this.root.meta, specials: [], xattrs: [], metas: [], dirTimes: [] };
+    const fixups: Fixups = { root: this.root.meta, specials: [], symlinkLinks: [], xattrs: [], metas: [], dirTimes: [] };
     const specials = new Map<Inode, string[]>();
+    const symlinks = new Map<Inode, string[]>();
     const seen = new Set<Inode>();
     const checkMeta = (path: string, type: 'file' | 'dir' | 'symlink', meta: Meta) => {
       const staged = this.staged(meta, type);
@@ -166,6 +172,11 @@ export class RootfsTree implements TarHandler {
           else specials.set(inode, [childPath]);
           continue;
         }
+        if (inode.type === 'symlink') {
+          const names = symlinks.get(inode);
+          if (names) names.push(childPath);
+          else symlinks.set(inode, [childPath]);
+        }
         if (seen.has(inode)) continue;
         seen.add(inode);
         if (inode.xattrs) fixups.xattrs.push({ path: childPath, xattrs: inode.xattrs });
@@ -177,6 +188,7 @@ export class RootfsTree implements TarHandler {
       this.sink.setDirMeta(path, this.staged(dir.meta, 'dir'));
     };
     walk(this.root, '');
+    for (const paths of symlinks.values()) if (paths.length > 1) fixups.symlinkLinks.push({ paths });
     for (const [inode, paths] of specials) {
       fixups.specials.push({ paths, inode });
       if (inode.xattrs) fixups.xattrs.push({ path: paths[0], xattrs: inode.xattrs });
@@ -247,8 +259,10 @@ export class RootfsTree implements TarHandler {
     if (existing) this.removeChild(parent.node, parent.path, name, existing);
 
     if (linkTarget) {
-      parent.node.children.set(name, { kind: 'leaf', inode: linkTarget.inode, layer: this.layer });
-      if (linkTarget.inode.type !== 'special') this.sink.link(linkTarget.path, path);
+      const inode = linkTarget.inode;
+      parent.node.children.set(name, { kind: 'leaf', inode, layer: this.layer });
+      if (inode.type === 'file') this.sink.link(linkTarget.path, path);
+      else if (inode.type === 'symlink') this.sink.symlink(path, inode.target ?? '', this.staged(inode.meta, 'symlink'));
       return;
     }
     const inode: Inode = { type: 'file', meta, size: 0 };

@@ -25,6 +25,8 @@ export interface LayerEntry {
   devmajor?: number;
   devminor?: number;
   xattrs?: Record<string, string | Buffer>;
+  /** `name` and `linkname` are byte strings (one char per byte), written raw through pax records. */
+  byteNames?: boolean;
 }
 
 export const TEST_MTIME = 1700000000;
@@ -33,12 +35,14 @@ export const TEST_MTIME = 1700000000;
 export async function layerTar(entries: LayerEntry[]): Promise<Buffer> {
   const parts: Buffer[] = [];
   for (const e of entries) {
-    if (e.xattrs && Object.keys(e.xattrs).length > 0) {
-      const records: Record<string, Buffer> = {};
-      for (const [k, v] of Object.entries(e.xattrs)) records[`SCHILY.xattr.${k}`] = Buffer.isBuffer(v) ? v : Buffer.from(v);
-      parts.push(paxHeader(records));
+    const records: Record<string, Buffer> = {};
+    for (const [k, v] of Object.entries(e.xattrs ?? {})) records[`SCHILY.xattr.${k}`] = Buffer.isBuffer(v) ? v : Buffer.from(v);
+    if (e.byteNames) {
+      records.path = Buffer.from(e.name, 'latin1');
+      if (e.linkname) records.linkpath = Buffer.from(e.linkname, 'latin1');
     }
-    parts.push(await packOne(e));
+    if (Object.keys(records).length > 0) parts.push(paxHeader(records));
+    parts.push(await packOne(e.byteNames ? { ...e, name: e.type === 'directory' ? 'placeholder/' : 'placeholder', linkname: e.linkname && 'placeholder' } : e));
   }
   parts.push(Buffer.alloc(1024));
   return Buffer.concat(parts);

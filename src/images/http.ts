@@ -21,19 +21,33 @@ export function registerImageRoutes(app: FastifyInstance, images: ImageService, 
     return decision;
   };
 
-  /** Authorizes against the repo named in the reference before looking anything up, so nothing leaks. */
+  const parseRef = (refText: string) => {
+    try {
+      return parseImageRef(refText);
+    } catch (err) {
+      throw new ApiError('BAD_REQUEST', (err as Error).message);
+    }
+  };
+
+  /**
+   * Authorizes against the repo named in the reference before looking anything up, so nothing leaks;
+   * a bare digest names no repo, but the caller must still be one the API serves.
+   */
   const lookup = async (req: FastifyRequest, refText: string, action: Action) => {
-    const ref = (() => {
+    const ref = parseRef(refText);
+    await (ref.kind !== 'digest' ? allow(req, ref.repo, [action]) : allow(req, null, []));
+    const { record, name } = await images.find(refText);
+    if (name) return { record, name };
+    // A bare digest: answer through a name the caller may use. Other tenants' names are never revealed.
+    for (const candidate of record.names) {
       try {
-        return parseImageRef(refText);
+        await allow(req, candidate.repo, [action]);
+        return { record, name: candidate };
       } catch (err) {
-        throw new ApiError('BAD_REQUEST', (err as Error).message);
+        if (!(err instanceof AuthError) || err.status !== 403) throw err;
       }
-    })();
-    if (ref.kind !== 'digest') await allow(req, ref.repo, [action]);
-    const record = await images.find(refText);
-    await allow(req, record.repo, [action]);
-    return record;
+    }
+    throw new ApiError('NOT_FOUND', `no baked image for ${refText} that you may ${action}`);
   };
 
   const handle =
@@ -59,8 +73,10 @@ export function registerImageRoutes(app: FastifyInstance, images: ImageService, 
   app.post(
     '/api/v1/images/bake',
     handle(async (req, reply) => {
+      // Who asks comes first: an anonymous caller learns nothing from how its request is answered.
+      await allow(req, null, []);
       const { ref } = BakeBody.parse(req.body);
-      const parsed = parseImageRef(ref);
+      const parsed = parseRef(ref);
       if (parsed.kind !== 'digest') await allow(req, parsed.repo, ['push']);
       const view = await images.requestBake(ref);
       reply.code(202);
@@ -73,19 +89,20 @@ export function registerImageRoutes(app: FastifyInstance, images: ImageService, 
     handle(async (req, reply) => {
       const rest = (req.params as { '*': string })['*'];
       if (rest.endsWith('/disk')) {
-        const record = await lookup(req, rest.slice(0, -'/disk'.length), 'pull');
+        const { record } = await lookup(req, rest.slice(0, -'/disk'.length), 'pull');
         const { file, size } = await images.disk(record);
         return sendFile(req, reply, file, size);
       }
-      return images.detail(await lookup(req, rest, 'pull'));
+      const { record, name } = await lookup(req, rest, 'pull');
+      return images.detail(record, name);
     }),
   );
 
   app.delete(
     '/api/v1/images/*',
     handle(async (req, reply) => {
-      const record = await lookup(req, (req.params as { '*': string })['*'], 'delete');
-      await images.deleteDisk(record);
+      const { record, name } = await lookup(req, (req.params as { '*': string })['*'], 'delete');
+      await images.deleteDisk(record, name);
       reply.code(204).send();
     }),
   );

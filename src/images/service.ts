@@ -10,7 +10,7 @@ import { parseManifest, type ImageManifest, type Manifest } from '../oci/manifes
 import type { JobContext, JobQueue } from '../jobs/queue.js';
 import type { ManifestPushedEvent, RegistryService } from '../registry/service.js';
 import type { DataDir } from '../store/data-dir.js';
-import type { ImageRecord, ImageStore } from '../store/sqlite-image-store.js';
+import type { ImageName, ImageRecord, ImageStore } from '../store/sqlite-image-store.js';
 import type { JobRecord } from '../store/sqlite-job-store.js';
 import { ApiError } from '../server/api-errors.js';
 import { formatRef, parseImageRef, RefError, type ImageRef } from './refs.js';
@@ -88,24 +88,30 @@ export class ImageService {
 
   // ---- API -----------------------------------------------------------------
 
+  /** One entry per repo:tag naming a baked image, for the names the caller may see. */
   list(visible: (repo: string) => boolean): ImageView[] {
-    return this.deps.images
-      .list()
-      .filter((r) => visible(r.repo))
-      .map((r) => this.view(r));
+    return this.deps.images.list().flatMap((record) => record.names.filter((n) => visible(n.repo)).map((n) => this.view(record, n)));
   }
 
-  /** Finds the baked image a reference names: a digest (of the image or its index) or repo:tag. */
-  async find(refText: string): Promise<ImageRecord> {
+  /**
+   * Finds the baked image a reference names: a digest (of the image or its
+   * index) or repo:tag. `name` is the repo:tag the reference used, or null
+   * for a bare digest (the caller then picks a name it may see).
+   */
+  async find(refText: string): Promise<{ record: ImageRecord; name: ImageName | null }> {
     const ref = parseRef(refText);
     const digest = ref.kind === 'tag' ? await this.resolveTag(ref.repo, ref.tag) : ref.digest;
     const record = this.deps.images.get(digest) ?? this.deps.images.byIndex(digest)[0];
-    if (!record) throw new ApiError('NOT_FOUND', `no baked image for ${refText}; push a runnable image or POST /api/v1/images/bake`);
-    return record;
+    const notFound = new ApiError('NOT_FOUND', `no baked image for ${refText}; push a runnable image or POST /api/v1/images/bake`);
+    if (!record) throw notFound;
+    if (ref.kind === 'digest') return { record, name: null };
+    const name = record.names.find((n) => n.repo === ref.repo && (ref.kind !== 'tag' || n.tag === ref.tag)) ?? record.names.find((n) => n.repo === ref.repo);
+    if (!name) throw notFound;
+    return { record, name };
   }
 
-  async detail(record: ImageRecord): Promise<ImageDetail> {
-    const view = this.view(record);
+  async detail(record: ImageRecord, name?: ImageName): Promise<ImageDetail> {
+    const view = this.view(record, name);
     let runConfig: unknown = null;
     if (view.status === 'ready') {
       runConfig = JSON.parse(await readFile(path.join(this.deps.dirs.imageDir(record.digest), 'config.json'), 'utf8'));
@@ -136,7 +142,7 @@ export class ImageService {
     const record = this.enqueue({ ...target, repo: ref.repo, tag });
     const job = this.deps.jobs.store.get(jobKey(target.digest));
     if (job?.status === 'failed' || job?.status === 'cancelled') this.deps.jobs.retry(job.key);
-    return this.view(record);
+    return this.view(record, record.names.find((n) => n.repo === ref.repo && n.tag === tag));
   }
 
   /** Path and size of a ready disk. */
@@ -146,8 +152,15 @@ export class ImageService {
     return { file, size: (await stat(file)).size };
   }
 
-  /** Removes a baked disk and its record; a later push or bake request makes it again. */
-  async deleteDisk(record: ImageRecord): Promise<void> {
+  /**
+   * Removes one name of a baked image; with the last name goes the disk and
+   * its record (a later push or bake request makes it again).
+   */
+  async deleteDisk(record: ImageRecord, name: ImageName): Promise<void> {
+    if (record.names.length > 1) {
+      this.deps.images.deleteName(record.digest, name.repo, name.tag);
+      return;
+    }
     const key = jobKey(record.digest);
     const job = this.deps.jobs.store.get(key);
     if (job?.status === 'running' || job?.status === 'queued') {
@@ -158,13 +171,16 @@ export class ImageService {
     await rm(this.deps.dirs.imageDir(record.digest), { recursive: true, force: true });
   }
 
-  view(record: ImageRecord): ImageView {
+  /** The image as seen through one of its names (the most recent when not given). */
+  view(record: ImageRecord, name: ImageName | undefined = record.names[0]): ImageView {
     const job = this.deps.jobs.store.get(jobKey(record.digest));
+    const repo = name?.repo ?? '';
+    const tag = name?.tag ?? null;
     return {
       digest: record.digest,
-      repo: record.repo,
-      tag: record.tag,
-      ref: formatRef(record.repo, record.tag, record.digest),
+      repo,
+      tag,
+      ref: formatRef(repo, tag, record.digest),
       class: 'runnable-image',
       platform: record.platform,
       indexDigest: record.indexDigest,
@@ -182,7 +198,7 @@ export class ImageService {
 
   private async runBake(job: JobRecord, ctx: JobContext): Promise<void> {
     const { digest, repo } = job.payload as BakePayload;
-    const record = this.deps.images.get(digest);
+    const name = this.deps.images.get(digest)?.names.find((n) => n.repo === repo);
     const manifest = await this.loadManifest(repo, digest);
     if (manifest.kind !== 'image') throw new Error(`${digest} is an index, not a single image`);
     const configBytes = await this.deps.registry.blobs.readBytes(manifest.config.digest);
@@ -199,7 +215,7 @@ export class ImageService {
         },
         workDir,
         outputDir: this.deps.dirs.imageDir(digest),
-        source: { repo, tag: record?.tag ?? undefined },
+        source: { repo, tag: name?.tag ?? undefined },
         onProgress: ctx.progress,
         signal: ctx.signal,
       });

@@ -5,8 +5,10 @@ import { ManifestError } from '../oci/manifest.js';
 import {
   DigestMismatchError,
   RangeMismatchError,
+  ReferencesMissingError,
   SizeMismatchError,
   StorageFullError,
+  isNoSpace,
   UploadBusyError,
   UploadNotFoundError,
 } from '../store/errors.js';
@@ -104,6 +106,9 @@ export function toRegistryError(err: unknown): RegistryError {
   if (err instanceof UploadNotFoundError) return new RegistryError('BLOB_UPLOAD_UNKNOWN', err.message);
   if (err instanceof UploadBusyError) return new RegistryError('RANGE_INVALID', err.message);
   if (err instanceof StorageFullError) return new RegistryError('STORAGE_FULL', err.message);
+  if (isNoSpace(err)) return new RegistryError('STORAGE_FULL', new StorageFullError(err).message);
+  // The garbage collector removed a referenced blob between the reference check and the insert.
+  if (err instanceof ReferencesMissingError) return new RegistryError('MANIFEST_BLOB_UNKNOWN', err.message, { digests: err.digests });
   if (isClientAbort(err)) return new RegistryError('BLOB_UPLOAD_INVALID', 'the request body ended early (client disconnected); resume the upload');
   return new RegistryError('INTERNAL', 'internal error; the registry log has details');
 }

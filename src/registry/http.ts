@@ -45,7 +45,8 @@ export async function registerV2Routes(app: FastifyInstance, deps: V2Deps): Prom
       await dispatch(req, reply, deps);
       return reply;
     };
-    const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+    // OPTIONS too, so that it gets the spec's 405 error JSON (with Allow) rather than Fastify's 404.
+    const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
     v2.route({ method: [...methods], url: '/v2', handler });
     v2.route({ method: [...methods], url: '/v2/*', handler });
   });
@@ -208,12 +209,6 @@ async function deleteManifest(ctx: Ctx, name: string, reference: string): Promis
 async function getBlob(ctx: Ctx, name: string, digest: string): Promise<void> {
   const { reply, req, deps } = ctx;
   const size = await deps.service.blobSize(name, digest);
-  reply
-    .header('content-type', 'application/octet-stream')
-    .header('docker-content-digest', digest)
-    .header('etag', `"${digest}"`)
-    .header('accept-ranges', 'bytes')
-    .header('cache-control', 'max-age=31536000');
   const range = parseRange(req.headers.range, size);
   if (range === 'invalid') {
     throw new RegistryError('RANGE_INVALID', `range ${req.headers.range} cannot be satisfied for a blob of ${size} bytes`, undefined, {
@@ -221,12 +216,19 @@ async function getBlob(ctx: Ctx, name: string, digest: string): Promise<void> {
     });
   }
   const length = range ? range.end - range.start + 1 : size;
-  reply.header('content-length', length);
+  // Opened before any header is set: a blob missing from disk must be a clean 404, not a 206 carrying an error body.
+  const stream = req.method === 'HEAD' || length === 0 ? null : await deps.service.openBlob(name, digest, range ?? undefined);
+  reply
+    .header('content-type', 'application/octet-stream')
+    .header('docker-content-digest', digest)
+    .header('etag', `"${digest}"`)
+    .header('accept-ranges', 'bytes')
+    .header('cache-control', 'max-age=31536000')
+    .header('content-length', length);
   if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
   else reply.code(200);
   if (req.method === 'HEAD') return void reply.send();
-  if (length === 0) return void reply.send(Buffer.alloc(0));
-  reply.send(await deps.service.openBlob(name, digest, range ?? undefined));
+  reply.send(stream ?? Buffer.alloc(0));
 }
 
 /** A single `bytes=` range (the only form registries are asked for); null when absent. */

@@ -62,6 +62,8 @@ describe('requiredAction and ROUTE_METHODS', () => {
     assert.equal(requiredAction({ kind: 'upload', name: 'a', id: 'x' }, 'GET'), 'pull');
     assert.equal(requiredAction(manifest, 'DELETE'), 'delete');
     assert.equal(requiredAction({ kind: 'blob', name: 'a', digest: S256 }, 'DELETE'), 'delete');
+    // Cancelling one's own upload is part of pushing.
+    assert.equal(requiredAction({ kind: 'upload', name: 'a', id: 'x' }, 'DELETE'), 'push');
   });
   it('lists the methods of every route the spec defines', () => {
     assert.deepEqual(ROUTE_METHODS, {

@@ -8,6 +8,7 @@ import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type Manifest } fro
 import { OCI_INDEX, isNonDistributable } from '../oci/media-types.js';
 import { explainInvalidName, isValidRepoName, isValidTag } from '../oci/names.js';
 import type { BlobStore, ByteRange, ManifestRecord, ManifestReference, MetadataStore, Page } from '../store/types.js';
+import { DigestPins } from '../store/pins.js';
 import { ManifestCache } from './manifest-cache.js';
 import { RegistryError } from './errors.js';
 
@@ -34,6 +35,9 @@ export interface BlobReadResult {
 export class RegistryService {
   private readonly manifestCache = new ManifestCache(64 * 1024 * 1024);
   private readonly listeners: ManifestListener[] = [];
+  private readonly pullListeners: ((repo: string, tag: string) => void)[] = [];
+  /** Digests being made visible right now; the garbage collector leaves them alone (src/gc/collector.ts). */
+  readonly pins = new DigestPins();
 
   constructor(
     readonly blobs: BlobStore,
@@ -42,6 +46,11 @@ export class RegistryService {
 
   onManifestPushed(listener: ManifestListener): void {
     this.listeners.push(listener);
+  }
+
+  /** Called on every manifest GET/HEAD by tag (cache retention); must be cheap and synchronous. */
+  onManifestPulled(listener: (repo: string, tag: string) => void): void {
+    this.pullListeners.push(listener);
   }
 
   // ---- names and references ------------------------------------------------
@@ -88,10 +97,15 @@ export class RegistryService {
   /** Links a blob from another repo; null when it cannot be mounted (the client then uploads). */
   async mountBlob(repo: string, from: string, digest: string): Promise<number | null> {
     if (!isValidRepoName(from) || !tryParseDigest(digest)) return null;
-    const size = await this.meta.repoBlobSize(from, digest);
-    if (size === null || !(await this.blobs.stat(digest))) return null;
-    await this.meta.linkBlob(repo, digest, size);
-    return size;
+    const release = this.pins.pin(digest);
+    try {
+      const size = await this.meta.repoBlobSize(from, digest);
+      if (size === null || !(await this.blobs.stat(digest))) return null;
+      await this.meta.linkBlob(repo, digest, size);
+      return size;
+    } finally {
+      release();
+    }
   }
 
   async uploadSize(repo: string, id: string): Promise<number> {
@@ -112,11 +126,13 @@ export class RegistryService {
   async finishUpload(repo: string, id: string, digest: ParsedDigest, body?: Readable, length?: number): Promise<number> {
     await this.requireUpload(repo, id);
     if (body) await this.blobs.appendUpload(id, body, { expectedLength: length });
+    const release = this.pins.pin(digest.digest);
     try {
       const blob = await this.blobs.commitUpload(id, digest);
       await this.meta.linkBlob(repo, blob.digest, blob.size);
       return blob.size;
     } finally {
+      release();
       // Done or failed verification: either way the session is over (the client restarts on failure).
       await this.dropUpload(id);
     }
@@ -182,6 +198,22 @@ export class RegistryService {
     }
 
     const manifest = parseManifest(bytes, contentType);
+    const release = this.pins.pin(digest);
+    try {
+      return await this.storeManifest(repo, reference, byDigest !== null, bytes, digest, manifest);
+    } finally {
+      release();
+    }
+  }
+
+  private async storeManifest(
+    repo: string,
+    reference: string,
+    byDigest: boolean,
+    bytes: Buffer,
+    digest: string,
+    manifest: Manifest,
+  ): Promise<{ digest: string; subject: string | null }> {
     const references = await this.checkReferences(repo, manifest);
 
     await this.blobs.putBytes(bytes, parseDigest(digest));
@@ -248,6 +280,7 @@ export class RegistryService {
     const digest = await this.resolveReference(repo, reference);
     const record = digest ? await this.meta.getManifest(repo, digest) : null;
     if (!record) throw await this.manifestUnknown(repo, reference);
+    if (!reference.includes(':')) for (const listener of this.pullListeners) listener(repo, reference);
     return record;
   }
 

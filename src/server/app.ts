@@ -2,6 +2,13 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { rm } from 'node:fs/promises';
 import { createAuth, type Auth, type OwnerOfBuild } from '../auth/index.js';
+import { registerBuildRoutes } from '../builds/http.js';
+import type { BuildService } from '../builds/service.js';
+import { createBuildService } from '../builds/setup.js';
+import { GarbageCollector } from '../gc/collector.js';
+import { registerGcRoutes } from '../gc/http.js';
+import { GcMetrics } from '../gc/metrics.js';
+import { PullTracker } from '../gc/pull-tracker.js';
 import { JobQueue } from '../jobs/queue.js';
 import { registerImageRoutes } from '../images/http.js';
 import { ImageService } from '../images/service.js';
@@ -9,9 +16,12 @@ import { parsePlatformSpec } from '../oci/classify.js';
 import { registerV2Routes, v2FrameworkErrors } from '../registry/http.js';
 import { RegistryService } from '../registry/service.js';
 import { DataDir } from '../store/data-dir.js';
+import { lockDataDir } from '../store/dir-lock.js';
 import { FsBlobStore } from '../store/fs-blob-store.js';
 import { openSqlite, type SqliteDatabase } from '../store/sqlite-db.js';
 import { SqliteApiKeyStore } from '../store/sqlite-api-keys.js';
+import { SqliteBuildStore } from '../store/sqlite-build-store.js';
+import { SqliteGcStore } from '../store/sqlite-gc-store.js';
 import { SqliteImageStore } from '../store/sqlite-image-store.js';
 import { SqliteJobStore } from '../store/sqlite-job-store.js';
 import { SqliteMetadataStore } from '../store/sqlite-metadata-store.js';
@@ -29,6 +39,9 @@ export interface Kiln {
   jobs: JobQueue;
   images: ImageService;
   auth: Auth;
+  builds: BuildService;
+  /** The garbage collector; `gc.addRootSource` lets other modules keep manifests alive (running builds). */
+  gc: GarbageCollector;
   metrics: Metrics;
   log: FastifyBaseLogger;
   /** Starts listening; resolves with the base URL. */
@@ -39,13 +52,15 @@ export interface Kiln {
 
 /** Collaborators that come from outside the config; tests set them. */
 export interface KilnOptions {
-  /** Which tenant owns a build, for the auth policy; until the builds module provides it, no build is known. */
+  /** Which tenant owns a build, for the auth policy; by default the builds store answers (tests may stand in for it). */
   ownerOfBuild?: OwnerOfBuild;
 }
 
 export async function createKiln(config: ServerConfig, options: KilnOptions = {}): Promise<Kiln> {
   const dirs = new DataDir(config.dataDir);
   await dirs.ensure();
+  // No offline `kiln gc`/`kiln fsck` (or other server) may work on the directory meanwhile.
+  const unlock = await lockDataDir(dirs, 'kiln serve');
   // Scratch trees of jobs that died with the last process are worthless now.
   await rm(dirs.scratchRoot, { recursive: true, force: true });
   await dirs.ensure();
@@ -57,12 +72,13 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   const registry = new RegistryService(blobs, meta);
   const jobs = new JobQueue(new SqliteJobStore(db));
   const metrics = new Metrics();
+  const buildStore = new SqliteBuildStore(db);
   const auth = await createAuth({
     mode: config.authMode,
     defaultKeyFile: dirs.authKeyFile,
     keyFile: config.authKeyFile,
     keys: new SqliteApiKeyStore(db),
-    ownerOfBuild: options.ownerOfBuild,
+    ownerOfBuild: options.ownerOfBuild ?? buildStore.ownerOf,
   });
   const { authorizer } = auth;
 
@@ -100,6 +116,22 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     log,
   });
   registerImageRoutes(app, images, authorizer);
+  const diskOf = async (repo: string, digest: string) => {
+    const found = await images.find(`${repo}@${digest}`).catch(() => null);
+    return found === null ? null : images.view(found.record);
+  };
+  const builds = await createBuildService({ config: config.builds, store: buildStore, dirs, registry, diskOf, auth, log });
+  registerBuildRoutes(app, builds, authorizer, { maxSourceBytes: config.builds.maxSourceBytes });
+
+  // ---- garbage collection (src/gc) ----
+  const gcStore = new SqliteGcStore(db);
+  const pulls = new PullTracker(gcStore, (err) => log.error({ err }, 'recording tag pull times failed'));
+  registry.onManifestPulled((repo, tag) => pulls.record(repo, tag));
+  const gcMetrics = new GcMetrics(metrics.registry);
+  const gc = new GarbageCollector({ dirs, store: gcStore, blobs, pins: registry.pins, config: config.gc, online: true, metrics: gcMetrics, log });
+  gc.onBeforeRun(() => pulls.flush());
+  registerGcRoutes(app, gc, authorizer);
+  gc.addRootSource('builds', () => builds.gcRoots());
 
   const janitor = setInterval(() => {
     registry.expireUploads(Date.now() - config.uploadTtlMs).catch((err) => log.error({ err }, 'upload cleanup failed'));
@@ -107,6 +139,11 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   janitor.unref();
 
   let closed = false;
+  // While draining, every answer closes its connection: an idle keep-alive
+  // socket would otherwise hold the shutdown open for keepAliveTimeout (75 s).
+  app.addHook('onSend', async (_req, reply) => {
+    if (closed) reply.header('connection', 'close');
+  });
   return {
     config,
     app,
@@ -116,12 +153,17 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     jobs,
     images,
     auth,
+    builds,
+    gc,
     metrics,
     log,
     async listen() {
       jobs.start();
+      pulls.start();
+      gc.start();
       await app.listen({ host: config.host, port: config.port });
       const address = app.server.address();
+      await builds.start(address);
       const port = typeof address === 'object' && address ? address.port : config.port;
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
       return `http://${host}:${port}`;
@@ -130,9 +172,13 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
       if (closed) return;
       closed = true;
       clearInterval(janitor);
+      await builds.stop();
       await app.close();
       await jobs.stop();
+      await gc.stop();
+      pulls.stop();
       db.close();
+      await unlock();
     },
   };
 }

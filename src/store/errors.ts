@@ -48,5 +48,19 @@ export class StorageFullError extends Error {
 
 export function isNoSpace(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
+  // SQLITE_FULL: the database could not grow (better-sqlite3 puts SQLite's code in `code`).
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
+}
+
+/**
+ * A manifest insert found that blobs or child manifests it references were
+ * deleted after they were checked (the garbage collector ran in between).
+ */
+export class ReferencesMissingError extends Error {
+  constructor(readonly repo: string, readonly digests: string[]) {
+    super(
+      `push these blobs to ${repo} before the manifest (they were removed while the manifest was being stored): ${digests.slice(0, 5).join(', ')}${digests.length > 5 ? ` and ${digests.length - 5} more` : ''}`,
+    );
+    this.name = 'ReferencesMissingError';
+  }
 }

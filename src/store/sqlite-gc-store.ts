@@ -116,7 +116,9 @@ export class SqliteGcStore {
       links: db.prepare<[], GcLinkRow>('SELECT repo_id AS repoId, digest, created_at AS createdAt FROM repo_blobs'),
       blobs: db.prepare<[], GcBlobRow>('SELECT digest, size, created_at AS createdAt FROM blobs'),
       activeJobs: db.prepare<[], { key: string; payload: string }>(`SELECT key, payload FROM jobs WHERE status IN ('queued', 'running')`),
-      images: db.prepare<[], GcImageRow>('SELECT digest, repo FROM images'),
+      images: db.prepare<[], GcImageRow>(
+        `SELECT digest, COALESCE((SELECT repo FROM image_names n WHERE n.digest = images.digest ORDER BY updated_at DESC LIMIT 1), '') AS repo FROM images`,
+      ),
 
       deleteTag: db.prepare('DELETE FROM tags WHERE repo_id = ? AND name = ? AND digest = ?'),
       deleteManifest: db.prepare('DELETE FROM manifests WHERE repo_id = ? AND digest = ?'),
@@ -125,10 +127,11 @@ export class SqliteGcStore {
       deleteLink: db.prepare('DELETE FROM repo_blobs WHERE repo_id = ? AND digest = ?'),
       deleteBlob: db.prepare('DELETE FROM blobs WHERE digest = ?'),
       deleteRepo: db.prepare(
-        `DELETE FROM repos WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM manifests WHERE repo_id = ?1)
-         AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE repo_id = ?1) AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = ?1)`,
+        `DELETE FROM repos WHERE id = @id AND NOT EXISTS (SELECT 1 FROM manifests WHERE repo_id = @id)
+         AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE repo_id = @id) AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = @id)`,
       ),
       deleteImage: db.prepare('DELETE FROM images WHERE digest = ?'),
+      deleteImageNames: db.prepare('DELETE FROM image_names WHERE digest = ?'),
       deleteFinishedJob: db.prepare(`DELETE FROM jobs WHERE key = ? AND status NOT IN ('queued', 'running')`),
       deleteStalePulls: db.prepare(
         'DELETE FROM tag_pulls WHERE NOT EXISTS (SELECT 1 FROM tags t JOIN repos r ON r.id = t.repo_id WHERE r.name = tag_pulls.repo AND t.name = tag_pulls.tag)',
@@ -197,9 +200,10 @@ export class SqliteGcStore {
     }
     for (const l of d.links) this.s.deleteLink.run(l.repoId, l.digest);
     for (const b of d.blobs) this.s.deleteBlob.run(b);
-    for (const r of d.repos) this.s.deleteRepo.run(r);
+    for (const r of d.repos) this.s.deleteRepo.run({ id: r });
     for (const i of d.images) {
       this.s.deleteImage.run(i);
+      this.s.deleteImageNames.run(i);
       this.s.deleteFinishedJob.run(`bake:${i}`);
     }
     if (d.tags.length > 0 || d.manifests.length > 0 || d.repos.length > 0) this.s.deleteStalePulls.run();

@@ -1,18 +1,25 @@
-// What Kiln knows about each image it bakes: where it came from and the
-// disk's size. The bake's state lives in its job; this table is the catalogue.
+// What Kiln knows about each image it bakes: the repos and tags that name it
+// and the disk's size. The bake's state lives in its job; this is the catalogue.
 import type { SqliteDatabase } from './sqlite-db.js';
+
+/** A repo (and tag, when pushed by tag) that names a baked image. */
+export interface ImageName {
+  repo: string;
+  tag: string | null;
+  updatedAt: number;
+}
 
 export interface ImageRecord {
   /** Digest of the single-platform image manifest that is baked. */
   digest: string;
-  repo: string;
-  tag: string | null;
   /** The index this image was picked from, for multi-platform pushes. */
   indexDigest: string | null;
   platform: string | null;
   diskSize: number | null;
   createdAt: number;
   updatedAt: number;
+  /** Every repo:tag that named the image, most recently pushed first. One image may belong to several tenants. */
+  names: ImageName[];
 }
 
 export interface ImageSource {
@@ -24,21 +31,21 @@ export interface ImageSource {
 }
 
 export interface ImageStore {
-  /** Records an image to bake, or refreshes where it was last pushed from. */
+  /** Records an image to bake and the name it was pushed under. */
   upsert(source: ImageSource): ImageRecord;
   get(digest: string): ImageRecord | null;
   /** Images picked from an index. */
   byIndex(indexDigest: string): ImageRecord[];
   list(): ImageRecord[];
   setDiskSize(digest: string, size: number | null): void;
+  /** Forgets one name of an image, keeping the image. */
+  deleteName(digest: string, repo: string, tag: string | null): boolean;
   delete(digest: string): boolean;
 }
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS images (
   digest TEXT PRIMARY KEY,
-  repo TEXT NOT NULL,
-  tag TEXT,
   index_digest TEXT,
   platform TEXT,
   disk_size INTEGER,
@@ -46,12 +53,17 @@ CREATE TABLE IF NOT EXISTS images (
   updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS images_index ON images(index_digest) WHERE index_digest IS NOT NULL;
+CREATE TABLE IF NOT EXISTS image_names (
+  digest TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (digest, repo, tag)
+) WITHOUT ROWID;
 `;
 
 interface ImageRow {
   digest: string;
-  repo: string;
-  tag: string | null;
   index_digest: string | null;
   platform: string | null;
   disk_size: number | null;
@@ -59,63 +71,89 @@ interface ImageRow {
   updated_at: number;
 }
 
+interface NameRow {
+  digest: string;
+  repo: string;
+  tag: string;
+  updated_at: number;
+}
+
 export class SqliteImageStore implements ImageStore {
   private readonly s;
 
-  constructor(db: SqliteDatabase) {
+  constructor(private readonly db: SqliteDatabase) {
     db.exec(SCHEMA);
     this.s = {
       upsert: db.prepare(
-        `INSERT INTO images (digest, repo, tag, index_digest, platform, created_at, updated_at)
-         VALUES (@digest, @repo, @tag, @indexDigest, @platform, @now, @now)
-         ON CONFLICT (digest) DO UPDATE SET repo = excluded.repo, tag = COALESCE(excluded.tag, images.tag),
-           index_digest = COALESCE(excluded.index_digest, images.index_digest),
+        `INSERT INTO images (digest, index_digest, platform, created_at, updated_at) VALUES (@digest, @indexDigest, @platform, @now, @now)
+         ON CONFLICT (digest) DO UPDATE SET index_digest = COALESCE(excluded.index_digest, images.index_digest),
            platform = COALESCE(excluded.platform, images.platform), updated_at = excluded.updated_at`,
       ),
+      upsertName: db.prepare(
+        `INSERT INTO image_names (digest, repo, tag, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (digest, repo, tag) DO UPDATE SET updated_at = excluded.updated_at`,
+      ),
       get: db.prepare<[string], ImageRow>('SELECT * FROM images WHERE digest = ?'),
+      names: db.prepare<[string], NameRow>('SELECT * FROM image_names WHERE digest = ? ORDER BY updated_at DESC, repo, tag'),
+      allNames: db.prepare<[], NameRow>('SELECT * FROM image_names ORDER BY updated_at DESC, repo, tag'),
       byIndex: db.prepare<[string], ImageRow>('SELECT * FROM images WHERE index_digest = ? ORDER BY created_at'),
       list: db.prepare<[], ImageRow>('SELECT * FROM images ORDER BY created_at DESC, digest'),
       setDiskSize: db.prepare('UPDATE images SET disk_size = ?, updated_at = ? WHERE digest = ?'),
       delete: db.prepare('DELETE FROM images WHERE digest = ?'),
+      deleteNames: db.prepare('DELETE FROM image_names WHERE digest = ?'),
+      deleteName: db.prepare('DELETE FROM image_names WHERE digest = ? AND repo = ? AND tag = ?'),
     };
   }
 
   upsert(source: ImageSource): ImageRecord {
-    this.s.upsert.run({ ...source, now: Date.now() });
+    const now = Date.now();
+    this.db.transaction(() => {
+      this.s.upsert.run({ digest: source.digest, indexDigest: source.indexDigest, platform: source.platform, now });
+      // '' stands for "pushed by digest" so the primary key stays simple.
+      this.s.upsertName.run(source.digest, source.repo, source.tag ?? '', now);
+    })();
     return this.get(source.digest)!;
   }
 
   get(digest: string): ImageRecord | null {
     const row = this.s.get.get(digest);
-    return row ? toRecord(row) : null;
+    return row ? toRecord(row, this.s.names.all(digest)) : null;
   }
 
   byIndex(indexDigest: string): ImageRecord[] {
-    return this.s.byIndex.all(indexDigest).map(toRecord);
+    return this.s.byIndex.all(indexDigest).map((row) => toRecord(row, this.s.names.all(row.digest)));
   }
 
   list(): ImageRecord[] {
-    return this.s.list.all().map(toRecord);
+    const names = new Map<string, NameRow[]>();
+    for (const n of this.s.allNames.all()) names.set(n.digest, [...(names.get(n.digest) ?? []), n]);
+    return this.s.list.all().map((row) => toRecord(row, names.get(row.digest) ?? []));
   }
 
   setDiskSize(digest: string, size: number | null): void {
     this.s.setDiskSize.run(size, Date.now(), digest);
   }
 
+  deleteName(digest: string, repo: string, tag: string | null): boolean {
+    return this.s.deleteName.run(digest, repo, tag ?? '').changes > 0;
+  }
+
   delete(digest: string): boolean {
-    return this.s.delete.run(digest).changes > 0;
+    return this.db.transaction(() => {
+      this.s.deleteNames.run(digest);
+      return this.s.delete.run(digest).changes > 0;
+    })();
   }
 }
 
-function toRecord(row: ImageRow): ImageRecord {
+function toRecord(row: ImageRow, names: NameRow[]): ImageRecord {
   return {
     digest: row.digest,
-    repo: row.repo,
-    tag: row.tag,
     indexDigest: row.index_digest,
     platform: row.platform,
     diskSize: row.disk_size,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+    names: names.map((n) => ({ repo: n.repo, tag: n.tag === '' ? null : n.tag, updatedAt: n.updated_at })),
   };
 }

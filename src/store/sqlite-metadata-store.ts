@@ -1,5 +1,6 @@
 // MetadataStore on SQLite (better-sqlite3, WAL). Calls are synchronous inside
 // and exposed as promises so a networked database can implement the same interface.
+import { ReferencesMissingError } from './errors.js';
 import type { SqliteDatabase } from './sqlite-db.js';
 import type {
   ManifestRecord,
@@ -88,7 +89,10 @@ export class SqliteMetadataStore implements MetadataStore {
       insertRepo: db.prepare('INSERT OR IGNORE INTO repos (name, created_at) VALUES (?, ?)'),
       listRepos: db.prepare<[string, number], { name: string }>('SELECT name FROM repos WHERE name > ? ORDER BY name LIMIT ?'),
       insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)'),
-      linkBlob: db.prepare('INSERT OR IGNORE INTO repo_blobs (repo_id, digest, created_at) VALUES (?, ?, ?)'),
+      // created_at is refreshed on every link: the GC grace period counts from the last upload or mount.
+      linkBlob: db.prepare(
+        'INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT (repo_id, digest) DO UPDATE SET created_at = excluded.created_at',
+      ),
       repoBlobSize: db.prepare<[string, string], { size: number }>(
         `SELECT b.size FROM repo_blobs rb JOIN repos r ON r.id = rb.repo_id JOIN blobs b ON b.digest = rb.digest
          WHERE r.name = ? AND rb.digest = ?`,
@@ -100,6 +104,11 @@ export class SqliteMetadataStore implements MetadataStore {
          VALUES (@repoId, @digest, @mediaType, @size, @artifactType, @configMediaType, @subject, @annotations, @now)
          ON CONFLICT (repo_id, digest) DO NOTHING`,
       ),
+      // GC safety (src/gc/collector.ts, rule 2a): references are re-checked inside the insert transaction.
+      hasLinkedBlob: db.prepare<[number, string], { one: number }>(
+        'SELECT 1 AS one FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest WHERE rb.repo_id = ? AND rb.digest = ?',
+      ),
+      hasManifest: db.prepare<[number, string], { one: number }>('SELECT 1 AS one FROM manifests WHERE repo_id = ? AND digest = ?'),
       insertRef: db.prepare('INSERT OR IGNORE INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES (?, ?, ?, ?)'),
       getManifest: db.prepare<[string, string], ManifestRow>(
         `SELECT r.name, m.digest, m.media_type, m.size, m.artifact_type, m.config_media_type, m.subject, m.annotations, m.created_at
@@ -182,6 +191,10 @@ export class SqliteMetadataStore implements MetadataStore {
     const now = Date.now();
     this.db.transaction(() => {
       const repoId = this.ensureRepo(input.repo);
+      const gone = input.references.filter((ref) =>
+        ref.kind === 'manifest' ? !this.s.hasManifest.get(repoId, ref.digest) : !this.s.hasLinkedBlob.get(repoId, ref.digest),
+      );
+      if (gone.length > 0) throw new ReferencesMissingError(input.repo, gone.map((r) => r.digest));
       this.s.insertBlob.run(input.digest, input.size, now);
       this.s.upsertManifest.run({
         repoId,

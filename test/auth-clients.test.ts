@@ -1,0 +1,146 @@
+// skopeo through Kiln's token flow: with a tenant's API key it pushes and
+// pulls (the key as --dest-creds/--src-creds password, exchanged at /token);
+// without credentials, or with another tenant's key, it is refused.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { buildkitFixtures, startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
+
+const run = promisify(execFile);
+const BLOBS = path.join(buildkitFixtures, 'blobs', 'sha256');
+// The fixture's base image: its manifest's exact bytes, its config and its one busybox layer.
+const MANIFEST_FILE = path.join(buildkitFixtures, 'base-image.manifest.json');
+const MANIFEST_DIGEST = 'sha256:7b982622cc02f0e9bf5923c3a1282310d6708ef9eb22425df8e4b574f8d50d37';
+const CONFIG_HEX = 'f2f2a57b8d19d8ad7a29eb116ac0c4d58f41f8ea917dba8f462012488ec240e4';
+const LAYER_HEX = 'e8d7956ac6786951069dea96651f4c11f0d636038d495c693c50c90cf9bc64f4';
+
+let server: TestKiln;
+let work: string;
+let layout: string;
+let env: NodeJS.ProcessEnv;
+let policy: string;
+let keyT: string;
+let keyU: string;
+
+interface Outcome {
+  ok: boolean;
+  output: string;
+}
+
+async function skopeo(...args: string[]): Promise<Outcome> {
+  try {
+    const { stdout, stderr } = await run('skopeo', ['--policy', policy, ...args], { env, cwd: work, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 });
+    return { ok: true, output: stdout + stderr };
+  } catch (err) {
+    const e = err as { stderr?: string; stdout?: string; message: string };
+    return { ok: false, output: `${e.message}\n${e.stderr ?? ''}${e.stdout ?? ''}` };
+  }
+}
+
+function mustSucceed(outcome: Outcome, what: string): void {
+  assert.ok(outcome.ok, `${what} failed: ${outcome.output}`);
+}
+
+function mustBeRefused(outcome: Outcome, what: string, reason: RegExp): void {
+  assert.ok(!outcome.ok, `${what} succeeded but must be refused`);
+  assert.match(outcome.output, reason, `${what}: ${outcome.output}`);
+}
+
+const ref = (repo: string) => `docker://${server.host}/${repo}`;
+const push = (repo: string, ...creds: string[]) => skopeo('copy', '--dest-tls-verify=false', ...creds, `oci:${layout}:v1`, ref(repo));
+const pull = (repo: string, dest: string, ...creds: string[]) => skopeo('copy', '--src-tls-verify=false', ...creds, ref(repo), `oci:${dest}:v1`);
+
+before(async () => {
+  work = await tempDir('kiln-auth-clients-');
+  policy = path.join(work, 'policy.json');
+  await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+  // No stored credentials anywhere skopeo looks: only the flags count.
+  await writeFile(path.join(work, 'auth.json'), '{"auths":{}}');
+  await writeFile(path.join(work, 'registries.conf'), '');
+  env = {
+    PATH: process.env.PATH,
+    HOME: work,
+    TMPDIR: work,
+    XDG_RUNTIME_DIR: path.join(work, 'xdg'),
+    XDG_CONFIG_HOME: path.join(work, 'config'),
+    REGISTRY_AUTH_FILE: path.join(work, 'auth.json'),
+    CONTAINERS_REGISTRIES_CONF: path.join(work, 'registries.conf'),
+  };
+  await mkdir(env.XDG_RUNTIME_DIR!, { recursive: true, mode: 0o700 });
+
+  // An OCI layout holding the fixture's base image under the tag v1.
+  layout = path.join(work, 'layout');
+  await mkdir(path.join(layout, 'blobs', 'sha256'), { recursive: true });
+  await writeFile(path.join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  const manifest = await readFile(MANIFEST_FILE);
+  await writeFile(path.join(layout, 'blobs', 'sha256', MANIFEST_DIGEST.slice(7)), manifest);
+  for (const hex of [CONFIG_HEX, LAYER_HEX]) await copyFile(path.join(BLOBS, hex), path.join(layout, 'blobs', 'sha256', hex));
+  await writeFile(
+    path.join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: MANIFEST_DIGEST,
+          size: manifest.length,
+          annotations: { 'org.opencontainers.image.ref.name': 'v1' },
+        },
+      ],
+    }),
+  );
+
+  server = await startKiln({ env: { KILN_AUTH: 'token' } });
+  keyT = (await server.kiln.auth.tokens.createApiKey({ tenant: 'acme', ttlSeconds: 3600 })).token;
+  keyU = (await server.kiln.auth.tokens.createApiKey({ tenant: 'umbrella', ttlSeconds: 3600 })).token;
+});
+
+after(async () => {
+  await server?.close();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+async function pulledManifestDigest(dest: string): Promise<string> {
+  const index = JSON.parse(await readFile(path.join(dest, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+  assert.equal(index.manifests.length, 1);
+  return index.manifests[0]!.digest;
+}
+
+describe('skopeo through the token flow', () => {
+  it('pushes with --dest-creds and pulls back the same image with --src-creds', async () => {
+    mustSucceed(await push('acme/app', '--dest-creds', `ci:${keyT}`), 'push with the tenant key');
+    const dest = path.join(work, 'pulled');
+    mustSucceed(await pull('acme/app', dest, '--src-creds', `ci:${keyT}`), 'pull with the tenant key');
+    assert.equal(await pulledManifestDigest(dest), MANIFEST_DIGEST);
+    const layer = await readFile(path.join(dest, 'blobs', 'sha256', LAYER_HEX));
+    assert.deepEqual(layer, await readFile(path.join(BLOBS, LAYER_HEX)));
+    // skopeo inspect goes through the same flow.
+    const inspect = await skopeo('inspect', '--raw', '--tls-verify=false', '--creds', `ci:${keyT}`, ref('acme/app'));
+    mustSucceed(inspect, 'inspect with the tenant key');
+    assert.equal(inspect.output.trim(), (await readFile(MANIFEST_FILE, 'utf8')).trim());
+  });
+
+  it('is refused without credentials', async () => {
+    // skopeo fetches an anonymous token, which carries nothing: the registry answers 403 DENIED.
+    mustBeRefused(await push('acme/noauth'), 'push without credentials', /403 \(Forbidden\)|denied/i);
+    mustBeRefused(await pull('acme/app', path.join(work, 'noauth')), 'pull without credentials', /denied: an anonymous caller .* may not pull acme\/app/);
+    // Nothing of the refused push reached the registry.
+    const admin = await server.kiln.auth.tokens.createApiKey({ admin: true, ttlSeconds: 600 });
+    const tags = await fetch(`${server.url}/v2/acme/noauth/tags/list`, { headers: { authorization: `Bearer ${admin.token}` } });
+    assert.equal(tags.status, 404, await tags.text());
+  });
+
+  it("is refused with another tenant's key", async () => {
+    mustBeRefused(await push('acme/app', '--dest-creds', `ci:${keyU}`), 'push into acme with umbrella key', /403 \(Forbidden\)|denied/i);
+    mustBeRefused(await pull('acme/app', path.join(work, 'cross'), '--src-creds', `ci:${keyU}`), 'pull acme with umbrella key', /denied: tenant umbrella may not pull acme\/app/);
+    // The same key works on its own tenant's repository.
+    mustSucceed(await push('umbrella/app', '--dest-creds', `ci:${keyU}`), 'push into umbrella with umbrella key');
+  });
+
+  it('is refused with a key that is not one', async () => {
+    mustBeRefused(await push('acme/app', '--dest-creds', 'ci:letmein'), 'push with a bad password', /unable to retrieve auth token.*not a Kiln token/);
+  });
+});
