@@ -19,7 +19,7 @@ export type BuildPhase = 'building' | 'pushing';
 export interface LocalBaseImage {
   /** The FROM ref it stands for, as the Dockerfile spells it. */
   ref: string;
-  /** An OCI image layout holding it, and its `org.opencontainers.image.ref.name` there. */
+  /** An OCI image layout holding it (its last path component a lowercase name), and its `org.opencontainers.image.ref.name` there. */
   layoutDir: string;
   layoutName: string;
 }
@@ -61,6 +61,8 @@ export interface BuildResult {
 
 export interface BuilderBackend {
   readonly name: BuilderName;
+  /** Whether the backend takes `BuildRequest.baseImages` from their layout; otherwise it pulls the FROM refs itself. */
+  readonly loadsLocalBaseImages: boolean;
   /** The builder's version as it reports it, for provenance. */
   version(): Promise<string>;
   build(request: BuildRequest): Promise<BuildResult>;

@@ -69,29 +69,30 @@ export interface LoadedBaseImage {
 }
 
 /**
- * Writes the images `bases` name into an OCI image layout at `layoutDir`
- * (an index picks `platform`). Fails with a message naming the ref when the
- * registry does not hold it.
+ * Resolves the images `bases` name (an index picks `platform`) and, when
+ * `layoutDir` is given, writes them into an OCI image layout there. Fails with
+ * a message naming the ref when the registry does not hold it.
  */
-export async function writeBaseImageLayout(
+export async function resolveBaseImages(
   reader: RegistryReader,
   bases: readonly KilnBaseRef[],
-  layoutDir: string,
-  platform: string,
-  signal?: AbortSignal,
+  options: { platform: string; layoutDir: string | null; signal?: AbortSignal },
 ): Promise<LoadedBaseImage[]> {
-  await mkdir(layoutDir, { recursive: true });
+  const { layoutDir, platform, signal } = options;
+  if (layoutDir !== null) await mkdir(layoutDir, { recursive: true });
   const wanted = parsePlatformSpec(platform);
   const loaded: LoadedBaseImage[] = [];
   const entries: Descriptor[] = [];
   const written = new Set<string>();
 
-  const putBytes = async (digest: string, bytes: Buffer) => {
+  const putBytes = async (layoutDir: string, digest: string, bytes: Buffer) => {
     if (written.has(digest)) return;
-    await writeFile(blobFile(layoutDir, digest), bytes);
+    const file = blobFile(layoutDir, digest);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, bytes);
     written.add(digest);
   };
-  const copyBlob = async (descriptor: Descriptor, ref: string) => {
+  const copyBlob = async (layoutDir: string, descriptor: Descriptor, ref: string) => {
     if (written.has(descriptor.digest)) return;
     const stream = await reader.openBlob(descriptor.digest);
     if (stream === null) throw new BuildError('build-failed', `FROM ${ref}: blob ${descriptor.digest} is missing from the registry's store`);
@@ -120,19 +121,20 @@ export async function writeBaseImageLayout(
     }
     const manifest = image.manifest;
     if (manifest.kind !== 'image') throw invalidInput(`FROM ${base.ref}: an index of indexes is not a base image`);
-    await mkdir(path.join(layoutDir, 'blobs', parseDigest(image.digest).algorithm), { recursive: true });
-    for (const descriptor of [manifest.config, ...manifest.layers]) await copyBlob(descriptor, base.ref);
-    await putBytes(image.digest, image.bytes);
     const layoutName = `base${i}`;
+    loaded.push({ ref: base.ref, repo: base.repo, digest: top.digest, imageDigest: image.digest, layoutName });
+    if (layoutDir === null) continue;
+    for (const descriptor of [manifest.config, ...manifest.layers]) await copyBlob(layoutDir, descriptor, base.ref);
+    await putBytes(layoutDir, image.digest, image.bytes);
     entries.push({
       mediaType: image.mediaType,
       digest: image.digest,
       size: image.bytes.length,
       annotations: { 'org.opencontainers.image.ref.name': layoutName },
     });
-    loaded.push({ ref: base.ref, repo: base.repo, digest: top.digest, imageDigest: image.digest, layoutName });
   }
 
+  if (layoutDir === null) return loaded;
   await writeFile(path.join(layoutDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   await writeFile(
     path.join(layoutDir, 'index.json'),

@@ -2,8 +2,7 @@
 // write reaches the file before anyone hears of the line), and followers that
 // get the file so far and then every new line until the build ends, none
 // missed and none twice.
-import { createReadStream } from 'node:fs';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 

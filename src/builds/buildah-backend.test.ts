@@ -3,7 +3,9 @@ import { describe, it } from 'node:test';
 import {
   buildahBudArguments,
   buildahLayout,
+  buildahLoadArguments,
   buildahPushArguments,
+  buildahTagArguments,
   cacheMirrorsConf,
   parseBuildahVersion,
 } from './buildah-backend.js';
@@ -54,6 +56,22 @@ describe('buildahBudArguments', () => {
       assert.equal(args.at(-1), '/c');
     });
   }
+});
+
+describe('base images from the service\'s layout', () => {
+  it('bud pulls only missing images when base images were loaded beforehand', () => {
+    const args = (preloaded?: boolean) =>
+      buildahBudArguments({ contextDir: '/c', dockerfilePath: '/c/Dockerfile', plan: plan({}), buildArgs: {}, layout, preloadedBaseImages: preloaded });
+    assert.ok(args(true).includes('--pull=false'));
+    assert.ok(!args(false).some((a) => a.startsWith('--pull')));
+    assert.ok(!args(undefined).some((a) => a.startsWith('--pull')));
+  });
+
+  it('loads from the layout by its relative name and tags the image with the FROM ref', () => {
+    const image = { ref: `${R}/acme/base:1`, layoutDir: '/Data Dir/Tmp/build-x/base-images', layoutName: 'base0' };
+    assert.deepEqual(buildahLoadArguments(image, layout), [...storage, 'pull', '--quiet', 'oci:base-images:base0']);
+    assert.deepEqual(buildahTagArguments('f2f2a57b8d19', image.ref, layout), [...storage, 'tag', 'f2f2a57b8d19', `${R}/acme/base:1`]);
+  });
 });
 
 describe('buildahPushArguments', () => {

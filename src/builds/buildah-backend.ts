@@ -111,9 +111,14 @@ export function buildahBudArguments(input: BudInput): string[] {
   return args;
 }
 
-/** `buildah … pull …` of a base image from the service's OCI layout; prints the image ID. Pure. */
+/**
+ * `buildah … pull …` of a base image from the service's OCI layout; prints the
+ * image ID. Run in the layout's parent directory: buildah 1.28 names the pulled
+ * image after the layout's path, which must be a valid (lowercase) repository
+ * name, and the data dir's path need not be. Pure.
+ */
 export function buildahLoadArguments(image: LocalBaseImage, layout: BuildahLayout): string[] {
-  return [...storageArguments(layout), 'pull', '--quiet', `oci:${image.layoutDir}:${image.layoutName}`];
+  return [...storageArguments(layout), 'pull', '--quiet', `oci:${path.basename(image.layoutDir)}:${image.layoutName}`];
 }
 
 /** `buildah … tag …`: names a loaded base image as the Dockerfile's FROM ref. Pure. */
@@ -161,6 +166,7 @@ export function parseBuildahVersion(output: string): string {
 
 export class BuildahBackend implements BuilderBackend {
   readonly name = 'buildah' as const;
+  readonly loadsLocalBaseImages = true;
 
   constructor(private readonly buildah = 'buildah') {}
 
@@ -224,6 +230,7 @@ export class BuildahBackend implements BuilderBackend {
     const pull = await runCommand({
       command: this.buildah,
       args: buildahLoadArguments(image, layout),
+      cwd: path.dirname(image.layoutDir),
       env,
       signal: request.signal,
       onLine: () => undefined,

@@ -66,6 +66,9 @@ export function parseBuildctlVersion(output: string): string {
 
 export class BuildkitBackend implements BuilderBackend {
   readonly name = 'buildkit' as const;
+  // BuildKit could take them as named oci-layout contexts, but buildctl-daemonless
+  // fails on those (moby/buildkit#7018); it pulls FROM images with the build's credentials.
+  readonly loadsLocalBaseImages = false;
   private readonly buildctl: string;
   private readonly daemonlessScript: string;
   // As root, buildctl-daemonless.sh always listens on /run/buildkit/buildkitd.sock,

@@ -197,7 +197,7 @@ export function registerBuildRoutes(app: FastifyInstance, builds: BuildService, 
       res.end();
     };
     streams.add(close);
-    req.raw.once('close', close);
+    // The response closes when the client goes away (the request's own 'close' may come earlier).
     res.once('close', close);
     try {
       stop = await builds.followLog(id, {
@@ -229,7 +229,7 @@ function callerOf(decision: AuthDecision): BuildCaller {
 }
 
 /** The form fields, checked for shape (the service checks their meaning). */
-export function parseFields(fields: Partial<Record<TextField, string>>, caller: BuildCaller): BuildSubmission {
+function parseFields(fields: Partial<Record<TextField, string>>, caller: BuildCaller): BuildSubmission {
   const submission: BuildSubmission = { caller };
   if (fields.dockerfile !== undefined && fields.dockerfile.trim() !== '') submission.dockerfile = fields.dockerfile;
   if (fields.build_args !== undefined && fields.build_args.trim() !== '') submission.buildArgs = parseBuildArgs(fields.build_args);

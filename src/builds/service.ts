@@ -14,7 +14,7 @@
 //   "interrupted by restart" (not re-run: a half-pushed build is not worth
 //   guessing about, and the user can submit again; the source is kept). A build
 //   that was baking goes on waiting for its disk, as the bake job itself is
-//   durable.
+//   durable. Uploads that never became builds are removed.
 // - Credentials: with auth on, each build gets a build token (issueBuildToken:
 //   exactly its own repos and caches, alive until its timeout plus a margin and
 //   at least 30 min) written into a Docker config.json in the build's private
@@ -46,7 +46,7 @@ import {
   type BuildStore,
 } from '../store/sqlite-build-store.js';
 import { checkBuildOptions, type BuilderBackend } from './backend.js';
-import { hostPlatform, kilnBaseRefs, writeBaseImageLayout, type RegistryReader } from './base-images.js';
+import { hostPlatform, kilnBaseRefs, resolveBaseImages, type RegistryReader } from './base-images.js';
 import { BuildLog, followLog, type LogFollower } from './build-log.js';
 import { registryHostFromAddress, type BuildsConfig } from './config.js';
 import { writeDockerConfig } from './credentials.js';
@@ -183,10 +183,6 @@ export class BuildService {
 
   constructor(private readonly deps: BuildServiceDeps) {}
 
-  get backendName(): string {
-    return this.deps.backend.name;
-  }
-
   /** `host:port` builders use for this registry (KILN_REGISTRY_HOST, else the bound address). */
   registryHost(): string {
     const host = this.deps.config.registryHost ?? this.boundHost;
@@ -195,27 +191,37 @@ export class BuildService {
   }
 
   /**
-   * Starts running builds, once the server listens at `address`: running
-   * builds of the last process fail, baking ones are watched again, queued ones start in order.
+   * Cleans up after the last process, before the server takes requests: builds
+   * it left building or pushing fail, uploads it never turned into builds go.
    */
-  async start(address: { address: string; port: number } | string | null): Promise<void> {
-    if (this.started) return;
-    if (address !== null && typeof address === 'object') this.boundHost = registryHostFromAddress(address);
+  async recover(): Promise<void> {
+    for (const id of await this.deps.files.ids()) {
+      if (this.deps.store.get(id) === null) await rm(this.deps.files.dir(id), { recursive: true, force: true });
+    }
     for (const build of this.deps.store.withStatus(ACTIVE_STATUSES)) {
       await this.finish(build.id, 'failed', 'interrupted by restart');
     }
-    for (const build of this.deps.store.withStatus(['baking'])) this.track(this.watchBake(build.id));
+  }
+
+  /**
+   * Starts running builds once the server listens at `address` (the default
+   * registry host): baking builds are watched again, queued ones start in order.
+   */
+  start(address: { address: string; port: number } | string | null): void {
+    if (this.started) return;
+    if (address !== null && typeof address === 'object') this.boundHost = registryHostFromAddress(address);
     this.started = true;
+    for (const build of this.deps.store.withStatus(['baking'])) this.track(this.watchBake(build.id));
     this.pump();
   }
 
-  /** Stops the builders (their builds are failed at the next start) and every log follower. */
+  /** Stops the builders (their builds fail at the next start); log followers' streams close with the server. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.stopController.abort(new Error('server shutting down'));
     for (const run of this.active.values()) this.abort(run, 'shutdown');
     await Promise.allSettled([...this.inFlight]);
-    for (const log of this.logs.values()) log.end();
+    // Followers are not told the build ended (it did not): their streams close with the server.
     this.logs.clear();
   }
 
@@ -511,9 +517,18 @@ export class BuildService {
         admin: build.admin,
       });
       const baseRefs = baseImagesOf(dockerfileText, build.buildArgs);
+      // The layout's name must stay a lowercase one (see buildahLoadArguments).
       const layoutDir = path.join(workDir, 'base-images');
-      const loaded = await writeBaseImageLayout(this.deps.registry, kilnBaseRefs(registry, baseRefs), layoutDir, build.platform ?? hostPlatform(), signal);
-      for (const base of loaded) write(`==> FROM ${base.ref}: ${base.repo}@${base.digest}, from the registry's store`);
+      const local = this.deps.backend.loadsLocalBaseImages;
+      const loaded = await resolveBaseImages(this.deps.registry, kilnBaseRefs(registry, baseRefs), {
+        platform: build.platform ?? hostPlatform(),
+        layoutDir: local ? layoutDir : null,
+        signal,
+      });
+      for (const base of loaded) write(`==> FROM ${base.ref}: ${base.repo}@${base.digest}${local ? ", from the registry's store" : ''}`);
+      if (!local && loaded.length > 0 && this.deps.tokens !== null) {
+        write(`==> note: ${this.deps.backend.name} pulls FROM images with the build token, which may read only the build's own repos and caches`);
+      }
       const lockfiles = await findLockfiles(contextDir);
       const version = await this.deps.backend.version().catch(() => 'unknown');
       const provenance = {
@@ -551,7 +566,7 @@ export class BuildService {
         platform: build.platform ?? undefined,
         dockerConfigDir,
         workDir,
-        baseImages: loaded.map((b) => ({ ref: b.ref, layoutDir, layoutName: b.layoutName })),
+        baseImages: local ? loaded.map((b) => ({ ref: b.ref, layoutDir, layoutName: b.layoutName })) : [],
         log: write,
         onPhase: (phase) => {
           if (phase === 'pushing') this.deps.store.update(id, { status: 'pushing', pushingAt: Date.now() }, ['building']);

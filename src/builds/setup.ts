@@ -57,7 +57,7 @@ export async function createBuildService(setup: BuildSetup): Promise<BuildServic
   };
   const tokens = setup.auth.mode === 'token' ? { issue: setup.auth.tokens.issueBuildToken, revoke: setup.auth.tokens.revoke } : null;
   setup.log.info({ builder: backend.name, maxConcurrent: setup.config.maxConcurrent }, 'builds enabled');
-  return new BuildService({
+  const service = new BuildService({
     store: setup.store,
     files: new BuildFiles(setup.dirs),
     scratchRoot: setup.dirs.scratchRoot,
@@ -68,4 +68,6 @@ export async function createBuildService(setup: BuildSetup): Promise<BuildServic
     config: setup.config,
     log: setup.log,
   });
+  await service.recover();
+  return service;
 }

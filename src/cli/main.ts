@@ -1,5 +1,6 @@
 // The `kiln` command line.
 import { Command } from 'commander';
+import { registerBuildCommand } from './build-command.js';
 import { registerGcCommands } from './gc-commands.js';
 import { registerImageCommands } from './image-commands.js';
 import { openLocalAuth } from './local-auth.js';
@@ -10,6 +11,7 @@ const program = new Command();
 program.name('kiln').description('OCI registry that bakes images into microVM disks, with BuildKit builds');
 registerServeCommand(program);
 registerImageCommands(program);
+registerBuildCommand(program);
 registerGcCommands(program);
 registerTokenCommands(program, ({ dataDir }) => openLocalAuth(dataDir ?? process.env.KILN_DATA_DIR ?? './kiln-data'));
 

@@ -163,7 +163,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
       gc.start();
       await app.listen({ host: config.host, port: config.port });
       const address = app.server.address();
-      await builds.start(address);
+      builds.start(address);
       const port = typeof address === 'object' && address ? address.port : config.port;
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
       return `http://${host}:${port}`;

@@ -5,7 +5,7 @@
 // either no blob or a complete, verified one; stray upload files are swept
 // by the upload janitor.
 import { randomUUID, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, open as openCallback } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -64,14 +64,16 @@ export class FsBlobStore implements BlobStore {
   }
 
   async open(digest: string, range?: ByteRange): Promise<Readable | null> {
-    let handle;
+    const file = this.dirs.blobPath(digest);
+    let fd: number;
     try {
-      handle = await open(this.dirs.blobPath(digest), 'r');
+      fd = await openFd(file);
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
     }
-    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: READ_BUFFER });
+    // A plain fd stream: measurably faster than FileHandle streams on large blobs (fewer promise hops per chunk).
+    return createReadStream(file, { fd, start: range?.start, end: range?.end, highWaterMark: READ_BUFFER });
   }
 
   async readBytes(digest: string): Promise<Buffer | null> {
@@ -249,6 +251,10 @@ export class FsBlobStore implements BlobStore {
     await rename(file, target);
     if (this.durable) await fsyncDir(dir);
   }
+}
+
+function openFd(file: string): Promise<number> {
+  return new Promise((resolve, reject) => openCallback(file, 'r', (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 
 /** Feeds a whole file into `hash` and returns it. */

@@ -1,6 +1,7 @@
 // Builds: one row per build in the metadata database, and where a build's files
 // live in the data directory (builds/<id>/ holds source.tar.gz, build.log,
 // result.json). The queue order is the insertion order (`seq`).
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { DataDir } from './data-dir.js';
 import type { SqliteDatabase } from './sqlite-db.js';
@@ -185,6 +186,11 @@ export class BuildFiles {
 
   dir(id: string): string {
     return this.dirs.buildDir(id);
+  }
+  /** The ids that have a directory. */
+  async ids(): Promise<string[]> {
+    const entries = await readdir(this.dirs.buildsRoot, { withFileTypes: true }).catch(() => []);
+    return entries.filter((e) => e.isDirectory()).map((e) => e.name);
   }
   /** The uploaded source, gzip-compressed. */
   source(id: string): string {

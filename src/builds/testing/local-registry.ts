@@ -1,6 +1,7 @@
 // Test support: a throwaway Debian `docker-registry` (CNCF distribution 2.8)
-// on a free loopback port, standing in for Kiln's registry until the builds
-// tests run against Kiln's own server; plus the few registry calls the tests need.
+// on a free loopback port, for the backend-level buildah test (the service
+// tests, test/builds-service.test.ts, run against Kiln's own server); plus the
+// few registry calls the tests need.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';

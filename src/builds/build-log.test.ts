@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { BuildLog, followLog } from './build-log.js';
+
+function collector() {
+  const got: Array<[number, string]> = [];
+  let ended = 0;
+  let resolveEnd!: () => void;
+  const endedPromise = new Promise<void>((r) => (resolveEnd = r));
+  return {
+    got,
+    ended: () => ended,
+    whenEnded: endedPromise,
+    follower: {
+      line: (text: string, index: number) => void got.push([index, text]),
+      end: () => {
+        ended += 1;
+        resolveEnd();
+      },
+    },
+  };
+}
+
+describe('BuildLog and followLog', () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-build-log-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a follower gets every line once, in order, even while lines keep coming during the replay', async () => {
+    const file = path.join(dir, 'busy.log');
+    const log = await BuildLog.open(file);
+    for (let i = 0; i < 5000; i++) log.write(`early ${i}`);
+    const c = collector();
+    const following = followLog(file, log, c.follower);
+    // Lines written while the file is being replayed.
+    let n = 0;
+    await new Promise<void>((resolve) => {
+      const tick = () => {
+        log.write(`late ${n++}`);
+        if (n < 200) setImmediate(tick);
+        else resolve();
+      };
+      tick();
+    });
+    await following;
+    log.write('last');
+    log.end();
+    await c.whenEnded;
+    assert.equal(c.ended(), 1);
+    assert.deepEqual(
+      c.got.map(([i]) => i),
+      Array.from({ length: 5201 }, (_, i) => i),
+    );
+    assert.equal(c.got[4999]![1], 'early 4999');
+    assert.equal(c.got[5000]![1], 'late 0');
+    assert.equal(c.got.at(-1)![1], 'last');
+    assert.equal((await readFile(file, 'utf8')).split('\n').length, 5202);
+  });
+
+  it('keeps one line one line, and resumes counting in an existing file', async () => {
+    const file = path.join(dir, 'resume.log');
+    const first = await BuildLog.open(file);
+    first.write('one\ntwo\r\nthree');
+    const second = await BuildLog.open(file);
+    assert.equal(second.count, 1);
+    second.write('four');
+    assert.equal(await readFile(file, 'utf8'), 'one two three\nfour\n');
+  });
+
+  it('an ended log is replayed and ends; stopping a follower stops its lines', async () => {
+    const file = path.join(dir, 'ended.log');
+    const log = await BuildLog.open(file);
+    log.write('a');
+    log.write('b');
+    log.end();
+    log.write('ignored');
+    const c = collector();
+    await followLog(file, log, c.follower);
+    assert.deepEqual(c.got, [
+      [0, 'a'],
+      [1, 'b'],
+    ]);
+    assert.equal(c.ended(), 1);
+
+    const live = await BuildLog.open(path.join(dir, 'live.log'));
+    const d = collector();
+    const stop = await followLog(path.join(dir, 'live.log'), live, d.follower);
+    live.write('seen');
+    stop();
+    live.write('unseen');
+    live.end();
+    assert.deepEqual(d.got, [[0, 'seen']]);
+    assert.equal(d.ended(), 0);
+  });
+
+  it('a log file that does not exist yet replays as empty', async () => {
+    const c = collector();
+    await followLog(path.join(dir, 'missing.log'), null, c.follower);
+    assert.deepEqual(c.got, []);
+    assert.equal(c.ended(), 1);
+  });
+});
