@@ -1,7 +1,8 @@
 // Issue 4's flows over real HTTP: the 401 challenge, GET and POST /token as
 // Docker and containerd/BuildKit use them, anonymous tokens, insufficient
 // scope, refused credentials (expired, tampered, wrong key, revoked), build
-// and tenant tokens kept to their repos, and the management API.
+// and tenant tokens kept to their repos (build tokens may pull their FROM
+// repos), and the management API.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -380,6 +381,55 @@ describe('scope', () => {
     assert.equal(body.scope, `repository:builds/${BUILD}:pull,push repository:${CACHE_T}:pull,push repository:cache/global/${K}:pull`);
     await expectRefusal(await pushImage(`${T}/app`, 'escape', bearer(body.access_token)), base, { status: 403, code: 'DENIED' });
     await mustPushImage(`builds/${BUILD}`, 'again', bearer(body.access_token));
+  });
+
+  it('a build token minted with pullRepos pulls those FROM repos and nothing more; one without cannot', async () => {
+    await mustPushImage(`${T}/base`, '1', basic('admin', keyAdmin));
+    const { tokens } = server.kiln.auth;
+    const withBase = (
+      await tokens.issueBuildToken({
+        buildId: BUILD,
+        tenant: T,
+        admin: false,
+        globalKey: K,
+        // cache/ and builds/ entries are ignored: those follow the policy table.
+        pullRepos: [`${T}/base`, CACHE_U, 'builds/b9other'],
+        expiresAt: new Date(Date.now() + 3600_000),
+      })
+    ).token;
+    const auth = basic('kiln-build', withBase);
+    const pull = await v2(`/v2/${T}/base/manifests/1`, { auth });
+    assert.equal(pull.status, 200, await pull.clone().text());
+    await pull.arrayBuffer();
+    const tags = await v2(`/v2/${T}/base/tags/list`, { auth });
+    assert.deepEqual(((await tags.json()) as { tags: string[] }).tags, ['1']);
+    // Pull only: no push, no delete, and no other repo of the tenant.
+    await expectRefusal(await pushImage(`${T}/base`, 'escape', auth), base, { status: 403, code: 'DENIED', message: new RegExp(`build ${BUILD} may not push ${T}/base`) });
+    await expectRefusal(await v2(`/v2/${T}/base/manifests/1`, { method: 'DELETE', auth }), base, { status: 403, code: 'DENIED' }, 'DELETE');
+    await expectRefusal(await v2(`/v2/${T}/app/manifests/v1`, { auth }), base, { status: 403, code: 'DENIED' });
+    for (const repo of [CACHE_U, 'builds/b9other']) {
+      await expectRefusal(await v2(`/v2/${repo}/tags/list`, { auth }), base, { status: 403, code: 'DENIED', message: new RegExp(`may not pull ${repo}`) });
+    }
+    // Through POST /token, as BuildKit fetches it: pull is granted on the FROM repo, push is not.
+    const res = await postToken({
+      grant_type: 'password',
+      username: 'kiln-build',
+      password: withBase,
+      service: 'kiln',
+      scope: `repository:${T}/base:pull,push,delete repository:${T}/app:pull repository:${CACHE_U}:pull`,
+    });
+    const body = (await res.json()) as { access_token: string; scope: string };
+    assert.equal(body.scope, `repository:${T}/base:pull`);
+    const viaAccess = await v2(`/v2/${T}/base/manifests/1`, { auth: bearer(body.access_token) });
+    assert.equal(viaAccess.status, 200);
+    await viaAccess.arrayBuffer();
+    await expectRefusal(await pushImage(`${T}/base`, 'escape', bearer(body.access_token)), base, { status: 403, code: 'DENIED' });
+    // Without the grant, the build token cannot read the tenant's image.
+    await expectRefusal(await v2(`/v2/${T}/base/manifests/1`, { auth: basic('build', buildToken) }), base, {
+      status: 403,
+      code: 'DENIED',
+      message: new RegExp(`build ${BUILD} may not pull ${T}/base`),
+    });
   });
 });
 

@@ -468,6 +468,10 @@ describe('builds with token auth', { skip: skipReason ?? false }, () => {
     assert.deepEqual(adminBuild.cache.imported, [`${kiln.host}/cache/global/node20`]);
     assert.equal(adminBuild.cache.exported, `${kiln.host}/cache/global/node20`);
     assert.equal((await tagsOf(kiln.url, 'cache/global/node20', admin)).length, 3, 'one cache image per step');
+    // The FROM repo checked at submission is kept with the build and granted (pull) to its token.
+    const log = await (await fetch(`${kiln.url}/api/v1/builds/${adminBuild.id}/logs`, { headers: admin })).text();
+    assert.match(log, /==> the build token may pull acme\/base \(FROM images\)/);
+    assert.deepEqual(JSON.parse(await readFile(path.join(kiln.kiln.dirs.buildDir(adminBuild.id), 'pull-repos.json'), 'utf8')), ['acme/base']);
   });
 
   it('another tenant\'s first build with the key hits the global cache and writes only its own', async () => {
@@ -544,8 +548,38 @@ describe('builds with token auth', { skip: skipReason ?? false }, () => {
     }
     // Nor use the management API.
     assert.equal((await fetch(`${kiln.url}/api/v1/builds`, { headers })).status, 403);
-    // It cannot read the tenant's images either: base images reach builds from Kiln's store.
+    // Without a pullRepos grant it cannot read the tenant's images either.
     const pull = await fetch(`${kiln.url}/v2/beta/base/manifests/1`, { headers });
     assert.equal(pull.status, 403);
+  });
+
+  it('a build token minted with pullRepos can pull that FROM repo and cannot push to it', async () => {
+    const token = await kiln.kiln.auth.tokens.issueBuildToken({
+      buildId: adminBuild.id,
+      tenant: null,
+      admin: true,
+      globalKey: 'node20',
+      pullRepos: ['acme/base'],
+      expiresAt: new Date(Date.now() + 3600_000),
+    });
+    const headers = { authorization: `Basic ${Buffer.from(`kiln-build:${token.token}`).toString('base64')}` };
+    const manifest = (repo: string, h: Headers) => fetch(`${kiln.url}/v2/${repo}/manifests/1`, { headers: { ...h, accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const pull = await manifest('acme/base', headers);
+    assert.equal(pull.status, 200, await pull.clone().text());
+    await pull.arrayBuffer();
+    assert.equal((await manifest('beta/base', headers)).status, 403, 'only the listed repo');
+    const push = await fetch(`${kiln.url}/v2/acme/base/blobs/uploads/`, { method: 'POST', headers });
+    assert.equal(push.status, 403, `push to acme/base: ${await push.text()}`);
+    const del = await fetch(`${kiln.url}/v2/acme/base/manifests/1`, { method: 'DELETE', headers });
+    assert.equal(del.status, 403);
+    // The same build without the grant cannot pull it.
+    const without = await kiln.kiln.auth.tokens.issueBuildToken({
+      buildId: adminBuild.id,
+      tenant: null,
+      admin: true,
+      globalKey: 'node20',
+      expiresAt: new Date(Date.now() + 3600_000),
+    });
+    assert.equal((await manifest('acme/base', { authorization: `Basic ${Buffer.from(`kiln-build:${without.token}`).toString('base64')}` })).status, 403);
   });
 });

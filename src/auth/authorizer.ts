@@ -18,6 +18,12 @@ export interface Principal {
   adminBuild?: boolean;
   /** For build tokens: the global cache key the build imports (and, for admin builds, exports). */
   globalCacheKey?: string | null;
+  /**
+   * For build tokens: repositories the build may pull besides its own and the
+   * caches (its FROM images, which the submitter was allowed to pull). Pull
+   * only; entries under `cache/` or `builds/` are ignored by the policy.
+   */
+  pullRepos?: readonly string[];
 }
 
 export interface AccessRequest {

@@ -28,6 +28,8 @@ const claimsSchema = z.object({
   global_key: z.string().nullable().optional(),
   /** Build tokens: whether the build is an admin build. */
   admin_build: z.boolean().optional(),
+  /** Build tokens (and access tokens minted from them): extra pull-only repos, the build's FROM images. */
+  pull_repos: z.array(z.string()).optional(),
   /** Access tokens: jti of the API key or build token they were minted from, so revoking it ends them too. */
   key: z.string().optional(),
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { Action, Principal } from './authorizer.js';
-import { allowedActions, buildTokenAccess, classifyRepo, grantAccess, type OwnerOfBuild } from './policy.js';
+import { allowedActions, buildTokenAccess, classifyRepo, grantAccess, isBaseImageRepo, type OwnerOfBuild } from './policy.js';
 import { tenantScope } from './tenant.js';
 
 const ACME_CACHE = `cache/${tenantScope('acme')}`;
@@ -240,6 +240,67 @@ describe('grantAccess', () => {
   }
 });
 
+// A build token's pullRepos (its FROM images): pull, and only that, on exactly the
+// listed repos; entries under cache/ or builds/ change nothing (the table decides).
+describe('build tokens with pullRepos', () => {
+  const listed = [
+    'acme/base', 'beta/app', 'alpine',
+    BETA_CACHE, 'cache/global/python3', 'cache/global', 'cache/acme', `${ACME_CACHE}/extra`, 'cache',
+    'builds/b-beta', 'builds/b-unknown', 'builds/b-acme/extra', 'builds',
+  ];
+  const withList = (name: string): Principal => ({ ...callers[name], pullRepos: listed });
+  const buildCallers = Object.keys(callers).filter((name) => callers[name].role === 'build');
+  const probes = [...new Set([...repos, ...listed, 'acme/other', 'acme/base/sub', 'acme/bas'])];
+  const expected = (name: string, repo: string): string => {
+    if (['acme/base', 'beta/app', 'alpine'].includes(repo)) return P;
+    // Everything else, listed under cache/ or builds/ or not listed at all, is the table's answer.
+    return allowedActions(callers[name], repo, ownerOfBuild).join(',');
+  };
+  for (const name of buildCallers) {
+    for (const repo of probes) {
+      const want = expected(name, repo);
+      for (const action of ['pull', 'push', 'delete'] as Action[]) {
+        const allow = want.split(',').includes(action);
+        it(`${name} with pullRepos ${allow ? 'may' : 'may not'} ${action} ${repo}`, () => {
+          assert.equal(allowedActions(withList(name), repo, ownerOfBuild).includes(action), allow);
+        });
+      }
+    }
+  }
+  it('without the list a build token pulls no tenant image (the table\'s column)', () => {
+    for (const name of buildCallers) assert.deepEqual(allowedActions(callers[name], 'acme/base', ownerOfBuild), [], name);
+  });
+  it('the list gives nothing to callers that are not builds', () => {
+    const tenant: Principal = { ...callers['tenant acme'], pullRepos: ['beta/app'] };
+    assert.deepEqual(allowedActions(tenant, 'beta/app', ownerOfBuild), []);
+    const anonymous: Principal = { ...callers.anonymous, pullRepos: ['acme/app'] };
+    assert.deepEqual(allowedActions(anonymous, 'acme/app', ownerOfBuild), []);
+  });
+  it('a listed cache/ or builds/ repo does not widen the table: no push on the global cache, no other build', () => {
+    const build: Principal = { ...callers['tenant build (acme, key node20)'], pullRepos: ['cache/global/node20', BETA_CACHE, 'builds/b-beta'] };
+    assert.deepEqual(allowedActions(build, 'cache/global/node20', ownerOfBuild), ['pull']);
+    assert.deepEqual(allowedActions(build, BETA_CACHE, ownerOfBuild), []);
+    assert.deepEqual(allowedActions(build, 'builds/b-beta', ownerOfBuild), []);
+  });
+  it('grantAccess cuts a requested push or delete on a listed repo down to pull', () => {
+    const build = withList('tenant build (acme, no key)');
+    const granted = grantAccess(build, [
+      { type: 'repository', name: 'acme/base', actions: ['pull', 'push', 'delete'] },
+      { type: 'repository', name: 'acme/other', actions: ['pull'] },
+      { type: 'repository', name: BETA_CACHE, actions: ['pull'] },
+    ], ownerOfBuild);
+    assert.deepEqual(granted, [{ type: 'repository', name: 'acme/base', actions: ['pull'] }]);
+  });
+  const baseRepoCases: [string, boolean][] = [
+    ['acme/base', true], ['alpine', true], ['library/node', true],
+    ['cache/global/k', false], [BETA_CACHE, false], ['cache', false], ['builds/b1', false], ['builds', false],
+    ['Acme/Base', false], ['', false], ['acme//base', false],
+  ];
+  for (const [repo, want] of baseRepoCases) {
+    it(`isBaseImageRepo(${JSON.stringify(repo)}) is ${want}`, () => assert.equal(isBaseImageRepo(repo), want));
+  }
+});
+
 describe('buildTokenAccess', () => {
   const cases: { name: string; build: Parameters<typeof buildTokenAccess>[0]; access: unknown }[] = [
     {
@@ -272,6 +333,28 @@ describe('buildTokenAccess', () => {
       build: { buildId: 'b1', tenant: null, admin: true, globalKey: null },
       access: [{ type: 'repository', name: 'builds/b1', actions: ['pull', 'push'] }],
     },
+    {
+      name: 'tenant build with FROM repos (cache/, builds/ and repeated entries left out)',
+      build: {
+        buildId: 'b1', tenant: 'acme', admin: false, globalKey: 'node20',
+        pullRepos: ['acme/base', 'library/node', 'acme/base', 'cache/global/node20', BETA_CACHE, 'builds/b2', 'builds/b1'],
+      },
+      access: [
+        { type: 'repository', name: 'builds/b1', actions: ['pull', 'push'] },
+        { type: 'repository', name: ACME_CACHE, actions: ['pull', 'push'] },
+        { type: 'repository', name: 'cache/global/node20', actions: ['pull'] },
+        { type: 'repository', name: 'acme/base', actions: ['pull'] },
+        { type: 'repository', name: 'library/node', actions: ['pull'] },
+      ],
+    },
+    {
+      name: 'admin build with a FROM repo of another tenant',
+      build: { buildId: 'b1', tenant: null, admin: true, globalKey: null, pullRepos: ['beta/base'] },
+      access: [
+        { type: 'repository', name: 'builds/b1', actions: ['pull', 'push'] },
+        { type: 'repository', name: 'beta/base', actions: ['pull'] },
+      ],
+    },
   ];
   for (const c of cases) {
     it(c.name, () => assert.deepEqual(buildTokenAccess(c.build), c.access));
@@ -280,7 +363,7 @@ describe('buildTokenAccess', () => {
     for (const c of cases) {
       const principal: Principal = {
         subject: 'build:b1', role: 'build', tenant: c.build.tenant, buildId: c.build.buildId,
-        adminBuild: c.build.admin, globalCacheKey: c.build.globalKey,
+        adminBuild: c.build.admin, globalCacheKey: c.build.globalKey, pullRepos: c.build.pullRepos ?? [],
       };
       for (const entry of buildTokenAccess(c.build)) {
         assert.deepEqual(allowedActions(principal, entry.name), entry.actions, `${c.name}: ${entry.name}`);

@@ -6,6 +6,11 @@
 // | cache/global/**             | pull              | all   | pull; push only for admin builds, on its key |
 // | builds/<B> (owned by T)     | pull, delete      | all   | pull, push                               |
 // | anything else               | —                 | all   | —                                        |
+//
+// A build token may also carry `pullRepos`: the repositories of its FROM images
+// that the submitter was allowed to pull. They give `pull` and nothing more, on
+// exactly those repositories, and never on anything under `cache/` or `builds/`
+// (those follow the table whatever the list says).
 import { isValidRepoName } from '../oci/names.js';
 import type { Action, Principal } from './authorizer.js';
 import { intersectScopes, type AccessEntry, type ResourceScope } from './scope.js';
@@ -47,7 +52,7 @@ export function allowedActions(principal: Principal, repo: string, ownerOfBuild:
     case 'tenant':
       return principal.tenant === null ? [] : tenantActions(principal.tenant, classifyRepo(repo), ownerOfBuild);
     case 'build':
-      return buildActions(principal, classifyRepo(repo));
+      return buildActions(principal, repo);
     case 'anonymous':
       return [];
   }
@@ -68,7 +73,8 @@ function tenantActions(tenant: string, repo: RepoKind, ownerOfBuild: OwnerOfBuil
   }
 }
 
-function buildActions(build: Principal, repo: RepoKind): Action[] {
+function buildActions(build: Principal, name: string): Action[] {
+  const repo = classifyRepo(name);
   switch (repo.kind) {
     case 'build':
       return build.buildId !== undefined && repo.buildId === build.buildId ? ['pull', 'push'] : [];
@@ -81,8 +87,18 @@ function buildActions(build: Principal, repo: RepoKind): Action[] {
     }
     case 'tenant':
     case 'other':
-      return [];
+      return isBaseImageRepo(name) && (build.pullRepos ?? []).includes(name) ? ['pull'] : [];
   }
+}
+
+/**
+ * Whether a build token's `pullRepos` may name `repo`: a valid repository
+ * outside `cache/` and `builds/`, whose rights for builds come from the table alone.
+ */
+export function isBaseImageRepo(repo: string): boolean {
+  if (!isValidRepoName(repo)) return false;
+  const first = repo.split('/')[0];
+  return first !== 'cache' && first !== 'builds';
 }
 
 /**
@@ -102,12 +118,17 @@ export function grantAccess(
   });
 }
 
-/** The exact repositories a build's plan touches, for the build token's `access` claim. */
+/**
+ * The exact repositories a build touches, for the build token's `access`
+ * claim: its plan's, plus pull on the FROM images in `pullRepos` (entries
+ * under `cache/` or `builds/`, invalid names and repeats are left out).
+ */
 export function buildTokenAccess(build: {
   buildId: string;
   tenant: string | null;
   admin: boolean;
   globalKey: string | null;
+  pullRepos?: readonly string[];
 }): AccessEntry[] {
   const access: AccessEntry[] = [{ type: 'repository', name: `builds/${build.buildId}`, actions: ['pull', 'push'] }];
   if (!build.admin && build.tenant !== null) {
@@ -116,5 +137,11 @@ export function buildTokenAccess(build: {
   if (build.globalKey) {
     access.push({ type: 'repository', name: `cache/global/${build.globalKey}`, actions: build.admin ? ['pull', 'push'] : ['pull'] });
   }
+  for (const repo of baseImagePullRepos(build.pullRepos ?? [])) access.push({ type: 'repository', name: repo, actions: ['pull'] });
   return access;
+}
+
+/** The entries of a build's `pullRepos` the policy honours, once each, in order. */
+export function baseImagePullRepos(repos: readonly string[]): string[] {
+  return [...new Set(repos.filter(isBaseImageRepo))];
 }

@@ -172,8 +172,41 @@ describe('build tokens', () => {
     assert.equal(signed.expiresAt.getTime(), minutes(90).getTime());
     const credential = await f.service.authenticate(signed.token);
     assert.deepEqual(credential.principal, {
-      subject: 'build:b1', role: 'build', tenant: 'acme', buildId: 'b1', adminBuild: false, globalCacheKey: 'node20',
+      subject: 'build:b1', role: 'build', tenant: 'acme', buildId: 'b1', adminBuild: false, globalCacheKey: 'node20', pullRepos: [],
     });
+  });
+  it('carry the FROM repos given as pullRepos in the access claim and the principal (pull only; cache/ and builds/ left out)', async () => {
+    const request = { ...build, pullRepos: ['acme/base', 'library/node', 'acme/base', 'cache/global/other', 'builds/b2'] };
+    const signed = await f.service.issueBuildToken(request);
+    const claims = decodeJwt(signed.token);
+    assert.deepEqual(claims.pull_repos, ['acme/base', 'library/node']);
+    assert.deepEqual(claims.access, [
+      { type: 'repository', name: 'builds/b1', actions: ['pull', 'push'] },
+      { type: 'repository', name: `cache/${tenantScope('acme')}`, actions: ['pull', 'push'] },
+      { type: 'repository', name: 'cache/global/node20', actions: ['pull'] },
+      { type: 'repository', name: 'acme/base', actions: ['pull'] },
+      { type: 'repository', name: 'library/node', actions: ['pull'] },
+    ]);
+    assert.deepEqual(claims.access, buildTokenAccess(request));
+    const credential = await f.service.identify(signed.token);
+    assert.deepEqual(credential.principal.pullRepos, ['acme/base', 'library/node']);
+    // Exchanged at /token: pull on them, never push or delete, nothing on other tenant repos;
+    // the access token keeps the grant for the policy check on /v2.
+    const granted = await f.service.issueAccessToken(credential, [
+      { type: 'repository', name: 'acme/base', actions: ['pull', 'push', 'delete'] },
+      { type: 'repository', name: 'acme/app', actions: ['pull'] },
+      { type: 'repository', name: 'cache/global/other', actions: ['push'] },
+      { type: 'repository', name: 'builds/b2', actions: ['pull'] },
+    ]);
+    assert.deepEqual(granted.access, [{ type: 'repository', name: 'acme/base', actions: ['pull'] }]);
+    const access = await f.service.authenticate(granted.token);
+    assert.deepEqual(access.principal.pullRepos, ['acme/base', 'library/node']);
+    assert.deepEqual(decodeJwt(granted.token).pull_repos, ['acme/base', 'library/node']);
+  });
+  it('without pullRepos carry no FROM repos', async () => {
+    const claims = decodeJwt((await f.service.issueBuildToken(build)).token);
+    assert.deepEqual(claims.pull_repos, []);
+    assert.ok(!(claims.access as Array<{ name: string }>).some((entry) => entry.name.startsWith('acme/')));
   });
   it('live at least 30 minutes', async () => {
     const signed = await f.service.issueBuildToken({ ...build, expiresAt: minutes(1) });
@@ -210,6 +243,7 @@ describe('build tokens', () => {
     ['a nested build id', { buildId: 'a/b' }, /cannot name a repository builds/],
     ['a tenant build without a tenant', { tenant: null }, /needs its tenant/],
     ['a global key that cannot name a repository', { globalKey: 'Node 20' }, /cannot name a repository cache\/global/],
+    ['a pullRepos entry that is not a repository name', { pullRepos: ['acme/base', 'Acme/Base:1'] }, /"Acme\/Base:1" in pullRepos is not a repository name/],
   ];
   for (const [name, change, message] of refused) {
     it(`refuses ${name}`, () =>

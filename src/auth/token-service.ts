@@ -4,7 +4,7 @@ import { isValidRepoName } from '../oci/names.js';
 import type { ApiKeyStore, RevokeOutcome } from './api-key-store.js';
 import type { Principal } from './authorizer.js';
 import { describeToken, InvalidTokenError, type KilnClaims, type SignedToken, type TokenKind, type TokenSigner } from './jwt.js';
-import { buildTokenAccess, grantAccess, noBuildsKnown, type OwnerOfBuild } from './policy.js';
+import { baseImagePullRepos, buildTokenAccess, grantAccess, noBuildsKnown, type OwnerOfBuild } from './policy.js';
 import type { AccessEntry, ResourceScope } from './scope.js';
 import { tenantNameProblem } from './tenant.js';
 
@@ -41,6 +41,13 @@ export interface BuildTokenRequest {
   admin: boolean;
   /** The global cache key the build imports (and, for admin builds, exports). */
   globalKey: string | null;
+  /**
+   * Repositories of the build's FROM images in this registry, which the
+   * submitter was checked to be allowed to pull: the token may pull them and
+   * nothing more. Entries under `cache/` or `builds/` are left out (the policy
+   * table alone decides those).
+   */
+  pullRepos?: readonly string[];
   /** When the build must be over; the token lives at least 30 minutes regardless. */
   expiresAt: Date;
 }
@@ -102,9 +109,12 @@ export class TokenService {
     return { ...signed, subject, role, tenant };
   }
 
-  /** A token for one build: exactly the policy's build column, alive at least 30 minutes. */
+  /** A token for one build: exactly the policy's build column (plus pull on its FROM repos), alive at least 30 minutes. */
   async issueBuildToken(request: BuildTokenRequest): Promise<SignedToken> {
     const { buildId, tenant, admin, globalKey } = request;
+    const invalid = (request.pullRepos ?? []).find((repo) => !isValidRepoName(repo));
+    if (invalid !== undefined) throw new TokenRequestError(`"${invalid}" in pullRepos is not a repository name`);
+    const pullRepos = baseImagePullRepos(request.pullRepos ?? []);
     if (!isValidRepoName(`builds/${buildId}`) || buildId.includes('/')) {
       throw new TokenRequestError(`build id "${buildId}" cannot name a repository builds/<id>`);
     }
@@ -124,10 +134,11 @@ export class TokenService {
         sub: subject,
         tenant,
         role: 'build',
-        access: buildTokenAccess({ buildId, tenant, admin, globalKey }),
+        access: buildTokenAccess({ buildId, tenant, admin, globalKey, pullRepos }),
         build: buildId,
         global_key: globalKey,
         admin_build: admin,
+        pull_repos: pullRepos,
       },
       issuedAt,
       expiresAt,
@@ -213,6 +224,7 @@ function principalOf(claims: KilnClaims): Principal {
     if (claims.build !== undefined) principal.buildId = claims.build;
     principal.adminBuild = claims.admin_build ?? false;
     principal.globalCacheKey = claims.global_key ?? null;
+    principal.pullRepos = claims.pull_repos ?? [];
   }
   return principal;
 }
@@ -223,5 +235,6 @@ function buildClaimsOf(principal: Principal): Partial<KilnClaims> {
     ...(principal.buildId !== undefined ? { build: principal.buildId } : {}),
     admin_build: principal.adminBuild ?? false,
     global_key: principal.globalCacheKey ?? null,
+    pull_repos: [...(principal.pullRepos ?? [])],
   };
 }

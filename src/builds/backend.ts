@@ -42,7 +42,7 @@ export interface BuildRequest {
   /**
    * FROM images that live in this registry. A backend that can load local
    * images (buildah) takes them from the layout; one that cannot (buildkit)
-   * pulls the refs with the build's credentials.
+   * pulls the refs with the build's credentials (the build token may pull them).
    */
   baseImages?: LocalBaseImage[];
   /** Told when the build moves from building to pushing the image. */

@@ -1,8 +1,9 @@
 // Base images a build takes FROM this registry. The service resolves them
-// (for provenance and for the caller's right to pull them) and hands them to
-// the builder as an OCI layout written from Kiln's own store, so the builder
-// needs no credential for them: the build token reaches only the build's own
-// repos and caches (auth policy), never a tenant's images.
+// (for provenance and for the caller's right to pull them) and, for a backend
+// that loads local images (buildah), hands them to the builder as an OCI
+// layout written from Kiln's own store, so the builder pulls nothing for them.
+// A backend that pulls FROM images itself (BuildKit) uses the build token,
+// which may pull exactly these repos (its `pullRepos`).
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';

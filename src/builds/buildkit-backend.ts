@@ -4,7 +4,10 @@
 //
 // Credentials: buildctl reads `$DOCKER_CONFIG/config.json` on the client side
 // and answers the daemon's auth requests from it, so the build token never
-// reaches the daemon's disk. Plain-HTTP registries: `registry.insecure=true` in
+// reaches the daemon's disk. FROM images in this registry are pulled with that
+// token too, under auth as without: it carries pull (only) on the repos of the
+// build's FROM images that the submitter was checked to be allowed to pull
+// (`pullRepos` of issueBuildToken), besides its own repos and caches. Plain-HTTP registries: `registry.insecure=true` in
 // the plan covers the output and the caches; pulling the FROM image over HTTP
 // needs the daemon's own config. A daemonless build gets a buildkitd.toml that
 // marks the registry `http = true`; a remote BUILDKIT_HOST must be configured
@@ -67,7 +70,8 @@ export function parseBuildctlVersion(output: string): string {
 export class BuildkitBackend implements BuilderBackend {
   readonly name = 'buildkit' as const;
   // BuildKit could take them as named oci-layout contexts, but buildctl-daemonless
-  // fails on those (moby/buildkit#7018); it pulls FROM images with the build's credentials.
+  // fails on those (moby/buildkit#7018); it pulls FROM images through the registry
+  // with the build token, whose `pullRepos` grant covers them.
   readonly loadsLocalBaseImages = false;
   private readonly buildctl: string;
   private readonly daemonlessScript: string;

@@ -11,7 +11,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { AuthError, type Action, type AuthDecision, type Authorizer } from '../auth/authorizer.js';
-import { ApiError, sendApiError } from '../server/api-errors.js';
+import { ApiError } from '../server/api-errors.js';
+import { apiHandler, authorizeApiCaller } from '../server/api-http.js';
 import { BuildError } from './errors.js';
 import type { BuildCaller, BuildService, BuildSubmission, PendingSource } from './service.js';
 
@@ -27,15 +28,10 @@ const BUILD_ID = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
 const KEEPALIVE_MS = 15_000;
 
 export function registerBuildRoutes(app: FastifyInstance, builds: BuildService, authorizer: Authorizer, options: BuildRoutesOptions): void {
-  const baseUrl = (req: FastifyRequest) => `${req.protocol}://${req.headers.host ?? 'localhost'}`;
   /** The caller, who must be a real one: no anonymous caller when auth is on, and no build token. */
   const allow = async (req: FastifyRequest, repo: string | null, actions: Action[]): Promise<AuthDecision> => {
-    const decision = await authorizer.authorize(req.headers, { repo, actions }, baseUrl(req));
-    const { role } = decision.principal;
-    if (authorizer.enabled && role === 'anonymous') {
-      throw new AuthError(401, 'UNAUTHORIZED', 'the management API needs an API key: send Authorization: Bearer <key>');
-    }
-    if (role === 'build') throw new AuthError(403, 'DENIED', 'a build token cannot use the builds API; use an API key');
+    const decision = await authorizeApiCaller(authorizer, req, { repo, actions });
+    if (decision.principal.role === 'build') throw new AuthError(403, 'DENIED', 'a build token cannot use the builds API; use an API key');
     return decision;
   };
 
@@ -58,22 +54,7 @@ export function registerBuildRoutes(app: FastifyInstance, builds: BuildService, 
     return build;
   };
 
-  const handle =
-    (fn: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) =>
-    async (req: FastifyRequest, reply: FastifyReply) => {
-      try {
-        const body = await fn(req, reply);
-        if (!reply.sent && body !== undefined) reply.header('content-type', 'application/json').send(JSON.stringify(body));
-      } catch (err) {
-        if (reply.raw.headersSent) {
-          req.log.error({ err, url: req.url }, 'builds request failed after the answer began');
-          reply.raw.destroy();
-        } else {
-          sendApiError(req, reply, toApiError(err));
-        }
-      }
-      return reply;
-    };
+  const handle = (fn: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) => apiHandler(fn, toApiError);
 
   // Event streams end when the server closes, or it would wait for them.
   const streams = new Set<() => void>();

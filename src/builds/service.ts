@@ -21,9 +21,14 @@
 //   work dir (0700, file 0600), deleted with it; the token is revoked when the
 //   builder is done and scrubbed from every log line. With auth off the
 //   builder pushes anonymously.
-// - Base images in this registry are handed to the builder from Kiln's own
-//   store (see base-images.ts): the caller must be allowed to pull them; the
-//   build token never is, by the auth policy.
+// - Base images in this registry (FROM <registry>/<repo>): the submitter must be
+//   allowed to pull them, checked at submission. The repos so checked are kept
+//   with the build (pull-repos.json in its directory) and become the build
+//   token's `pullRepos`: pull only, on exactly those repos (never cache/ or
+//   builds/ ones, which follow the policy table), so a backend that pulls FROM
+//   images itself (BuildKit) can. Buildah takes them from Kiln's own store
+//   instead (an OCI layout, see base-images.ts). At run time a FROM repo that
+//   was not checked at submission (the registry host changed meanwhile) is refused.
 // - Auth off: every caller is an anonymous admin without a tenant, so every
 //   build is an admin build: it imports and exports only cache/global/<key>
 //   (nothing without a key) and belongs to no tenant.
@@ -262,7 +267,8 @@ export class BuildService {
     try {
       const checked = await this.check(pending, request);
       await this.keepSource(pending);
-      const build = this.deps.store.create({ id: pending.id, ...checked, sourceSha256: pending.sha256 });
+      await writeFile(this.pullReposFile(pending.id), `${JSON.stringify(checked.pullRepos)}\n`, { mode: 0o600 });
+      const build = this.deps.store.create({ id: pending.id, ...checked.record, sourceSha256: pending.sha256 });
       const log = await this.logOf(build.id);
       log.write(`==> build ${build.id} queued (${describeBuild(build)})`);
       const queuePosition = this.queuePosition(build.id) ?? 1;
@@ -296,6 +302,7 @@ export class BuildService {
     planBuild({ registry, insecure: this.deps.config.registryInsecure, buildId: pending.id, tenantScope: scopeOf(caller.tenant, admin), globalKey, admin });
 
     // Unpack once now, so a bad archive or a missing Dockerfile is refused at once.
+    const pullRepos: string[] = [];
     const checkDir = await mkdtemp(path.join(this.deps.scratchRoot, `build-check-${pending.id}-`));
     try {
       const contextDir = path.join(checkDir, 'context');
@@ -307,11 +314,14 @@ export class BuildService {
         if (!caller.canPull(base.repo)) {
           throw new BuildError('denied', `the Dockerfile builds FROM ${base.ref}, and you may not pull ${base.repo}`);
         }
+        if (!pullRepos.includes(base.repo)) pullRepos.push(base.repo);
       }
     } finally {
       await rm(checkDir, { recursive: true, force: true });
     }
     return {
+      pullRepos,
+      record: {
       tenant: caller.tenant,
       requestedBy: caller.subject,
       admin,
@@ -320,6 +330,7 @@ export class BuildService {
       platform,
       timeoutSeconds,
       dockerfile: request.dockerfile?.trim() ? request.dockerfile : null,
+      },
     };
   }
 
@@ -517,17 +528,24 @@ export class BuildService {
         admin: build.admin,
       });
       const baseRefs = baseImagesOf(dockerfileText, build.buildArgs);
+      const kilnBases = kilnBaseRefs(registry, baseRefs);
+      const pullRepos = await this.checkedPullRepos(id);
+      const unchecked = pullRepos === null ? undefined : kilnBases.find((base) => !pullRepos.includes(base.repo));
+      if (unchecked !== undefined) {
+        throw new BuildError('denied', `FROM ${unchecked.ref}: ${unchecked.repo} was not checked when the build was submitted; submit it again`);
+      }
       // The layout's name must stay a lowercase one (see buildahLoadArguments).
       const layoutDir = path.join(workDir, 'base-images');
       const local = this.deps.backend.loadsLocalBaseImages;
-      const loaded = await resolveBaseImages(this.deps.registry, kilnBaseRefs(registry, baseRefs), {
+      const loaded = await resolveBaseImages(this.deps.registry, kilnBases, {
         platform: build.platform ?? hostPlatform(),
         layoutDir: local ? layoutDir : null,
         signal,
       });
       for (const base of loaded) write(`==> FROM ${base.ref}: ${base.repo}@${base.digest}${local ? ", from the registry's store" : ''}`);
-      if (!local && loaded.length > 0 && this.deps.tokens !== null) {
-        write(`==> note: ${this.deps.backend.name} pulls FROM images with the build token, which may read only the build's own repos and caches`);
+      const tokenPullRepos = pullRepos ?? [];
+      if (this.deps.tokens !== null && tokenPullRepos.length > 0) {
+        write(`==> the build token may pull ${tokenPullRepos.join(', ')} (FROM images)`);
       }
       const lockfiles = await findLockfiles(contextDir);
       const version = await this.deps.backend.version().catch(() => 'unknown');
@@ -554,7 +572,7 @@ export class BuildService {
       signal.throwIfAborted();
 
       const dockerConfigDir = path.join(workDir, 'docker');
-      token = await this.issueToken(build);
+      token = await this.issueToken(build, tokenPullRepos);
       if (token !== null) run.secrets.push(token.token);
       await writeDockerConfig(dockerConfigDir, registry, token === null ? null : { username: 'kiln-build', password: token.token });
 
@@ -600,15 +618,37 @@ export class BuildService {
     if (pushed) this.track(this.watchBake(id));
   }
 
-  private async issueToken(build: BuildRecord): Promise<SignedToken | null> {
+  private async issueToken(build: BuildRecord, pullRepos: string[]): Promise<SignedToken | null> {
     if (this.deps.tokens === null) return null;
     return this.deps.tokens.issue({
       buildId: build.id,
       tenant: build.tenant,
       admin: build.admin,
       globalKey: build.globalKey,
+      pullRepos,
       expiresAt: new Date(Date.now() + build.timeoutSeconds * 1000 + TOKEN_MARGIN_MS),
     });
+  }
+
+  /** The FROM repos the submitter was checked to be allowed to pull (written by submit). */
+  private pullReposFile(id: string): string {
+    return path.join(this.deps.files.dir(id), 'pull-repos.json');
+  }
+
+  /** The checked FROM repos of a build; null for a build submitted before they were kept. */
+  private async checkedPullRepos(id: string): Promise<string[] | null> {
+    let text: string;
+    try {
+      text = await readFile(this.pullReposFile(id), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    const parsed: unknown = JSON.parse(text);
+    if (!Array.isArray(parsed) || !parsed.every((repo): repo is string => typeof repo === 'string')) {
+      throw new BuildError('build-failed', `${this.pullReposFile(id)} is not a list of repositories`);
+    }
+    return parsed;
   }
 
   private async failed(id: string, run: ActiveBuild, err: unknown): Promise<void> {

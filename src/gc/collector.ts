@@ -177,7 +177,7 @@ export class GarbageCollector {
   /** One collection; runs queue behind each other. */
   run(options: GcRunOptions = {}): Promise<GcReport> {
     const next = this.queue.catch(() => undefined).then(() => {
-      if (this.stopped && options.trigger === 'interval') throw new Error('the collector is stopped');
+      if (this.stopped) throw new Error('the collector is stopped (the server is shutting down)');
       return this.collect(options);
     });
     this.queue = next;

@@ -4,22 +4,15 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AuthError, type Action, type Authorizer } from '../auth/authorizer.js';
 import { parseRange } from '../registry/http.js';
-import { ApiError, sendApiError } from '../server/api-errors.js';
+import { ApiError } from '../server/api-errors.js';
+import { apiHandler, authorizeApiCaller } from '../server/api-http.js';
 import { parseImageRef } from './refs.js';
 import type { ImageService } from './service.js';
 
 const BakeBody = z.object({ ref: z.string().min(1) });
 
 export function registerImageRoutes(app: FastifyInstance, images: ImageService, authorizer: Authorizer): void {
-  const baseUrl = (req: FastifyRequest) => `${req.protocol}://${req.headers.host ?? 'localhost'}`;
-  const allow = async (req: FastifyRequest, repo: string | null, actions: Action[]) => {
-    const decision = await authorizer.authorize(req.headers, { repo, actions }, baseUrl(req));
-    // An anonymous registry token is valid on /v2 (it grants nothing); the management API wants a real caller.
-    if (authorizer.enabled && decision.principal.role === 'anonymous') {
-      throw new AuthError(401, 'UNAUTHORIZED', 'the management API needs an API key: send Authorization: Bearer <key>');
-    }
-    return decision;
-  };
+  const allow = (req: FastifyRequest, repo: string | null, actions: Action[]) => authorizeApiCaller(authorizer, req, { repo, actions });
 
   const parseRef = (refText: string) => {
     try {
@@ -50,17 +43,7 @@ export function registerImageRoutes(app: FastifyInstance, images: ImageService, 
     throw new ApiError('NOT_FOUND', `no baked image for ${refText} that you may ${action}`);
   };
 
-  const handle =
-    (fn: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) =>
-    async (req: FastifyRequest, reply: FastifyReply) => {
-      try {
-        const body = await fn(req, reply);
-        if (!reply.sent && body !== undefined) reply.header('content-type', 'application/json').send(JSON.stringify(body));
-      } catch (err) {
-        sendApiError(req, reply, err);
-      }
-      return reply;
-    };
+  const handle = apiHandler;
 
   app.get(
     '/api/v1/images',
