@@ -326,8 +326,19 @@ describe('garbage collection on a store', () => {
     assert.equal(report.deleted.disks, 2);
     assert.ok(report.bytesFreed.disks >= 4096);
 
-    // Untag the baked image: its record, finished job and disk go.
+    // The same image in a second repo (another tenant): untagging it in one repo keeps the
+    // image and its disk, and drops only that repo's name.
+    for (const b of [img.config, img.layers[0]!]) assert.notEqual(await h.registry.mountBlob('other/app', 'bake/app', b.digest), null);
+    await h.registry.putManifest('other/app', 'v1', img.manifest.bytes, OCI_MANIFEST);
+    h.images.upsert({ digest: img.manifest.digest, repo: 'other/app', tag: 'v1', indexDigest: null, platform: null });
     await h.registry.deleteManifest('bake/app', 'v1');
+    report = await h.gc();
+    assert.deepEqual(report.items.disks, []);
+    assert.deepEqual(h.images.get(img.manifest.digest)?.names.map((n) => n.repo), ['other/app']);
+    assert.ok(existsSync(h.dirs.imageDir(img.manifest.digest)));
+
+    // Untagged everywhere: its record, finished job and disk go.
+    await h.registry.deleteManifest('other/app', 'v1');
     report = await h.gc();
     assert.deepEqual(report.items.disks, [img.manifest.digest]);
     assert.equal(h.images.get(img.manifest.digest), null);
