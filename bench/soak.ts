@@ -117,10 +117,14 @@ function runTest(file: string, env: Record<string, string>): Promise<number> {
   const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let all = '';
     child.stdout.on('data', (d: Buffer) => {
+      all += d.toString();
       for (const line of d.toString().split('\n')) if (/^#|✔|✖|ℹ (pass|fail)/.test(line.trim())) process.stdout.write(`${line}\n`);
     });
     child.on('close', (code) => {
+      // On failure, the whole report (assertion, values, stack) follows.
+      if (code !== 0) process.stdout.write(`\n${all}\n`);
       process.stdout.write(`(${((Date.now() - started) / 1000).toFixed(0)} s, exit ${code})\n`);
       resolve(code ?? 1);
     });

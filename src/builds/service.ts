@@ -267,7 +267,7 @@ export class BuildService {
     try {
       const checked = await this.check(pending, request);
       await this.keepSource(pending);
-      await writeFile(this.pullReposFile(pending.id), `${JSON.stringify(checked.pullRepos)}\n`, { mode: 0o600 });
+      await writeFile(this.deps.files.pullRepos(pending.id), `${JSON.stringify(checked.pullRepos)}\n`, { mode: 0o600 });
       const build = this.deps.store.create({ id: pending.id, ...checked.record, sourceSha256: pending.sha256 });
       const log = await this.logOf(build.id);
       log.write(`==> build ${build.id} queued (${describeBuild(build)})`);
@@ -630,23 +630,18 @@ export class BuildService {
     });
   }
 
-  /** The FROM repos the submitter was checked to be allowed to pull (written by submit). */
-  private pullReposFile(id: string): string {
-    return path.join(this.deps.files.dir(id), 'pull-repos.json');
-  }
-
   /** The checked FROM repos of a build; null for a build submitted before they were kept. */
   private async checkedPullRepos(id: string): Promise<string[] | null> {
     let text: string;
     try {
-      text = await readFile(this.pullReposFile(id), 'utf8');
+      text = await readFile(this.deps.files.pullRepos(id), 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
     }
     const parsed: unknown = JSON.parse(text);
     if (!Array.isArray(parsed) || !parsed.every((repo): repo is string => typeof repo === 'string')) {
-      throw new BuildError('build-failed', `${this.pullReposFile(id)} is not a list of repositories`);
+      throw new BuildError('build-failed', `${this.deps.files.pullRepos(id)} is not a list of repositories`);
     }
     return parsed;
   }

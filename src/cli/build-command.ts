@@ -11,7 +11,7 @@ import type { Command } from 'commander';
 import tarStream, { type Header, type Pack } from 'tar-stream';
 import type { BuildView } from '../builds/service.js';
 import { clientFromEnv, KilnApiError, type ApiClient } from './api-client.js';
-import { formatBytes } from './image-commands.js';
+import { formatBytes } from '../util/format-bytes.js';
 
 const POLL_MS = 500;
 const ENDED = new Set(['ready', 'failed', 'cancelled']);

@@ -8,7 +8,8 @@
 import type { Command } from 'commander';
 import { loadGcConfig, parseGcDuration } from '../gc/config.js';
 import type { GcReport } from '../gc/collector.js';
-import { formatBytes, formatFsckReport, fsck } from '../gc/fsck.js';
+import { formatFsckReport, fsck } from '../gc/fsck.js';
+import { formatBytes } from '../util/format-bytes.js';
 import { openOffline } from '../gc/offline.js';
 import { DataDirInUseError } from '../store/dir-lock.js';
 import { clientFromEnv } from './api-client.js';

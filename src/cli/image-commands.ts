@@ -9,6 +9,7 @@ import type { ImageDetail, ImageView } from '../images/service.js';
 import { clientFromEnv } from './api-client.js';
 import { readImageSource } from './image-source.js';
 import { pushImage } from './push.js';
+import { formatBytes } from '../util/format-bytes.js';
 
 const POLL_MS = 250;
 
@@ -102,16 +103,6 @@ function progressText(view: ImageView): string {
   return `${Math.floor((100 * view.progress.bytesDone) / view.progress.bytesTotal)}%`;
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
 
 function printTable(header: string[], rows: string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

@@ -21,6 +21,7 @@ import { parseManifest, type Manifest } from '../oci/manifest.js';
 import { isNonDistributable } from '../oci/media-types.js';
 import type { DataDir } from '../store/data-dir.js';
 import type { SqliteGcStore } from '../store/sqlite-gc-store.js';
+import { formatBytes } from '../util/format-bytes.js';
 
 export type Severity = 'error' | 'warning';
 
@@ -282,13 +283,3 @@ export function formatFsckReport(report: FsckReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}

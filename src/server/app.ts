@@ -134,7 +134,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   gc.addRootSource('builds', () => builds.gcRoots());
 
   const janitor = setInterval(() => {
-    registry.expireUploads(Date.now() - config.uploadTtlMs).catch((err) => log.error({ err }, 'upload cleanup failed'));
+    registry.expireUploads(Date.now() - config.gc.uploadTtlMs).catch((err) => log.error({ err }, 'upload cleanup failed'));
   }, JANITOR_INTERVAL_MS);
   janitor.unref();
 

@@ -9,8 +9,6 @@ export interface ServerConfig {
   port: number;
   dataDir: string;
   logLevel: string;
-  /** Upload sessions idle this long are removed. */
-  uploadTtlMs: number;
   /** fsync blobs before acknowledging them. */
   durable: boolean;
   /** Platforms of a multi-platform index to bake. */
@@ -41,7 +39,6 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     port,
     dataDir: flags.dataDir ?? env.KILN_DATA_DIR ?? './kiln-data',
     logLevel: flags.logLevel ?? env.KILN_LOG_LEVEL ?? 'info',
-    uploadTtlMs: positiveNumber(env.KILN_UPLOAD_TTL_SECONDS, 24 * 3600, 'KILN_UPLOAD_TTL_SECONDS') * 1000,
     durable: env.KILN_FSYNC !== 'false',
     platforms: (env.KILN_PLATFORMS ?? 'linux/amd64').split(',').map((p) => p.trim()).filter(Boolean),
     bakeConcurrency: positiveNumber(env.KILN_BAKE_CONCURRENCY, os.availableParallelism(), 'KILN_BAKE_CONCURRENCY'),

@@ -207,4 +207,8 @@ export class BuildFiles {
   result(id: string): string {
     return path.join(this.dir(id), 'result.json');
   }
+  /** The FROM repos the submitter was checked to be allowed to pull. */
+  pullRepos(id: string): string {
+    return path.join(this.dir(id), 'pull-repos.json');
+  }
 }
