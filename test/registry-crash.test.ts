@@ -47,20 +47,7 @@ interface Acked {
 async function upload(c: RegistryClient, repo: string, b: Blob, how: number): Promise<boolean> {
   if (how === 0) return (await c.pushBlobMonolithic(repo, b)).status === 201;
   if (how === 1) return (await c.pushBlob(repo, b)).status === 201;
-  const post = await c.fetch(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-  if (post.status !== 202) return false;
-  let loc = new URL(post.headers.get('location')!, c.base);
-  const half = Math.floor(b.size / 2);
-  for (const [start, end] of [
-    [0, half],
-    [half, b.size],
-  ] as const) {
-    const res = await fetch(loc, { method: 'PATCH', body: b.bytes.subarray(start, end), headers: { 'content-range': `${start}-${end - 1}` } });
-    if (res.status !== 202) return false;
-    loc = new URL(res.headers.get('location')!, c.base);
-  }
-  loc.searchParams.set('digest', b.digest);
-  return (await fetch(loc, { method: 'PUT' })).status === 201;
+  return (await c.pushBlobChunked(repo, b)).status === 201;
 }
 
 describe('kill -9 during parallel pushes', () => {

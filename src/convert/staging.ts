@@ -5,6 +5,7 @@
 import { mkdtemp, readdir, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { runTool } from './run-tool.js';
+import { isProcessAlive } from '../store/dir-lock.js';
 
 export const TMPFS_ROOT = '/dev/shm';
 const PREFIX = 'kiln-stage-';
@@ -70,7 +71,7 @@ export async function removeStaleStaging(tmpfs: string): Promise<void> {
   }
   for (const name of names) {
     const match = /^kiln-stage-(\d+)-/.exec(name);
-    if (match && !isAlive(Number(match[1]))) await removeTree(path.join(tmpfs, name));
+    if (match && !isProcessAlive(Number(match[1]))) await removeTree(path.join(tmpfs, name));
   }
 }
 
@@ -87,11 +88,3 @@ export async function removeTree(dir: string): Promise<void> {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -39,7 +39,7 @@ export async function lockDataDir(dirs: DataDir, owner: string): Promise<() => P
     }
     const current = await readLock(file);
     if (current && current.pid === process.pid) break;
-    if (current && isAlive(current.pid)) throw new DataDirInUseError(dirs.root, current.pid, current.owner);
+    if (current && isProcessAlive(current.pid)) throw new DataDirInUseError(dirs.root, current.pid, current.owner);
     // Stale (its process is gone) or unreadable: take it over.
     await unlink(file).catch(() => undefined);
   }
@@ -68,7 +68,8 @@ async function readLock(file: string): Promise<LockInfo | null> {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it does, but belongs to someone else). */
+export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
