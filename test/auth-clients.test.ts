@@ -8,6 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { buildkitFixtures, startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
+import { isolatedContainersEnv } from './helpers/containers.js';
 
 const run = promisify(execFile);
 const BLOBS = path.join(buildkitFixtures, 'blobs', 'sha256');
@@ -55,21 +56,8 @@ const pull = (repo: string, dest: string, ...creds: string[]) => skopeo('copy', 
 
 before(async () => {
   work = await tempDir('kiln-auth-clients-');
-  policy = path.join(work, 'policy.json');
-  await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
   // No stored credentials anywhere skopeo looks: only the flags count.
-  await writeFile(path.join(work, 'auth.json'), '{"auths":{}}');
-  await writeFile(path.join(work, 'registries.conf'), '');
-  env = {
-    PATH: process.env.PATH,
-    HOME: work,
-    TMPDIR: work,
-    XDG_RUNTIME_DIR: path.join(work, 'xdg'),
-    XDG_CONFIG_HOME: path.join(work, 'config'),
-    REGISTRY_AUTH_FILE: path.join(work, 'auth.json'),
-    CONTAINERS_REGISTRIES_CONF: path.join(work, 'registries.conf'),
-  };
-  await mkdir(env.XDG_RUNTIME_DIR!, { recursive: true, mode: 0o700 });
+  ({ env, policy } = await isolatedContainersEnv(work));
 
   // An OCI layout holding the fixture's base image under the tag v1.
   layout = path.join(work, 'layout');

@@ -12,6 +12,7 @@ import { gunzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { buildkitFixtures, startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
 import { RegistryClient } from './helpers/registry.js';
+import { isolatedContainersEnv } from './helpers/containers.js';
 
 const run = promisify(execFile);
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -45,22 +46,7 @@ const rawManifest = async (ref: string) => Buffer.from(await skopeo('inspect', '
 
 before(async () => {
   work = await tempDir('kiln-clients-');
-  policy = path.join(work, 'policy.json');
-  await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-  await writeFile(path.join(work, 'auth.json'), '{"auths":{}}');
-  await writeFile(path.join(work, 'registries.conf'), '');
-  await writeFile(path.join(work, 'storage.conf'), `[storage]\ndriver = "vfs"\nrunroot = "${work}/runroot"\ngraphroot = "${work}/root"\n`);
-  env = {
-    PATH: process.env.PATH,
-    HOME: work,
-    TMPDIR: work,
-    XDG_RUNTIME_DIR: path.join(work, 'xdg'),
-    XDG_CONFIG_HOME: path.join(work, 'config'),
-    REGISTRY_AUTH_FILE: path.join(work, 'auth.json'),
-    CONTAINERS_REGISTRIES_CONF: path.join(work, 'registries.conf'),
-    CONTAINERS_STORAGE_CONF: path.join(work, 'storage.conf'),
-  };
-  await mkdir(env.XDG_RUNTIME_DIR!, { recursive: true, mode: 0o700 });
+  ({ env, policy } = await isolatedContainersEnv(work, { vfsStorage: true }));
   server = await startKiln();
   reg = new RegistryClient(server.url);
 });
