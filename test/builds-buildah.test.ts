@@ -5,7 +5,7 @@
 // cache use without writing the global cache, and its next build reads both
 // tiers. Also: cancellation kills the build.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -24,6 +24,7 @@ import {
   startLocalRegistry,
   type LocalRegistry,
 } from '../src/builds/testing/local-registry.js';
+import { processesMentioning } from './helpers/processes.js';
 
 async function whyNot(): Promise<string | null> {
   if (process.platform !== 'linux') return 'buildah runs on Linux only';
@@ -180,14 +181,3 @@ describe('buildah backend against a local registry', { skip: skipReason ?? false
     assert.deepEqual(survivors, [], 'no process of the build is left');
   });
 });
-
-/** Live (non-zombie) processes whose command line mentions `needle`. */
-async function processesMentioning(needle: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const pid of (await readdir('/proc')).filter((n) => /^\d+$/.test(n))) {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    if (cmdline.includes(needle) && !/^\d+ \(.*\) Z/.test(stat)) found.push(`${pid}: ${cmdline.replaceAll('\0', ' ')}`);
-  }
-  return found;
-}

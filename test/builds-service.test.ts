@@ -18,6 +18,7 @@ import { isOnPath } from '../src/builds/process.js';
 import { parseEvent } from '../src/cli/build-command.js';
 import { runKilnCli } from './helpers/cli.js';
 import { buildkitFixtures, startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
+import { processesMentioning } from './helpers/processes.js';
 
 const run = promisify(execFile);
 
@@ -144,17 +145,6 @@ async function tagsOf(url: string, repo: string, headers: Headers = {}): Promise
   if (res.status === 404) return [];
   assert.equal(res.status, 200, text);
   return [...((JSON.parse(text) as { tags: string[] | null }).tags ?? [])].sort();
-}
-
-/** Live (non-zombie) processes whose command line mentions `needle`. */
-async function processesMentioning(needle: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const pid of (await readdir('/proc')).filter((n) => /^\d+$/.test(n))) {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    if (cmdline.includes(needle) && !/^\d+ \(.*\) Z/.test(stat)) found.push(`${pid}: ${cmdline.replaceAll('\0', ' ')}`);
-  }
-  return found;
 }
 
 /** Nothing of the build's private work dir (buildah storage, the Docker config with its token) is left. */
