@@ -168,14 +168,16 @@ describe('SIGTERM', () => {
     await rawRequest(s.url, 'POST', `/v2/term/a/blobs/uploads/?digest=sha256:${'1'.repeat(64)}`, { body: Buffer.alloc(100_000), headers: { 'content-length': 200_000 }, truncateAt: 50_000 });
     await rawRequest(s.url, 'PUT', '/v2/term/a/manifests/bad', { body: junk, headers: { 'content-length': junk.length, 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
 
-    const b = randomBlob(512 * 1024);
+    // More than the store gathers before its first write (1 MiB), so the first part reaches the disk on its own.
+    const firstPart = 2 * 1024 * 1024;
+    const b = randomBlob(3 * 1024 * 1024);
     const post = await c.fetch('/v2/term/a/blobs/uploads/', { method: 'POST' });
     const uuid = post.headers.get('docker-upload-uuid')!;
     const loc = new URL(post.headers.get('location')!, s.url);
     let feed!: ReadableStreamDefaultController<Uint8Array>;
     const body = new ReadableStream<Uint8Array>({ start: (ctrl) => void (feed = ctrl) });
     const patch = fetch(loc, { method: 'PATCH', body, duplex: 'half' } as RequestInit);
-    feed.enqueue(new Uint8Array(b.bytes.subarray(0, 100_000)));
+    feed.enqueue(new Uint8Array(b.bytes.subarray(0, firstPart)));
     // The server has the first bytes on disk: the request is in flight.
     await waitFor(async () => (await stat(path.join(dataDir, 'uploads', uuid))).size > 0, 10_000, 'the first bytes to reach the server');
 
@@ -196,7 +198,7 @@ describe('SIGTERM', () => {
       10_000,
       'the server to stop accepting',
     );
-    feed.enqueue(new Uint8Array(b.bytes.subarray(100_000)));
+    feed.enqueue(new Uint8Array(b.bytes.subarray(firstPart)));
     feed.close();
     const res = await patch;
     assert.equal(res.status, 202);

@@ -1,12 +1,13 @@
 // The /v2 HTTP API (OCI Distribution Spec v1.1). Handlers are thin: parse the
 // request, authorize, call RegistryService, write headers.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Authorizer } from '../auth/authorizer.js';
 import { OCI_INDEX } from '../oci/media-types.js';
 import { MAX_MANIFEST_BYTES } from '../oci/manifest.js';
 import { RegistryError, isClientAbort, rangeHeader, toRegistryError } from './errors.js';
 import { ROUTE_METHODS, matchV2Route, requiredAction, type V2Route } from './routes.js';
+import type { BlobSource } from '../store/types.js';
 import type { RegistryService } from './service.js';
 
 export interface V2Deps {
@@ -15,6 +16,8 @@ export interface V2Deps {
 }
 
 type Query = URLSearchParams;
+
+const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' } as const;
 
 interface Ctx {
   req: FastifyRequest;
@@ -38,7 +41,7 @@ export async function registerV2Routes(app: FastifyInstance, deps: V2Deps): Prom
     v2.removeAllContentTypeParsers();
     v2.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
     v2.addHook('onSend', async (_req, reply) => {
-      reply.header('docker-distribution-api-version', 'registry/2.0');
+      reply.headers(API_VERSION_HEADER);
     });
     // Returning the reply tells fastify the response is ours, even while a stream is still being set up.
     const handler = async (req: FastifyRequest, reply: FastifyReply) => {
@@ -63,7 +66,7 @@ export function v2FrameworkErrors(error: FastifyError, req: FastifyRequest, repl
   reply
     .code(mapped.status)
     .header('content-type', 'application/json; charset=utf-8')
-    .header('docker-distribution-api-version', 'registry/2.0')
+    .headers(API_VERSION_HEADER)
     .send(JSON.stringify(mapped.toBody()));
 }
 
@@ -215,9 +218,10 @@ async function getBlob(ctx: Ctx, name: string, digest: string): Promise<void> {
       'content-range': `bytes */${size}`,
     });
   }
-  const length = range ? range.end - range.start + 1 : size;
+  const bytes = range ?? { start: 0, end: size - 1 };
+  const length = bytes.end - bytes.start + 1;
   // Opened before any header is set: a blob missing from disk must be a clean 404, not a 206 carrying an error body.
-  const stream = req.method === 'HEAD' || length === 0 ? null : await deps.service.openBlob(name, digest, range ?? undefined);
+  const source = req.method === 'HEAD' || length === 0 ? null : await deps.service.openBlob(name, digest, bytes);
   reply
     .header('content-type', 'application/octet-stream')
     .header('docker-content-digest', digest)
@@ -227,8 +231,21 @@ async function getBlob(ctx: Ctx, name: string, digest: string): Promise<void> {
     .header('content-length', length);
   if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
   else reply.code(200);
-  if (req.method === 'HEAD') return void reply.send();
-  reply.send(stream ?? Buffer.alloc(0));
+  if (!source) return void reply.send();
+  sendBlobBody(ctx, source);
+}
+
+/**
+ * Writes the head, then lets the blob store copy the body straight into the
+ * socket (with reused buffers: see store/file-copy.ts). The reply is
+ * hijacked, so the headers onSend would add are written here; onResponse
+ * hooks (metrics) still run.
+ */
+function sendBlobBody(ctx: Ctx, source: BlobSource): void {
+  const { reply, req } = ctx;
+  reply.hijack();
+  reply.raw.writeHead(reply.statusCode, { ...(reply.getHeaders() as OutgoingHttpHeaders), ...API_VERSION_HEADER });
+  source.copyTo(reply.raw).catch((err) => req.log.warn({ err, url: req.url }, 'blob read failed while it was being sent'));
 }
 
 /** A single `bytes=` range (the only form registries are asked for); null when absent. */

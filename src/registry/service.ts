@@ -7,7 +7,7 @@ import { digestOf, parseDigest, tryParseDigest, type ParsedDigest } from '../oci
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type Manifest } from '../oci/manifest.js';
 import { OCI_INDEX, isNonDistributable } from '../oci/media-types.js';
 import { explainInvalidName, isValidRepoName, isValidTag } from '../oci/names.js';
-import type { BlobStore, ByteRange, ManifestRecord, ManifestReference, MetadataStore, Page } from '../store/types.js';
+import type { BlobSource, BlobStore, ByteRange, ManifestRecord, ManifestReference, MetadataStore, Page } from '../store/types.js';
 import { DigestPins } from '../store/pins.js';
 import { ManifestCache } from './manifest-cache.js';
 import { RegistryError } from './errors.js';
@@ -73,11 +73,12 @@ export class RegistryService {
     return size;
   }
 
-  async openBlob(repo: string, digest: string, range?: ByteRange): Promise<Readable> {
-    const stream = await this.blobs.open(digest, range);
+  /** `range` is always given: the bytes promised in Content-Length, so a short file fails instead of ending early. */
+  async openBlob(repo: string, digest: string, range: ByteRange): Promise<BlobSource> {
+    const source = await this.blobs.openSource(digest, range);
     // Linked in the DB but missing on disk: quarantined by fsck or lost; never serve a partial answer.
-    if (!stream) throw blobUnknown(repo, digest);
-    return stream;
+    if (!source) throw blobUnknown(repo, digest);
+    return source;
   }
 
   async deleteBlob(repo: string, digest: string): Promise<void> {

@@ -5,10 +5,11 @@
 // either no blob or a complete, verified one; stray upload files are swept
 // by the upload janitor.
 import { randomUUID, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream, open as openCallback } from 'node:fs';
+import { closeSync, createReadStream, fstat as fstatCallback, open as openCallback } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHasher, type DigestAlgorithm, type ParsedDigest } from '../oci/digest.js';
 import type { DataDir } from './data-dir.js';
@@ -21,7 +22,9 @@ import {
   UploadNotFoundError,
   isNoSpace,
 } from './errors.js';
-import type { AppendOptions, BlobInfo, BlobStore, ByteRange } from './types.js';
+import { copyFileRange } from './file-copy.js';
+import { UploadWriter } from './upload-writer.js';
+import type { AppendOptions, BlobInfo, BlobSource, BlobStore, ByteRange } from './types.js';
 
 /** Incremental hash of an upload, valid while the process that wrote it lives. */
 interface UploadState {
@@ -30,7 +33,6 @@ interface UploadState {
   hash: Hash | null;
 }
 
-const WRITE_BUFFER = 4 * 1024 * 1024;
 const READ_BUFFER = 1024 * 1024;
 const STREAMING_ALGORITHM: DigestAlgorithm = 'sha256';
 
@@ -64,16 +66,23 @@ export class FsBlobStore implements BlobStore {
   }
 
   async open(digest: string, range?: ByteRange): Promise<Readable | null> {
-    const file = this.dirs.blobPath(digest);
-    let fd: number;
+    const fd = await this.openBlobFd(digest);
+    if (fd === null) return null;
+    // A plain fd stream: measurably faster than FileHandle streams on large blobs (fewer promise hops per chunk).
+    return createReadStream(this.dirs.blobPath(digest), { fd, start: range?.start, end: range?.end, highWaterMark: READ_BUFFER });
+  }
+
+  async openSource(digest: string, range?: ByteRange): Promise<BlobSource | null> {
+    const fd = await this.openBlobFd(digest);
+    if (fd === null) return null;
     try {
-      fd = await openFd(file);
+      const end = range ? range.end + 1 : (await fstatFd(fd)).size;
+      const start = range?.start ?? 0;
+      return { copyTo: (dest) => copyFileRange(fd, start, end, dest) };
     } catch (err) {
-      if (isNotFound(err)) return null;
+      closeSync(fd);
       throw err;
     }
-    // A plain fd stream: measurably faster than FileHandle streams on large blobs (fewer promise hops per chunk).
-    return createReadStream(file, { fd, start: range?.start, end: range?.end, highWaterMark: READ_BUFFER });
   }
 
   async readBytes(digest: string): Promise<Buffer | null> {
@@ -156,24 +165,22 @@ export class FsBlobStore implements BlobStore {
         throw new RangeMismatchError(state.size, options.expectedOffset);
       }
       const start = state.size;
-      let written = 0;
-      const hash = state.hash;
-      const tap = new Transform({
-        transform(chunk: Buffer, _enc, done) {
-          hash?.update(chunk);
-          written += chunk.length;
-          done(null, chunk);
-        },
+      const hash = state.hash!; // loadState rebuilt it if it was lost
+      const file = await open(this.dirs.uploadPath(id), 'r+').catch((err) => {
+        throw wrapStorageError(err);
       });
-      const out = createWriteStream(this.dirs.uploadPath(id), { flags: 'r+', start, highWaterMark: WRITE_BUFFER });
+      const out = new UploadWriter({ file, position: start, hash, flushBehind: this.durable });
       try {
-        await pipeline(body, tap, out);
+        await pipeline(body, out);
       } catch (err) {
         // Keep whatever reached the disk (the client may resume from there) but
         // forget the running hash: it may include bytes that were not written.
         this.sessions.delete(id);
         throw wrapStorageError(err);
+      } finally {
+        await out.fileClosed;
       }
+      const written = out.written;
       state.size = start + written;
       if (options.expectedLength !== undefined && written !== options.expectedLength) {
         state.hash = null;
@@ -217,6 +224,15 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
+  private async openBlobFd(digest: string): Promise<number | null> {
+    try {
+      return await openFd(this.dirs.blobPath(digest));
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+  }
+
   /** Runs `fn` while no other request touches the same upload. */
   private async exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
     if (this.busy.has(id)) throw new UploadBusyError(id);
@@ -253,9 +269,9 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
-function openFd(file: string): Promise<number> {
-  return new Promise((resolve, reject) => openCallback(file, 'r', (err, fd) => (err ? reject(err) : resolve(fd))));
-}
+const openForReading = promisify(openCallback);
+const openFd = (file: string): Promise<number> => openForReading(file, 'r');
+const fstatFd = promisify(fstatCallback);
 
 /** Feeds a whole file into `hash` and returns it. */
 async function hashFile(file: string, hash: Hash): Promise<Hash> {

@@ -1,7 +1,7 @@
 // Storage contracts. The embedded defaults are a filesystem BlobStore and a
 // SQLite MetadataStore; the interfaces are async and free of paths and SQL so
 // an S3 blob store and a PostgreSQL metadata store can slot in unchanged.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { ParsedDigest } from '../oci/digest.js';
 
 export interface BlobInfo {
@@ -23,11 +23,26 @@ export interface AppendOptions {
   expectedLength?: number;
 }
 
+/** A blob (or a byte range of it) opened to be served once. */
+export interface BlobSource {
+  /**
+   * Writes the bytes into `dest` and ends it. A read error destroys `dest` and
+   * rejects; a `dest` closed early (client gone) stops the copy quietly.
+   */
+  copyTo(dest: Writable): Promise<void>;
+}
+
 export interface BlobStore {
   init(): Promise<void>;
   stat(digest: string): Promise<BlobInfo | null>;
-  /** Streams a blob or a byte range of it; null when absent. */
+  /** Streams a blob or a byte range of it, for consumers that transform it; null when absent. */
   open(digest: string, range?: ByteRange): Promise<Readable | null>;
+  /**
+   * Opens a blob for serving; null when absent. Separate from `open` so each
+   * store can serve in its cheapest way (the filesystem store reuses its
+   * buffers; an object store could pipe or redirect).
+   */
+  openSource(digest: string, range?: ByteRange): Promise<BlobSource | null>;
   /** Writes a small in-memory object (a manifest), verified against `expected` when given. */
   putBytes(data: Uint8Array, expected: ParsedDigest): Promise<BlobInfo>;
   readBytes(digest: string): Promise<Buffer | null>;
