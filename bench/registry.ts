@@ -15,7 +15,7 @@ import { hey, wrk, type LoadResult } from './lib/load.js';
 import { makeWarmupLayout, readLayout, skopeoPull, skopeoPush, type Layout } from './lib/oci.js';
 import { removeTree, runBench, scratchDir } from './lib/proc.js';
 import { peakRssMiB, resetPeakRss, waitIdle } from './lib/procfs.js';
-import { distributionStorage, freePort, kilnIsBuilt, startDistribution, startKiln, type Launcher, type Server } from './lib/servers.js';
+import { distributionStorage, freePort, kilnIsBuilt, startDistribution, startKiln, startStaticFloor, type Launcher, type Server } from './lib/servers.js';
 import { format, loadAverage, pairedRatio, printTable, progress, summarize, verdict, type Target } from './lib/stats.js';
 
 const { values: opts } = parseArgs({
@@ -132,26 +132,33 @@ async function pushSeries(sides: [Side, Side], layouts: Map<string, Layout>, war
   return { times, rss };
 }
 
-/** Push every image once (untimed), then time pulls into an emptied directory, interleaved. */
-async function pullSeries(servers: [Server, Server], layouts: Map<string, Layout>, root: string) {
-  const times = new Map<string, Series>();
+/**
+ * Push every image once (untimed), then time pulls into an emptied directory,
+ * interleaved. When nginx is installed, the same pull from a static copy of
+ * the corpus (`startStaticFloor`) runs in each round too: the client's own
+ * share of a pull, which no registry can remove.
+ */
+async function pullSeries(servers: [Server, Server], floor: Server | undefined, layouts: Map<string, Layout>, root: string) {
+  const times = new Map<string, { pulls: Series; floor: number[] }>();
   for (const [name, layout] of layouts) {
     for (const server of servers) await skopeoPush(layout.dir, server.host, `bench/${name}`);
   }
   // Kiln bakes what it just received; pulls are measured once that is done.
   await waitIdle(servers[0].pid, servers[0].label);
+  const everyServer = floor ? [...servers, floor] : servers;
   for (const name of layouts.keys()) {
     const t = series();
+    const floorTimes: number[] = [];
     for (let run = 0; run <= RUNS; run++) {
-      for (const [i, server] of servers.entries()) {
+      for (const [i, server] of everyServer.entries()) {
         const dest = path.join(root, `pull-${i}`);
         await removeTree(dest);
         const { seconds } = await skopeoPull(server.host, `bench/${name}`, dest);
         progress(`pull ${name} ${server.label} ${run === 0 ? '(warm-up) ' : ''}${seconds.toFixed(3)} s`);
-        if (run > 0) (i === 0 ? t.kiln : t.dist).push(seconds);
+        if (run > 0) [t.kiln, t.dist, floorTimes][i]!.push(seconds);
       }
     }
-    times.set(name, t);
+    times.set(name, { pulls: t, floor: floorTimes });
   }
   return times;
 }
@@ -214,13 +221,15 @@ runBench(async () => {
     progress(`images ${IMAGES.join(', ')}; ${RUNS} runs + 1 warm-up each, interleaved ${kilnLabel} / distribution`);
     const push = await pushSeries(sides, layouts, warmup);
     const servers: [Server, Server] = [await sides[0].empty(), await sides[1].empty()];
-    const pull = await pullSeries(servers, layouts, root);
+    const floor = await startStaticFloor(path.join(root, 'floor'), await freePort(), [...layouts].map(([name, layout]) => ({ name, layout })));
+    if (!floor) progress('nginx is not installed: pulls are measured without the static floor');
+    const pull = await pullSeries(servers, floor, layouts, root).finally(() => floor?.stop());
     const loadTarget = layouts.get('debian') ? 'debian' : IMAGES[0]!;
     const load = opts['skip-load'] ? undefined : await loadSeries(servers, { name: loadTarget, layer: layouts.get(loadTarget)!.blobs[1]!.digest });
 
     const rows: string[][] = [];
     for (const name of layouts.keys()) rows.push(row(`push ${name} (s)`, push.times.get(name)!, 3, TIME_RATIO));
-    for (const name of layouts.keys()) rows.push(row(`pull ${name} (s)`, pull.get(name)!, 3, TIME_RATIO));
+    for (const name of layouts.keys()) rows.push(row(`pull ${name} (s)`, pull.get(name)!.pulls, 3, TIME_RATIO));
     for (const [test, r] of load ?? []) {
       const pick = (f: (x: LoadResult) => number): Series => ({ kiln: r.kiln.map(f), dist: r.dist.map(f) });
       rows.push(row(`${test} req/s`, pick((x) => x.requestsPerSecond), 0, RATE_RATIO));
@@ -238,6 +247,12 @@ runBench(async () => {
     console.log(`Load average (1 min, 2 cores) at start ${loadAtStart}, at end ${loadAverage()}.`);
     console.log('Figures: median (min–max). Ratio: median of the per-pair ratios Kiln/distribution (min–max).\n');
     printTable(['figure', kilnLabel, 'distribution', 'ratio', 'target'], rows);
+    if (floor) {
+      // The cheapest possible server against distribution, pulled in the same rounds: no registry's pull ratio can go below this.
+      console.log('\nFloor: the same skopeo pulls from nginx serving the corpus as static files (sendfile, nothing computed).\n');
+      const floorRows = [...pull].map(([name, { pulls, floor: times }]) => [`pull ${name} (s)`, format(summarize(times), 3), format(summarize(pulls.dist), 3), format(pairedRatio(times, pulls.dist), 2)]);
+      printTable(['figure', 'static nginx', 'distribution', 'lowest ratio possible'], floorRows);
+    }
   } finally {
     for (const side of sides) await side.stop();
   }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcess } from 'node:child_process';
+import { blobPath, type Layout } from './oci.js';
 import { spawnTracked, stopGroup } from './proc.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -120,3 +121,52 @@ export const startKiln: Launcher = async (label, dataDir, port) => {
   await waitForV2(host, child, () => output);
   return server(label, host, child, dataDir);
 };
+
+/**
+ * The cheapest registry there can be, to show how fast a pull could possibly
+ * go: nginx serving the corpus layouts read-only as static files (sendfile,
+ * no logs, nothing computed), just enough of /v2 for `skopeo copy` to pull
+ * `bench/NAME:1`. Whatever time a pull from it still takes is the client's.
+ * Undefined when nginx is not installed.
+ */
+export async function startStaticFloor(dataDir: string, port: number, layouts: Iterable<{ name: string; layout: Layout }>): Promise<Server | undefined> {
+  if (!existsSync(NGINX)) return undefined;
+  const host = `127.0.0.1:${port}`;
+  await mkdir(dataDir, { recursive: true });
+  const locations = [...layouts].flatMap(({ name, layout }) => [
+    `    location = /v2/bench/${name}/manifests/1 { default_type ${layout.manifest.mediaType}; alias ${blobPath(layout.dir, layout.manifest.digest)}; }`,
+    `    location ~ "^/v2/bench/${name}/blobs/sha256:([0-9a-f]{64})$" { default_type application/octet-stream; alias ${layout.dir}/blobs/sha256/$1; }`,
+  ]);
+  const config = path.join(dataDir, 'nginx.conf');
+  await writeFile(
+    config,
+    [
+      // The benches run as root and the corpus is root's; nginx's default worker user could not read it.
+      process.getuid?.() === 0 ? 'user root;' : '',
+      'worker_processes 1;',
+      'daemon off;',
+      `pid ${path.join(dataDir, 'nginx.pid')};`,
+      `error_log ${path.join(dataDir, 'error.log')};`,
+      'events { worker_connections 1024; }',
+      'http {',
+      '  access_log off;',
+      '  sendfile on;',
+      '  tcp_nopush on;',
+      `  client_body_temp_path ${dataDir};`,
+      '  server {',
+      `    listen ${host};`,
+      "    location = /v2/ { default_type application/json; return 200 '{}'; }",
+      ...locations,
+      '  }',
+      '}',
+      '',
+    ].join('\n'),
+  );
+  const child = spawnTracked(NGINX, ['-c', config, '-p', dataDir], 'ignore', 'pipe');
+  let output = '';
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (output = (output + s).slice(-2000)));
+  await waitForV2(host, child, () => output);
+  return server('static floor (nginx)', host, child, dataDir);
+}
+
+const NGINX = '/usr/sbin/nginx';

@@ -1,8 +1,9 @@
-// The write side of an upload: one Writable that hashes each chunk and writes
-// it at its offset in the upload file, and, for durable stores, keeps the
-// file's dirty pages flowing to disk while the body is still arriving. The
-// fsync that must happen before a blob is acknowledged then has little left
-// to do, instead of writing the whole blob while the client waits.
+// The write side of an upload: one Writable that hashes each chunk as it
+// arrives, writes the chunks in batches at their offset in the upload file
+// and, for durable stores, keeps the file's dirty pages flowing to disk while
+// the body is still arriving. The fsync that must happen before a blob is
+// acknowledged then has little left to do, instead of writing the whole blob
+// while the client waits.
 import type { Hash } from 'node:crypto';
 import { fdatasync, writev } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -20,7 +21,7 @@ export interface UploadWriterOptions {
   file: FileHandle;
   /** Offset of the first byte written. */
   position: number;
-  /** Running hash of the upload; every byte written is fed to it first. */
+  /** Running hash of the upload; every byte received is fed to it, in order. */
   hash: Hash;
   /** Flush to disk in the background while writing. */
   flushBehind: boolean;
