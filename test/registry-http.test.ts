@@ -161,11 +161,12 @@ describe('blobs: GET, HEAD, Range, DELETE', () => {
     await expectError(await reg.fetch(`/v2/blobs/other/blobs/${data.digest}`), { status: 404, code: 'BLOB_UNKNOWN' });
   });
 
-  it('a blob whose file is gone from disk is a clean 404 BLOB_UNKNOWN, not a broken 200', async () => {
+  it('a blob whose file is gone from disk is a clean 404 BLOB_UNKNOWN (GET, Range and HEAD), not a broken 200', async () => {
     const lost = randomBlob(5000);
     assert.equal((await reg.pushBlobMonolithic('blobs/lost', lost)).status, 201);
     const hex = lost.digest.slice('sha256:'.length);
     await rm(path.join(server.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex));
+    await expectError(await reg.fetch(`/v2/blobs/lost/blobs/${lost.digest}`, { method: 'HEAD' }), { status: 404, code: 'BLOB_UNKNOWN' }, 'HEAD');
     for (const headers of [{}, { range: 'bytes=0-99' }] as Record<string, string>[]) {
       const res = await reg.fetch(`/v2/blobs/lost/blobs/${lost.digest}`, { headers });
       const text = await res.clone().text();

@@ -220,8 +220,9 @@ async function getBlob(ctx: Ctx, name: string, digest: string): Promise<void> {
   }
   const bytes = range ?? { start: 0, end: size - 1 };
   const length = bytes.end - bytes.start + 1;
-  // Opened before any header is set: a blob missing from disk must be a clean 404, not a 206 carrying an error body.
+  // Opened (or checked) before any header is set: a blob missing from disk must be a clean 404, not a 206 carrying an error body.
   const source = req.method === 'HEAD' || length === 0 ? null : await deps.service.openBlob(name, digest, bytes);
+  if (!source) await deps.service.assertBlobStored(name, digest);
   reply
     .header('content-type', 'application/octet-stream')
     .header('docker-content-digest', digest)

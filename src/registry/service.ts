@@ -73,6 +73,11 @@ export class RegistryService {
     return size;
   }
 
+  /** For HEAD: the file must be there too, so HEAD never promises bytes that GET could not serve. */
+  async assertBlobStored(repo: string, digest: string): Promise<void> {
+    if (!(await this.blobs.stat(digest))) throw blobUnknown(repo, digest);
+  }
+
   /** `range` is always given: the bytes promised in Content-Length, so a short file fails instead of ending early. */
   async openBlob(repo: string, digest: string, range: ByteRange): Promise<BlobSource> {
     const source = await this.blobs.openSource(digest, range);
