@@ -163,6 +163,17 @@ describe('UploadWriter', () => {
     assert.ok((await readFile(target)).equals(data.subarray(0, 2 * MiB)));
   });
 
+  it('a failed background flush fails the upload: those bytes are not known to be on disk', async () => {
+    // /dev/null takes positioned writes but refuses fdatasync (EINVAL), like a disk whose writeback failed.
+    const out = new UploadWriter({ file: await open('/dev/null', 'r+'), position: 0, hash: createHash('sha256'), flushBehind: true });
+    await assert.rejects(pipeline(Readable.from([data, data]), out), { code: 'EINVAL', syscall: 'fdatasync' });
+    await out.fileClosed;
+    // Without flushing behind, the same writes succeed: the failure came from the flush.
+    const plain = new UploadWriter({ file: await open('/dev/null', 'r+'), position: 0, hash: createHash('sha256'), flushBehind: false });
+    await pipeline(Readable.from([data, data]), plain);
+    assert.equal(plain.written, 2 * data.length);
+  });
+
   it('a failing body closes the file only after the write in flight returned, and keeps what reached the disk', async () => {
     const before = openFds();
     const target = path.join(dir, 'broken');
