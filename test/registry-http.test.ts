@@ -90,6 +90,16 @@ describe('blobs: GET, HEAD, Range, DELETE', () => {
     assert.equal(res.status, 201);
   });
 
+  it('a blob GET is counted in /metrics, though its body is written past fastify', async () => {
+    const scrape = async () => (await reg.fetch('/metrics')).text();
+    const bytesSent = (text: string) => Number(/^kiln_http_bytes_sent_total (\d+)/m.exec(text)?.[1] ?? NaN);
+    const before = bytesSent(await scrape());
+    assert.equal((await reg.getBlob(repo, data.digest)).res.status, 200);
+    const after = await scrape();
+    assert.ok(bytesSent(after) >= before + data.size, `bytes sent ${before} → ${bytesSent(after)}`);
+    assert.match(after, /kiln_http_requests_total\{[^}]*route="blob_get"[^}]*status="200"[^}]*\} [1-9]/);
+  });
+
   it('GET returns the bytes with Content-Length, Docker-Content-Digest and octet-stream', async () => {
     const { res, bytes } = await reg.getBlob(repo, data.digest);
     assert.equal(res.status, 200);
