@@ -2,6 +2,7 @@
 // and everything that was acknowledged is there, intact; no partial blob is
 // visible. Also: SIGTERM drains in-flight requests and exits 0.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -148,6 +149,33 @@ describe('kill -9 during parallel pushes', () => {
 });
 
 describe('SIGTERM', () => {
+  it('finishes a blob download in flight before exiting 0', async () => {
+    const s = await ownedServer(path.join(await ownedDir('kiln-sigterm-get-'), 'data'));
+    const c = new RegistryClient(s.url);
+    const big = randomBlob(16 * 1024 * 1024);
+    assert.equal((await c.pushBlobMonolithic('term/get', big)).status, 201);
+    const res = await fetch(new URL(`/v2/term/get/blobs/${big.digest}`, s.url));
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const first = await reader.read(); // the body has started; the rest is still on its way
+    const exited = s.stop();
+    const hash = createHash('sha256').update(first.value!);
+    let received = first.value!.length;
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      hash.update(r.value);
+      received += r.value.length;
+      await new Promise((resolve) => setTimeout(resolve, 1)); // a slow reader keeps the response open across the shutdown
+    }
+    assert.equal(received, big.size);
+    assert.equal(`sha256:${hash.digest('hex')}`, big.digest);
+    // Gone promptly once the download is done, not after the 75 s keep-alive timeout of its idle connection.
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(() => resolve('still running after 10 s'), 10_000)))]);
+    clearTimeout(timer);
+    assert.equal(code, 0);
+  });
+
+
   it('drains an in-flight upload, refuses new connections, exits 0 and writes only in the data dir', async () => {
     const parent = await ownedDir('kiln-sigterm-');
     const dataDir = path.join(parent, 'data');

@@ -29,6 +29,7 @@ import type { ServerConfig } from './config.js';
 import { Metrics } from './metrics.js';
 
 const JANITOR_INTERVAL_MS = 10 * 60 * 1000;
+const DRAIN_KEEP_ALIVE_MS = 1000;
 
 export interface Kiln {
   config: ServerConfig;
@@ -144,6 +145,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   app.addHook('onSend', async (_req, reply) => {
     if (closed) reply.header('connection', 'close');
   });
+
   return {
     config,
     app,
@@ -171,6 +173,11 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     async close() {
       if (closed) return;
       closed = true;
+      // Answers whose head went out before the drain began (a long blob
+      // download) could not say `connection: close`; their connections go
+      // idle when they are done and would hold the shutdown for the keep-alive
+      // timeout. A short one still lets the client read what it has buffered.
+      app.server.keepAliveTimeout = DRAIN_KEEP_ALIVE_MS;
       clearInterval(janitor);
       await builds.stop();
       await app.close();
