@@ -145,7 +145,6 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   app.addHook('onSend', async (_req, reply) => {
     if (closed) reply.header('connection', 'close');
   });
-
   return {
     config,
     app,
