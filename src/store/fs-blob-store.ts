@@ -5,7 +5,7 @@
 // either no blob or a complete, verified one; stray upload files are swept
 // by the upload janitor.
 import { randomUUID, type Hash } from 'node:crypto';
-import { closeSync, createReadStream, fstat as fstatCallback, open as openCallback } from 'node:fs';
+import { createReadStream, open as openCallback } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -72,17 +72,10 @@ export class FsBlobStore implements BlobStore {
     return createReadStream(this.dirs.blobPath(digest), { fd, start: range?.start, end: range?.end, highWaterMark: READ_BUFFER });
   }
 
-  async openSource(digest: string, range?: ByteRange): Promise<BlobSource | null> {
+  async openSource(digest: string, range: ByteRange): Promise<BlobSource | null> {
     const fd = await this.openBlobFd(digest);
     if (fd === null) return null;
-    try {
-      const end = range ? range.end + 1 : (await fstatFd(fd)).size;
-      const start = range?.start ?? 0;
-      return { copyTo: (dest) => copyFileRange(fd, start, end, dest) };
-    } catch (err) {
-      closeSync(fd);
-      throw err;
-    }
+    return { copyTo: (dest) => copyFileRange(fd, range.start, range.end + 1, dest) };
   }
 
   async readBytes(digest: string): Promise<Buffer | null> {
@@ -271,7 +264,6 @@ export class FsBlobStore implements BlobStore {
 
 const openForReading = promisify(openCallback);
 const openFd = (file: string): Promise<number> => openForReading(file, 'r');
-const fstatFd = promisify(fstatCallback);
 
 /** Feeds a whole file into `hash` and returns it. */
 async function hashFile(file: string, hash: Hash): Promise<Hash> {

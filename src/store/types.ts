@@ -38,11 +38,13 @@ export interface BlobStore {
   /** Streams a blob or a byte range of it, for consumers that transform it; null when absent. */
   open(digest: string, range?: ByteRange): Promise<Readable | null>;
   /**
-   * Opens a blob for serving; null when absent. Separate from `open` so each
-   * store can serve in its cheapest way (the filesystem store reuses its
-   * buffers; an object store could pipe or redirect).
+   * Opens a blob for serving; null when absent. `range` is the exact bytes
+   * promised to the client (the whole blob is 0..size-1), so a short file
+   * fails instead of ending early. Separate from `open` so each store can
+   * serve in its cheapest way (the filesystem store reuses its buffers; an
+   * object store could pipe or redirect).
    */
-  openSource(digest: string, range?: ByteRange): Promise<BlobSource | null>;
+  openSource(digest: string, range: ByteRange): Promise<BlobSource | null>;
   /** Writes a small in-memory object (a manifest), verified against `expected` when given. */
   putBytes(data: Uint8Array, expected: ParsedDigest): Promise<BlobInfo>;
   readBytes(digest: string): Promise<Buffer | null>;
