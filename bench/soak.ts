@@ -63,7 +63,7 @@ async function scale(images: number): Promise<void> {
     const registry = new RegistryService(blobs, meta);
     const t0 = Date.now();
     const push = async (repo: string, b: Buffer) => {
-      const id = await registry.startUpload(repo);
+      const id = await registry.startUpload(repo, 'soak');
       await registry.finishUpload(repo, id, parseDigest(sha(b)), Readable.from([b]), b.length);
     };
     let shared = randomBytes(2048);

@@ -84,7 +84,7 @@ class Harness {
   }
 
   async pushBlob(repo: string, b: Blob): Promise<void> {
-    const id = await this.registry.startUpload(repo);
+    const id = await this.registry.startUpload(repo, 'test');
     await this.registry.finishUpload(repo, id, parseDigest(b.digest), Readable.from([b.bytes]), b.size);
   }
 
@@ -224,7 +224,7 @@ describe('garbage collection on a store', () => {
     await writeFile(h.dirs.blobPath(orphan.digest), orphan.bytes);
     await writeFile(h.dirs.uploadPath('put-orphan'), 'partial');
     // An upload in progress (session row + file) is never an orphan.
-    const live = await h.registry.startUpload('loose/x');
+    const live = await h.registry.startUpload('loose/x', 'loose');
     await h.registry.appendUpload('loose/x', live, Readable.from([Buffer.from('half')]));
 
     let report = await h.gc();

@@ -438,7 +438,7 @@ describe('uploads', () => {
       `mount=${MISSING}&from=mount/other`, // digest unknown
       `mount=${b.digest}&from=Mount/BAD`, // invalid source name
       `mount=sha256:nothex&from=mount/other`, // malformed digest
-      `mount=${b.digest}`, // no from
+      `mount=${MISSING}`, // no from, and no repository holds it
     ];
     for (const q of cases) {
       const res = await reg.fetch(`/v2/mount/fallback/blobs/uploads/?${q}`, { method: 'POST' });
@@ -467,11 +467,12 @@ describe('uploads', () => {
       await waitFor(() => Date.now() > cutoff, 1000, 'the clock to pass the cutoff');
       const fresh = await open();
 
-      const removed = await own.kiln.registry.expireUploads(cutoff);
+      const removed = await own.kiln.registry.expireUploads({ idleBefore: cutoff, emptyBefore: cutoff });
       assert.equal(removed, 2);
       await expectError(await fetch(stale.location), { status: 404, code: 'BLOB_UPLOAD_UNKNOWN' });
       assert.equal((await fetch(fresh.location)).status, 204);
-      assert.deepEqual(await readdir(path.join(own.dataDir, 'uploads')), [fresh.uuid]);
+      // A session that has not received a byte has no file yet.
+      assert.deepEqual(await readdir(path.join(own.dataDir, 'uploads')), []);
     } finally {
       await own.close();
     }

@@ -37,10 +37,21 @@ export interface AccessRequest {
   catalog?: boolean;
 }
 
+/**
+ * Where the repositories a caller may pull can be, as name ranges a database
+ * pages through: everything, or some prefixes plus some exact names. A
+ * superset of what `canPull` allows (it bounds the reading, `canPull` decides).
+ */
+export type RepoVisibility = { all: true } | { all: false; prefixes: string[]; names: string[] };
+
+export const SEES_EVERYTHING: RepoVisibility = { all: true };
+
 export interface AuthDecision {
   principal: Principal;
   /** Whether the caller may pull this repo: used to filter the catalog and listings. */
   canPull(repo: string): boolean;
+  /** The name ranges `canPull` can allow, so listings read only those. */
+  visible: RepoVisibility;
 }
 
 /** An authentication or authorization failure; mapped to HTTP in one place per API. */
@@ -72,6 +83,6 @@ const ANONYMOUS_ADMIN: Principal = { subject: 'anonymous', role: 'admin', tenant
 export class OpenAuthorizer implements Authorizer {
   readonly enabled = false;
   async authorize(): Promise<AuthDecision> {
-    return { principal: ANONYMOUS_ADMIN, canPull: () => true };
+    return { principal: ANONYMOUS_ADMIN, canPull: () => true, visible: SEES_EVERYTHING };
   }
 }

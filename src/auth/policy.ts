@@ -12,7 +12,7 @@
 // exactly those repositories, and never on anything under `cache/` or `builds/`
 // (those follow the table whatever the list says).
 import { isValidRepoName } from '../oci/names.js';
-import type { Action, Principal } from './authorizer.js';
+import type { Action, Principal, RepoVisibility } from './authorizer.js';
 import { intersectScopes, type AccessEntry, type ResourceScope } from './scope.js';
 import { isValidTenantName, tenantScope } from './tenant.js';
 
@@ -144,4 +144,28 @@ export function buildTokenAccess(build: {
 /** The entries of a build's `pullRepos` the policy honours, once each, in order. */
 export function baseImagePullRepos(repos: readonly string[]): string[] {
   return [...new Set(repos.filter(isBaseImageRepo))];
+}
+
+/**
+ * Name ranges holding every repository `principal` may pull under the table
+ * above, for listings that page in the database. `builds/` is a prefix for
+ * tenants: which builds a tenant owns is the builds module's to say, so their
+ * repositories are filtered after reading.
+ */
+export function visibleRepos(principal: Principal): RepoVisibility {
+  switch (principal.role) {
+    case 'admin':
+      return { all: true };
+    case 'anonymous':
+      return { all: false, prefixes: [], names: [] };
+    case 'tenant':
+      if (principal.tenant === null) return { all: false, prefixes: [], names: [] };
+      return { all: false, prefixes: [`${principal.tenant}/`, 'cache/global/', 'builds/'], names: [`cache/${tenantScope(principal.tenant)}`] };
+    case 'build': {
+      const names = principal.buildId === undefined ? [] : [`builds/${principal.buildId}`];
+      if (principal.adminBuild !== true && principal.tenant !== null) names.push(`cache/${tenantScope(principal.tenant)}`);
+      names.push(...baseImagePullRepos(principal.pullRepos ?? []));
+      return { all: false, prefixes: ['cache/global/'], names };
+    }
+  }
 }

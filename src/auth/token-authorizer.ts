@@ -5,10 +5,10 @@
 // lets do this → 403 DENIED; an access token lacking the scope (but whose owner
 // could get it) → 401 `insufficient_scope`, so the client fetches a new token.
 import type { IncomingHttpHeaders } from 'node:http';
-import { AuthError, type AccessRequest, type Action, type AuthDecision, type Authorizer } from './authorizer.js';
+import { AuthError, type AccessRequest, type Action, type AuthDecision, type Authorizer, type RepoVisibility } from './authorizer.js';
 import { presentedByAuthorization } from './credentials.js';
 import { InvalidTokenError } from './jwt.js';
-import { ALL_ACTIONS, allowedActions, grantAccess } from './policy.js';
+import { ALL_ACTIONS, allowedActions, grantAccess, visibleRepos } from './policy.js';
 import { accessAllows, formatScope, type ResourceScope } from './scope.js';
 import type { Credential, TokenService } from './token-service.js';
 
@@ -40,7 +40,11 @@ export class TokenAuthorizer implements Authorizer {
       if (err instanceof InvalidTokenError) throw new AuthError(401, 'UNAUTHORIZED', err.message, challenge('invalid_token'));
       throw err;
     }
-    const decision: AuthDecision = { principal: credential.principal, canPull: (repo) => this.canPull(credential, repo) };
+    const decision: AuthDecision = {
+      principal: credential.principal,
+      canPull: (repo) => this.canPull(credential, repo),
+      visible: visibleTo(credential),
+    };
     if (request.repo === null) {
       if (request.catalog) this.checkCatalog(credential, challenge);
       return decision;
@@ -89,6 +93,13 @@ export class TokenAuthorizer implements Authorizer {
     const access = credential.access;
     return access === null || accessAllows(access, 'registry', 'catalog', '*') || accessAllows(access, 'repository', repo, 'pull');
   }
+}
+
+/** An access token without the catalog reaches only the repositories it names; other credentials what the policy allows. */
+function visibleTo(credential: Credential): RepoVisibility {
+  const access = credential.access;
+  if (access === null || accessAllows(access, 'registry', 'catalog', '*')) return visibleRepos(credential.principal);
+  return { all: false, prefixes: [], names: access.filter((entry) => entry.type === 'repository').map((entry) => entry.name) };
 }
 
 function realmOf(baseUrl: string): string {

@@ -2,13 +2,14 @@
 // request, authorize, call RegistryService, write headers.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import type { Authorizer } from '../auth/authorizer.js';
+import type { AuthDecision, Authorizer } from '../auth/authorizer.js';
 import { OCI_INDEX } from '../oci/media-types.js';
 import { MAX_MANIFEST_BYTES } from '../oci/manifest.js';
 import { RegistryError, isClientAbort, rangeHeader, toRegistryError } from './errors.js';
 import { ROUTE_METHODS, matchV2Route, requiredAction, type V2Route } from './routes.js';
 import type { BlobSource } from '../store/types.js';
 import type { RegistryService } from './service.js';
+import { uploadOwner } from './upload-quota.js';
 
 export interface V2Deps {
   service: RegistryService;
@@ -25,6 +26,10 @@ interface Ctx {
   query: Query;
   deps: V2Deps;
   baseUrl: string;
+  /** Set once the request is authorized. */
+  decision?: AuthDecision;
+  /** The upload session's URL, for answers that leave the session open (416, 429). */
+  uploadLocation?: string;
 }
 
 declare module 'fastify' {
@@ -100,12 +105,13 @@ async function route_(ctx: Ctx, route: V2Route): Promise<void> {
   const repo = 'name' in route ? route.name : null;
   const actions = route.kind === 'base' || route.kind === 'catalog' ? [] : [requiredAction(route, req.method)];
   const decision = await deps.authorizer.authorize(req.headers, { repo, actions, catalog: route.kind === 'catalog' }, ctx.baseUrl);
+  ctx.decision = decision;
 
   switch (route.kind) {
     case 'base':
       return void ctx.reply.code(200).header('content-type', 'application/json').send('{}');
     case 'catalog':
-      return catalog(ctx, decision.canPull);
+      return catalog(ctx, decision);
     case 'tags':
       return tagsList(ctx, route.name);
     case 'manifest':
@@ -118,6 +124,7 @@ async function route_(ctx: Ctx, route: V2Route): Promise<void> {
     case 'uploads':
       return startUpload(ctx, route.name);
     case 'upload':
+      ctx.uploadLocation = uploadLocation(route.name, route.id);
       if (req.method === 'GET') return uploadStatus(ctx, route.name, route.id);
       if (req.method === 'PATCH') return patchUpload(ctx, route.name, route.id);
       if (req.method === 'PUT') return putUpload(ctx, route.name, route.id);
@@ -150,9 +157,9 @@ function nextLink(path: string, n: number, last: string): string {
   return `<${path}?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`;
 }
 
-async function catalog(ctx: Ctx, canPull: (repo: string) => boolean): Promise<void> {
+async function catalog(ctx: Ctx, decision: AuthDecision): Promise<void> {
   const page = parsePage(ctx.query);
-  const { items, more } = await paginate(page, (p) => ctx.deps.service.listRepos(p, canPull));
+  const { items, more } = await paginate(page, (p) => ctx.deps.service.listRepos(p, decision.visible, decision.canPull));
   if (more) ctx.reply.header('link', nextLink('/v2/_catalog', page.limit!, items[items.length - 1]!));
   ctx.reply.code(200).header('content-type', 'application/json').send(JSON.stringify({ repositories: items }));
 }
@@ -280,18 +287,23 @@ async function startUpload(ctx: Ctx, name: string): Promise<void> {
   const { query, deps, req } = ctx;
   const mount = query.get('mount');
   const from = query.get('from');
-  if (mount && from) {
-    const mounted = await tryMount(ctx, name, from, mount);
+  if (mount) {
+    const mounted = from ? await tryMount(ctx, name, from, mount) : await tryMountFromAnywhere(ctx, name, mount);
     if (mounted) return blobCreated(ctx, name, mount);
   }
+  const owner = ownerOf(ctx, name);
   const digestParam = query.get('digest');
   if (digestParam) {
     const digest = deps.service.parseDigestParam(digestParam);
-    await deps.service.uploadBlob(name, digest, req.raw, contentLength(req.raw));
+    await deps.service.uploadBlob(name, owner, digest, req.raw, contentLength(req.raw));
     return blobCreated(ctx, name, digest.digest);
   }
-  const id = await deps.service.startUpload(name);
+  const id = await deps.service.startUpload(name, owner);
   uploadAccepted(ctx, name, id, 0);
+}
+
+function ownerOf(ctx: Ctx, repo: string): string {
+  return uploadOwner(ctx.decision!.principal, repo, ctx.deps.authorizer.enabled);
 }
 
 /** Mounting needs pull on the source repo; when that is refused the client just uploads. */
@@ -304,6 +316,12 @@ async function tryMount(ctx: Ctx, name: string, from: string, digest: string): P
   return (await ctx.deps.service.mountBlob(name, from, digest)) !== null;
 }
 
+/** `?mount=` without `from`: any repository the caller may pull that holds the blob will do. */
+async function tryMountFromAnywhere(ctx: Ctx, name: string, digest: string): Promise<boolean> {
+  const { visible, canPull } = ctx.decision!;
+  return (await ctx.deps.service.mountBlobFromAnywhere(name, digest, visible, canPull)) !== null;
+}
+
 async function uploadStatus(ctx: Ctx, name: string, id: string): Promise<void> {
   const size = await ctx.deps.service.uploadSize(name, id);
   ctx.reply
@@ -314,24 +332,26 @@ async function uploadStatus(ctx: Ctx, name: string, id: string): Promise<void> {
     .send();
 }
 
+/** Where a chunk starts and how long it is, from Content-Range and Content-Length (which must agree). */
+function chunkOf(req: IncomingMessage): { offset?: number; length?: number } {
+  const declared = contentLength(req);
+  const contentRange = req.headers['content-range'];
+  if (contentRange === undefined) return { length: declared };
+  const m = /^(?:bytes )?(\d+)-(\d+)$/.exec(contentRange.trim());
+  if (!m || Number(m[2]) < Number(m[1])) {
+    throw new RegistryError('RANGE_INVALID', `Content-Range "${contentRange}" must be <start>-<end> with end >= start`);
+  }
+  const offset = Number(m[1]);
+  const length = Number(m[2]) - offset + 1;
+  if (declared !== undefined && declared !== length) {
+    throw new RegistryError('RANGE_INVALID', `Content-Range covers ${length} bytes but Content-Length is ${declared}`);
+  }
+  return { offset, length };
+}
+
 async function patchUpload(ctx: Ctx, name: string, id: string): Promise<void> {
   const { req, deps } = ctx;
-  const declared = contentLength(req.raw);
-  let offset: number | undefined;
-  let length = declared;
-  const contentRange = req.headers['content-range'];
-  if (contentRange !== undefined) {
-    const m = /^(?:bytes )?(\d+)-(\d+)$/.exec(contentRange.trim());
-    if (!m || Number(m[2]) < Number(m[1])) {
-      throw new RegistryError('RANGE_INVALID', `Content-Range "${contentRange}" must be <start>-<end> with end >= start`);
-    }
-    offset = Number(m[1]);
-    const rangeLength = Number(m[2]) - offset + 1;
-    if (declared !== undefined && declared !== rangeLength) {
-      throw new RegistryError('RANGE_INVALID', `Content-Range covers ${rangeLength} bytes but Content-Length is ${declared}`);
-    }
-    length = rangeLength;
-  }
+  const { offset, length } = chunkOf(req.raw);
   const size = await deps.service.appendUpload(name, id, req.raw, offset, length);
   uploadAccepted(ctx, name, id, size);
 }
@@ -341,9 +361,9 @@ async function putUpload(ctx: Ctx, name: string, id: string): Promise<void> {
   const digestParam = query.get('digest');
   if (!digestParam) throw new RegistryError('DIGEST_INVALID', 'completing an upload needs the ?digest= query parameter');
   const digest = deps.service.parseDigestParam(digestParam);
-  const length = contentLength(req.raw);
+  const { offset, length } = chunkOf(req.raw);
   const hasBody = (length !== undefined && length > 0) || req.headers['transfer-encoding'] !== undefined;
-  await deps.service.finishUpload(name, id, digest, hasBody ? req.raw : undefined, length);
+  await deps.service.finishUpload(name, id, digest, hasBody ? req.raw : undefined, length, offset);
   blobCreated(ctx, name, digest.digest);
 }
 
@@ -411,6 +431,7 @@ function sendError(ctx: Ctx, err: unknown): void {
   else if (isClientAbort(err)) req.log.info({ url: req.url }, 'client went away mid-request');
   if (reply.sent) return;
   for (const [k, v] of Object.entries(mapped.headers)) reply.header(k, v);
+  if (ctx.uploadLocation && (mapped.status === 416 || mapped.status === 429)) reply.header('location', ctx.uploadLocation);
   reply.code(mapped.status).header('content-type', 'application/json; charset=utf-8');
   if (req.method === 'HEAD') return void reply.send();
   reply.send(JSON.stringify(mapped.toBody()));

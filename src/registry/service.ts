@@ -7,10 +7,18 @@ import { digestOf, parseDigest, tryParseDigest, type ParsedDigest } from '../oci
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type Manifest } from '../oci/manifest.js';
 import { OCI_INDEX, isNonDistributable } from '../oci/media-types.js';
 import { explainInvalidName, isValidRepoName, isValidTag } from '../oci/names.js';
-import type { BlobSource, BlobStore, ByteRange, ManifestRecord, ManifestReference, MetadataStore, Page } from '../store/types.js';
+import type { BlobSource, BlobStore, ByteRange, ManifestRecord, ManifestReference, MetadataStore, Page, RepoScope, UploadExpiry, UploadSession } from '../store/types.js';
+import { RangeMismatchError, UploadBusyError } from '../store/errors.js';
 import { DigestPins } from '../store/pins.js';
 import { ManifestCache } from './manifest-cache.js';
 import { RegistryError } from './errors.js';
+import { UNLIMITED_UPLOADS, UploadSlots, tooManySessions, type UploadLimits } from './upload-quota.js';
+
+export interface RegistryServiceOptions {
+  uploadLimits?: UploadLimits;
+  /** Called with the setting's name whenever a limit refuses a request (for metrics). */
+  onLimitHit?: (setting: string) => void;
+}
 
 export interface ManifestPushedEvent {
   repo: string;
@@ -39,10 +47,19 @@ export class RegistryService {
   /** Digests being made visible right now; the garbage collector leaves them alone (src/gc/collector.ts). */
   readonly pins = new DigestPins();
 
+  readonly uploadSlots: UploadSlots;
+  private readonly uploadLimits: UploadLimits;
+  private readonly onLimitHit: (setting: string) => void;
+
   constructor(
     readonly blobs: BlobStore,
     readonly meta: MetadataStore,
-  ) {}
+    options: RegistryServiceOptions = {},
+  ) {
+    this.uploadLimits = options.uploadLimits ?? UNLIMITED_UPLOADS;
+    this.onLimitHit = options.onLimitHit ?? (() => {});
+    this.uploadSlots = new UploadSlots(this.uploadLimits, this.onLimitHit);
+  }
 
   onManifestPushed(listener: ManifestListener): void {
     this.listeners.push(listener);
@@ -93,10 +110,16 @@ export class RegistryService {
 
   // ---- uploads -------------------------------------------------------------
 
-  async startUpload(repo: string): Promise<string> {
+  /** Opens a session counted against `owner`'s quota (see upload-quota.ts); 429 when it is full. */
+  async startUpload(repo: string, owner: string): Promise<string> {
     const id = randomUUID();
+    const { sessionsPerOwner, sessions } = this.uploadLimits;
+    const outcome = await this.meta.createUpload({ id, repo, owner }, { perOwner: sessionsPerOwner.value, total: sessions.value });
+    if (!outcome.created) {
+      this.onLimitHit(outcome.limit === 'perOwner' ? sessionsPerOwner.setting : sessions.setting);
+      throw tooManySessions(owner, outcome.limit, outcome.open, this.uploadLimits);
+    }
     await this.blobs.createUpload(id);
-    await this.meta.createUpload(id, repo);
     return id;
   }
 
@@ -114,33 +137,55 @@ export class RegistryService {
     }
   }
 
+  /**
+   * A mount without `from` (the spec lets a registry mount by digest alone):
+   * from any repository within `readable`, the repositories the caller may pull.
+   */
+  async mountBlobFromAnywhere(repo: string, digest: string, readable: RepoScope, mayPull: (repo: string) => boolean): Promise<number | null> {
+    if (!tryParseDigest(digest)) return null;
+    const from = await this.meta.findRepoWithBlob(digest, readable);
+    if (from === null || !mayPull(from)) return null;
+    return this.mountBlob(repo, from, digest);
+  }
+
   async uploadSize(repo: string, id: string): Promise<number> {
     await this.requireUpload(repo, id);
-    const size = await this.blobs.uploadSize(id);
-    if (size === null) throw uploadUnknown(id);
-    return size;
+    return this.blobs.uploadSize(id);
   }
 
   async appendUpload(repo: string, id: string, body: Readable, offset?: number, length?: number): Promise<number> {
-    await this.requireUpload(repo, id);
-    const size = await this.blobs.appendUpload(id, body, { expectedOffset: offset, expectedLength: length });
+    const session = await this.requireUpload(repo, id);
+    const size = await this.withUploadSlot(session.owner, () => this.blobs.appendUpload(id, body, { expectedOffset: offset, expectedLength: length }));
     await this.meta.touchUpload(id);
     return size;
   }
 
-  /** Completes an upload, optionally with a last chunk; the digest is verified before anything is visible. */
-  async finishUpload(repo: string, id: string, digest: ParsedDigest, body?: Readable, length?: number): Promise<number> {
-    await this.requireUpload(repo, id);
-    if (body) await this.blobs.appendUpload(id, body, { expectedLength: length });
-    const release = this.pins.pin(digest.digest);
+  /**
+   * Completes an upload, optionally with a last chunk (at `offset` when the
+   * client says where it starts); the digest is verified before anything is
+   * visible. A chunk at the wrong offset, or a busy or refused slot, leaves
+   * the session for the client to resume; anything else ends it (the client
+   * restarts).
+   */
+  async finishUpload(repo: string, id: string, digest: ParsedDigest, body?: Readable, length?: number, offset?: number): Promise<number> {
+    const session = await this.requireUpload(repo, id);
+    let resumable = true;
     try {
-      const blob = await this.blobs.commitUpload(id, digest);
-      await this.meta.linkBlob(repo, blob.digest, blob.size);
-      return blob.size;
+      if (body) await this.withUploadSlot(session.owner, () => this.blobs.appendUpload(id, body, { expectedOffset: offset, expectedLength: length }));
+      resumable = false;
+      const release = this.pins.pin(digest.digest);
+      try {
+        const blob = await this.blobs.commitUpload(id, digest);
+        await this.meta.linkBlob(repo, blob.digest, blob.size);
+        return blob.size;
+      } finally {
+        release();
+      }
+    } catch (err) {
+      if (!resumable || !(err instanceof RangeMismatchError || err instanceof UploadBusyError || isTooManyRequests(err))) resumable = false;
+      throw err;
     } finally {
-      release();
-      // Done or failed verification: either way the session is over (the client restarts on failure).
-      await this.dropUpload(id);
+      if (!resumable) await this.dropUpload(id);
     }
   }
 
@@ -148,12 +193,21 @@ export class RegistryService {
    * A monolithic upload (`POST ?digest=`): its session is never handed to the
    * client, so it is removed whatever happens (a truncated body included).
    */
-  async uploadBlob(repo: string, digest: ParsedDigest, body: Readable, length?: number): Promise<number> {
-    const id = await this.startUpload(repo);
+  async uploadBlob(repo: string, owner: string, digest: ParsedDigest, body: Readable, length?: number): Promise<number> {
+    const id = await this.startUpload(repo, owner);
     try {
       return await this.finishUpload(repo, id, digest, body, length);
     } finally {
       await this.dropUpload(id);
+    }
+  }
+
+  private async withUploadSlot<T>(owner: string, fn: () => Promise<T>): Promise<T> {
+    const release = this.uploadSlots.acquire(owner);
+    try {
+      return await fn();
+    } finally {
+      release();
     }
   }
 
@@ -162,15 +216,19 @@ export class RegistryService {
     await this.dropUpload(id);
   }
 
-  /** Removes upload sessions idle since before `cutoffMs`, and upload files without a session. */
-  async expireUploads(cutoffMs: number): Promise<number> {
+  /**
+   * Removes upload sessions idle since before `expiry.idleBefore` or never
+   * used since before `expiry.emptyBefore`, and upload files without a
+   * session (older than the idle cutoff).
+   */
+  async expireUploads(expiry: UploadExpiry): Promise<number> {
     let removed = 0;
-    for (const session of await this.meta.listUploadsOlderThan(cutoffMs)) {
+    for (const session of await this.meta.listExpiredUploads(expiry)) {
       await this.dropUpload(session.id);
       removed++;
     }
     for await (const file of this.blobs.listUploads()) {
-      if (file.modifiedAt.getTime() >= cutoffMs) continue;
+      if (file.modifiedAt.getTime() >= expiry.idleBefore) continue;
       if (await this.meta.getUpload(file.id)) continue;
       await this.blobs.abortUpload(file.id);
       removed++;
@@ -183,9 +241,10 @@ export class RegistryService {
     await this.meta.deleteUpload(id);
   }
 
-  private async requireUpload(repo: string, id: string): Promise<void> {
+  private async requireUpload(repo: string, id: string): Promise<UploadSession> {
     const session = await this.meta.getUpload(id);
     if (!session || session.repo !== repo) throw uploadUnknown(id);
+    return session;
   }
 
   // ---- manifests -----------------------------------------------------------
@@ -336,14 +395,18 @@ export class RegistryService {
     return this.meta.listTags(repo, page);
   }
 
-  /** Repositories in order after `last`, keeping only those `visible` allows, up to `limit`. */
-  async listRepos(page: Page, visible: (repo: string) => boolean): Promise<string[]> {
+  /**
+   * Repositories in order after `last`, up to `limit`: the database reads only
+   * within `scope` (what the caller may see), and `visible` applies the exact
+   * policy to what it returns.
+   */
+  async listRepos(page: Page, scope: RepoScope, visible: (repo: string) => boolean): Promise<string[]> {
     const out: string[] = [];
     let last = page.last;
     const want = page.limit ?? Infinity;
     const batch = 500;
     while (out.length < want) {
-      const names = await this.meta.listRepos({ last, limit: batch });
+      const names = await this.meta.listRepos({ last, limit: batch }, scope);
       for (const name of names) {
         if (visible(name)) out.push(name);
         if (out.length >= want) break;
@@ -369,6 +432,10 @@ export class RegistryService {
       })),
     };
   }
+}
+
+function isTooManyRequests(err: unknown): boolean {
+  return err instanceof RegistryError && err.code === 'TOO_MANY_REQUESTS';
 }
 
 function blobUnknown(repo: string, digest: string): RegistryError {

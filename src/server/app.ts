@@ -26,9 +26,14 @@ import { SqliteImageStore } from '../store/sqlite-image-store.js';
 import { SqliteJobStore } from '../store/sqlite-job-store.js';
 import { SqliteMetadataStore } from '../store/sqlite-metadata-store.js';
 import type { ServerConfig } from './config.js';
+import { ConnectionGuard } from './connection-guard.js';
+import { limitEnv, type LimitKey } from './limits.js';
 import { Metrics } from './metrics.js';
+import { installRequestDeadlines } from './request-deadlines.js';
+import type { UploadLimits } from '../registry/upload-quota.js';
 
-const JANITOR_INTERVAL_MS = 10 * 60 * 1000;
+/** How often abandoned uploads are swept; often enough for the short TTL of sessions never used. */
+const JANITOR_MAX_INTERVAL_MS = 60 * 1000;
 const DRAIN_KEEP_ALIVE_MS = 1000;
 
 export interface Kiln {
@@ -70,9 +75,11 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   const meta = new SqliteMetadataStore(db);
   const blobs = new FsBlobStore(dirs, { durable: config.durable });
   await blobs.init();
-  const registry = new RegistryService(blobs, meta);
-  const jobs = new JobQueue(new SqliteJobStore(db));
   const metrics = new Metrics();
+  const { limits } = config;
+  const limitHit = (setting: string) => metrics.limitHits.inc({ setting });
+  const registry = new RegistryService(blobs, meta, { uploadLimits: uploadLimitsOf(config), onLimitHit: limitHit });
+  const jobs = new JobQueue(new SqliteJobStore(db));
   const buildStore = new SqliteBuildStore(db);
   const auth = await createAuth({
     mode: config.authMode,
@@ -91,17 +98,50 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     frameworkErrors: v2FrameworkErrors,
     return503OnClosing: true,
     exposeHeadRoutes: false,
-    // Blob GETs of large layers can take a while on slow links; never cut them off.
+    // No socket inactivity timeout: blob transfers are held to a minimum rate
+    // instead (request-deadlines.ts), and followed build logs may be silent for long.
     connectionTimeout: 0,
-    keepAliveTimeout: 75_000,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // Node's own request timeout would also cut off long blob uploads; plain requests get ours.
+    requestTimeout: 0,
+    http: {
+      headersTimeout: limits.headerTimeoutMs,
+      // Node checks header deadlines on this period (30 s by default).
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headerTimeoutMs / 4)),
+    },
   });
   const log = app.log;
+  const guard = new ConnectionGuard({
+    maxConnections: limits.maxConnections,
+    maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+    silentTimeoutMs: limits.headerTimeoutMs,
+    settingNames: { maxConnections: limitEnv('maxConnections'), maxConnectionsPerAddress: limitEnv('maxConnectionsPerAddress') },
+    onRefused: (key) => limitHit(limitEnv(key)),
+    onSilentClosed: () => limitHit(limitEnv('headerTimeoutMs')),
+  });
+  guard.install(app.server);
+  // Headers that never complete: Node answers 408 and closes (counted here).
+  app.server.on('clientError', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') limitHit(limitEnv('headerTimeoutMs'));
+  });
+  installRequestDeadlines(app, {
+    requestTimeoutMs: limits.requestTimeoutMs,
+    minBytesPerSecond: limits.minBytesPerSecond,
+    rateWindowMs: limits.rateWindowMs,
+    settingNames: { requestTimeout: limitEnv('requestTimeoutMs'), minBytesPerSecond: limitEnv('minBytesPerSecond') },
+    onCutOff: (key: LimitKey) => limitHit(limitEnv(key)),
+  });
   if (config.logLevel === 'debug' || config.logLevel === 'trace') {
     app.addHook('onResponse', async (req, reply) => {
       req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
     });
   }
   metrics.install(app);
+  metrics.installLimits(limits, {
+    openConnections: () => guard.openConnections,
+    uploadSessions: () => meta.countUploads(),
+    uploadsInFlight: () => registry.uploadSlots.inFlight,
+  });
   registry.onManifestPushed((e) => metrics.manifestPushes.inc({ media_type: e.mediaType }));
   app.get('/healthz', async () => ({ status: 'ok' }));
   auth.registerRoutes(app);
@@ -134,9 +174,15 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   registerGcRoutes(app, gc, authorizer);
   gc.addRootSource('builds', () => builds.gcRoots());
 
-  const janitor = setInterval(() => {
-    registry.expireUploads(Date.now() - config.gc.uploadTtlMs).catch((err) => log.error({ err }, 'upload cleanup failed'));
-  }, JANITOR_INTERVAL_MS);
+  const janitor = setInterval(
+    () => {
+      const now = Date.now();
+      registry
+        .expireUploads({ idleBefore: now - config.gc.uploadTtlMs, emptyBefore: now - limits.emptyUploadTtlMs })
+        .catch((err) => log.error({ err }, 'upload cleanup failed'));
+    },
+    Math.min(JANITOR_MAX_INTERVAL_MS, limits.emptyUploadTtlMs / 2),
+  );
   janitor.unref();
 
   let closed = false;
@@ -176,7 +222,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
       // download) could not say `connection: close`; their connections go
       // idle when they are done and would hold the shutdown for the keep-alive
       // timeout. A short one still lets the client read what it has buffered.
-      app.server.keepAliveTimeout = DRAIN_KEEP_ALIVE_MS;
+      app.server.keepAliveTimeout = Math.min(DRAIN_KEEP_ALIVE_MS, limits.keepAliveTimeoutMs);
       clearInterval(janitor);
       await builds.stop();
       await app.close();
@@ -186,5 +232,15 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
       db.close();
       await unlock();
     },
+  };
+}
+
+function uploadLimitsOf(config: ServerConfig): UploadLimits {
+  const limit = (key: LimitKey) => ({ value: config.limits[key], setting: limitEnv(key) });
+  return {
+    sessionsPerOwner: limit('maxUploadSessionsPerTenant'),
+    sessions: limit('maxUploadSessions'),
+    concurrentPerOwner: limit('maxConcurrentUploadsPerTenant'),
+    concurrent: limit('maxConcurrentUploads'),
   };
 }

@@ -3,6 +3,7 @@ import os from 'node:os';
 import { decideAuthMode, type AuthMode } from '../auth/mode.js';
 import { loadBuildsConfig, type BuildsConfig } from '../builds/config.js';
 import { loadGcConfig, type GcConfig } from '../gc/config.js';
+import { loadLimits, type Limits } from './limits.js';
 
 export interface ServerConfig {
   host: string;
@@ -21,6 +22,8 @@ export interface ServerConfig {
   gc: GcConfig;
   /** Builds: KILN_MAX_CONCURRENT_BUILDS, KILN_REGISTRY_HOST, KILN_REGISTRY_INSECURE, KILN_BUILDER, … (src/builds/config.ts). */
   builds: BuildsConfig;
+  /** Timeouts, rates and quotas that protect the server (src/server/limits.ts). */
+  limits: Limits;
 }
 
 export interface ConfigFlags {
@@ -46,6 +49,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     authKeyFile: env.KILN_AUTH_KEY_FILE || undefined,
     gc: loadGcConfig(env),
     builds: loadBuildsConfig(env),
+    limits: loadLimits(env),
   };
 }
 

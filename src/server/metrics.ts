@@ -1,7 +1,15 @@
 // Prometheus metrics: request counts by route and status, bytes in and out,
 // and registry activity. One registry per server so tests can run several.
 import type { FastifyInstance } from 'fastify';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LIMIT_SETTINGS, limitValue, type Limits } from './limits.js';
+
+/** Live figures the limits are compared with. */
+export interface LimitUsage {
+  openConnections(): number;
+  uploadSessions(): Promise<number>;
+  uploadsInFlight(): number;
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -28,8 +36,54 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Requests refused or connections cut off by a limit, by the setting that sets it. */
+  readonly limitHits = new Counter({
+    name: 'kiln_limit_hits_total',
+    help: 'Requests refused (429, 408) or connections closed because a limit was reached, by setting',
+    labelNames: ['setting'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'kiln_' });
+  }
+
+  /** Exports every configured limit (in its README unit) and the usage it bounds. */
+  installLimits(limits: Limits, usage: LimitUsage): void {
+    const configured = new Gauge({
+      name: 'kiln_limit',
+      help: 'Configured server limits, by setting (seconds, counts or bytes per second, as in the README)',
+      labelNames: ['setting'] as const,
+      registers: [this.registry],
+    });
+    for (const setting of LIMIT_SETTINGS) {
+      configured.set({ setting: setting.env }, limitValue(limits, setting));
+      this.limitHits.inc({ setting: setting.env }, 0);
+    }
+    new Gauge({
+      name: 'kiln_connections_open',
+      help: 'Open client connections',
+      registers: [this.registry],
+      collect() {
+        this.set(usage.openConnections());
+      },
+    });
+    new Gauge({
+      name: 'kiln_upload_sessions_open',
+      help: 'Upload sessions open (started, not finished, cancelled or expired)',
+      registers: [this.registry],
+      async collect() {
+        this.set(await usage.uploadSessions());
+      },
+    });
+    new Gauge({
+      name: 'kiln_uploads_in_flight',
+      help: 'Upload bodies being received right now',
+      registers: [this.registry],
+      collect() {
+        this.set(usage.uploadsInFlight());
+      },
+    });
   }
 
   /** Counts every request once it is answered. */

@@ -6,7 +6,7 @@
 // by the upload janitor.
 import { randomUUID, type Hash } from 'node:crypto';
 import { createReadStream, open as openCallback } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
@@ -19,7 +19,6 @@ import {
   SizeMismatchError,
   StorageFullError,
   UploadBusyError,
-  UploadNotFoundError,
   isNoSpace,
 } from './errors.js';
 import { copyFileRange } from './file-copy.js';
@@ -31,9 +30,17 @@ interface UploadState {
   size: number;
   /** sha256 of bytes 0..size, or null when it must be recomputed from the file (after a restart or a failed write). */
   hash: Hash | null;
+  /** Forgets the state once the upload has been idle for HASH_IDLE_MS. */
+  expiry?: NodeJS.Timeout;
 }
 
 const READ_BUFFER = 1024 * 1024;
+/**
+ * How long the running hash of an idle upload is kept. Clients send their
+ * chunks back to back, so this covers real uploads; a session left idle
+ * costs no memory, and its next chunk rehashes what is on disk.
+ */
+const HASH_IDLE_MS = 30_000;
 const STREAMING_ALGORITHM: DigestAlgorithm = 'sha256';
 
 export interface FsBlobStoreOptions {
@@ -132,23 +139,23 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async createUpload(id: string): Promise<void> {
-    const handle = await open(this.dirs.uploadPath(id), 'wx').catch((err) => {
-      throw wrapStorageError(err);
-    });
-    await handle.close();
-    this.sessions.set(id, { size: 0, hash: createHasher(STREAMING_ALGORITHM) });
-  }
+  /** Nothing to do: the file appears with the first byte, so a session never used costs no file and no memory. */
+  async createUpload(_id: string): Promise<void> {}
 
-  async uploadSize(id: string): Promise<number | null> {
+  async uploadSize(id: string): Promise<number> {
     const state = this.sessions.get(id);
     if (state) return state.size;
     try {
       return (await stat(this.dirs.uploadPath(id))).size;
     } catch (err) {
-      if (isNotFound(err)) return null;
+      if (isNotFound(err)) return 0;
       throw err;
     }
+  }
+
+  /** Uploads whose running hash is held in memory right now (each costs a few hundred bytes). */
+  get hashesHeld(): number {
+    return this.sessions.size;
   }
 
   async appendUpload(id: string, body: Readable, options: AppendOptions = {}): Promise<number> {
@@ -159,7 +166,8 @@ export class FsBlobStore implements BlobStore {
       }
       const start = state.size;
       const hash = state.hash!; // loadState rebuilt it if it was lost
-      const file = await open(this.dirs.uploadPath(id), 'r+').catch((err) => {
+      // The first chunk creates the file; writes go to explicit offsets either way.
+      const file = await open(this.dirs.uploadPath(id), start === 0 ? 'w' : 'r+').catch((err) => {
         throw wrapStorageError(err);
       });
       const out = new UploadWriter({ file, position: start, hash, flushBehind: this.durable });
@@ -168,7 +176,7 @@ export class FsBlobStore implements BlobStore {
       } catch (err) {
         // Keep whatever reached the disk (the client may resume from there) but
         // forget the running hash: it may include bytes that were not written.
-        this.sessions.delete(id);
+        this.forget(id);
         throw wrapStorageError(err);
       } finally {
         await out.fileClosed;
@@ -179,6 +187,7 @@ export class FsBlobStore implements BlobStore {
         state.hash = null;
         throw new SizeMismatchError(`received ${written} bytes but Content-Length said ${options.expectedLength}`);
       }
+      this.expireWhenIdle(id, state);
       return state.size;
     });
   }
@@ -195,18 +204,20 @@ export class FsBlobStore implements BlobStore {
         throw new DigestMismatchError(expected.digest, `${expected.algorithm}:${actualHex}`);
       }
       try {
+        // An upload that never received a byte has no file yet (an empty blob).
+        if (state.size === 0) await writeFile(file, '', { flag: 'a' });
         if (this.durable) await fsyncFile(file);
         await this.moveIntoPlace(file, expected.digest);
       } catch (err) {
         throw wrapStorageError(err);
       }
-      this.sessions.delete(id);
+      this.forget(id);
       return { digest: expected.digest, size: state.size };
     });
   }
 
   async abortUpload(id: string): Promise<void> {
-    this.sessions.delete(id);
+    this.forget(id);
     await rm(this.dirs.uploadPath(id), { force: true });
   }
 
@@ -240,16 +251,28 @@ export class FsBlobStore implements BlobStore {
   private async loadState(id: string): Promise<UploadState> {
     let state = this.sessions.get(id);
     if (!state) {
-      const size = await this.uploadSize(id);
-      if (size === null) throw new UploadNotFoundError(id);
-      state = { size, hash: null };
+      state = { size: await this.uploadSize(id), hash: null };
       this.sessions.set(id, state);
     }
+    clearTimeout(state.expiry);
     if (!state.hash) {
       // Rebuild the running hash from what is on disk so the session can go on streaming.
-      state.hash = await hashFile(this.dirs.uploadPath(id), createHasher(STREAMING_ALGORITHM));
+      state.hash = state.size === 0 ? createHasher(STREAMING_ALGORITHM) : await hashFile(this.dirs.uploadPath(id), createHasher(STREAMING_ALGORITHM));
     }
     return state;
+  }
+
+  private expireWhenIdle(id: string, state: UploadState): void {
+    clearTimeout(state.expiry);
+    state.expiry = setTimeout(() => {
+      if (this.sessions.get(id) === state && !this.busy.has(id)) this.sessions.delete(id);
+    }, HASH_IDLE_MS);
+    state.expiry.unref();
+  }
+
+  private forget(id: string): void {
+    clearTimeout(this.sessions.get(id)?.expiry);
+    this.sessions.delete(id);
   }
 
   /** Renames a verified file to its content address. An existing blob is identical by definition. */

@@ -3,12 +3,16 @@
 import { ReferencesMissingError } from './errors.js';
 import type { SqliteDatabase } from './sqlite-db.js';
 import type {
+  CreateUploadOutcome,
   ManifestRecord,
   MetadataStore,
   Page,
   PutManifestInput,
   Referrer,
+  RepoScope,
+  UploadExpiry,
   UploadSession,
+  UploadSessionQuota,
 } from './types.js';
 
 const SCHEMA = `
@@ -67,6 +71,27 @@ CREATE TABLE IF NOT EXISTS uploads (
 ) WITHOUT ROWID;
 `;
 
+// Added after the first release: databases created before get the columns here.
+// Sessions from then count as started (they had a file from the start) and belong to no one's quota.
+const UPLOAD_COLUMNS: [string, string][] = [
+  ['owner', "TEXT NOT NULL DEFAULT ''"],
+  ['started', 'INTEGER NOT NULL DEFAULT 1'],
+];
+const UPLOAD_INDEXES = `
+CREATE INDEX IF NOT EXISTS uploads_owner ON uploads(owner);
+CREATE INDEX IF NOT EXISTS uploads_updated ON uploads(updated_at);
+CREATE INDEX IF NOT EXISTS uploads_empty ON uploads(created_at) WHERE started = 0;
+`;
+
+interface UploadRow {
+  id: string;
+  repo: string;
+  owner: string;
+  started: number;
+  created_at: number;
+  updated_at: number;
+}
+
 interface ManifestRow {
   name: string;
   digest: string;
@@ -84,10 +109,26 @@ export class SqliteMetadataStore implements MetadataStore {
 
   constructor(readonly db: SqliteDatabase) {
     db.exec(SCHEMA);
+    const uploadColumns = new Set(db.prepare<[], { name: string }>('SELECT name FROM pragma_table_info(\'uploads\')').all().map((c) => c.name));
+    for (const [name, definition] of UPLOAD_COLUMNS) {
+      if (!uploadColumns.has(name)) db.exec(`ALTER TABLE uploads ADD COLUMN ${name} ${definition}`);
+    }
+    db.exec(UPLOAD_INDEXES);
     this.s = {
       repoId: db.prepare<[string], { id: number }>('SELECT id FROM repos WHERE name = ?'),
       insertRepo: db.prepare('INSERT OR IGNORE INTO repos (name, created_at) VALUES (?, ?)'),
       listRepos: db.prepare<[string, number], { name: string }>('SELECT name FROM repos WHERE name > ? ORDER BY name LIMIT ?'),
+      listReposInRange: db.prepare<[string, string, number], { name: string }>(
+        'SELECT name FROM repos WHERE name > ? AND name < ? ORDER BY name LIMIT ?',
+      ),
+      anyRepoWithBlob: db.prepare<[string], { name: string }>(
+        'SELECT r.name FROM repo_blobs rb JOIN repos r ON r.id = rb.repo_id JOIN blobs b ON b.digest = rb.digest WHERE rb.digest = ? LIMIT 1',
+      ),
+      // Walks the caller's own repositories (a name range) and probes each one's primary key: never other tenants' rows.
+      repoInRangeWithBlob: db.prepare<[string, string, string], { name: string }>(
+        `SELECT r.name FROM repos r JOIN repo_blobs rb ON rb.repo_id = r.id AND rb.digest = ? JOIN blobs b ON b.digest = rb.digest
+         WHERE r.name >= ? AND r.name < ? LIMIT 1`,
+      ),
       insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)'),
       // created_at is refreshed on every link: the GC grace period counts from the last upload or mount.
       linkBlob: db.prepare(
@@ -135,14 +176,15 @@ export class SqliteMetadataStore implements MetadataStore {
         `SELECT r.name, m.digest, m.media_type, m.size, m.artifact_type, m.config_media_type, m.subject, m.annotations, m.created_at
          FROM manifests m JOIN repos r ON r.id = m.repo_id WHERE r.name = ? AND m.subject = ? ORDER BY m.created_at, m.digest`,
       ),
-      createUpload: db.prepare('INSERT INTO uploads (id, repo, created_at, updated_at) VALUES (?, ?, ?, ?)'),
-      getUpload: db.prepare<[string], { id: string; repo: string; created_at: number; updated_at: number }>(
-        'SELECT id, repo, created_at, updated_at FROM uploads WHERE id = ?',
-      ),
-      touchUpload: db.prepare('UPDATE uploads SET updated_at = ? WHERE id = ?'),
+      createUpload: db.prepare('INSERT INTO uploads (id, repo, owner, started, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)'),
+      countUploads: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM uploads'),
+      countOwnerUploads: db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM uploads WHERE owner = ?'),
+      getUpload: db.prepare<[string], UploadRow>('SELECT id, repo, owner, started, created_at, updated_at FROM uploads WHERE id = ?'),
+      touchUpload: db.prepare('UPDATE uploads SET updated_at = ?, started = 1 WHERE id = ?'),
       deleteUpload: db.prepare('DELETE FROM uploads WHERE id = ?'),
-      staleUploads: db.prepare<[number], { id: string; repo: string; created_at: number; updated_at: number }>(
-        'SELECT id, repo, created_at, updated_at FROM uploads WHERE updated_at < ?',
+      expiredUploads: db.prepare<[number, number], UploadRow>(
+        `SELECT id, repo, owner, started, created_at, updated_at FROM uploads WHERE updated_at < ?
+         UNION SELECT id, repo, owner, started, created_at, updated_at FROM uploads WHERE started = 0 AND created_at < ?`,
       ),
     };
   }
@@ -158,8 +200,33 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.s.repoId.get(name)!.id;
   }
 
-  async listRepos(page: Page): Promise<string[]> {
-    return this.s.listRepos.all(page.last ?? '', page.limit ?? -1).map((r) => r.name);
+  async listRepos(page: Page, scope: RepoScope = { all: true }): Promise<string[]> {
+    const after = page.last ?? '';
+    const limit = page.limit ?? -1;
+    if (scope.all) return this.s.listRepos.all(after, limit).map((r) => r.name);
+    // One index range per prefix, each read no further than the page needs, then merged.
+    const found = new Set<string>();
+    for (const prefix of scope.prefixes) {
+      for (const row of this.s.listReposInRange.all(after, prefixEnd(prefix), limit)) {
+        if (row.name.startsWith(prefix)) found.add(row.name);
+      }
+    }
+    const names = scope.names.filter((name) => name > after && !found.has(name));
+    for (const name of names) if (this.s.repoId.get(name)) found.add(name);
+    const sorted = [...found].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return limit < 0 ? sorted : sorted.slice(0, limit);
+  }
+
+  async findRepoWithBlob(digest: string, scope: RepoScope): Promise<string | null> {
+    if (scope.all) return this.s.anyRepoWithBlob.get(digest)?.name ?? null;
+    for (const prefix of scope.prefixes) {
+      const row = this.s.repoInRangeWithBlob.get(digest, prefix, prefixEnd(prefix));
+      if (row) return row.name;
+    }
+    for (const name of scope.names) {
+      if (this.s.repoBlobSize.get(name, digest)) return name;
+    }
+    return null;
   }
 
   async repoExists(repo: string): Promise<boolean> {
@@ -261,14 +328,26 @@ export class SqliteMetadataStore implements MetadataStore {
       .filter((r) => artifactType === undefined || r.artifactType === artifactType);
   }
 
-  async createUpload(id: string, repo: string): Promise<void> {
+  async createUpload(session: { id: string; repo: string; owner: string }, quota: UploadSessionQuota): Promise<CreateUploadOutcome> {
     const now = Date.now();
-    this.s.createUpload.run(id, repo, now, now);
+    // One transaction: two requests racing for the last slot cannot both get it.
+    return this.db.transaction((): CreateUploadOutcome => {
+      const ownerOpen = this.s.countOwnerUploads.get(session.owner)!.n;
+      if (ownerOpen >= quota.perOwner) return { created: false, limit: 'perOwner', open: ownerOpen };
+      const open = this.s.countUploads.get()!.n;
+      if (open >= quota.total) return { created: false, limit: 'total', open };
+      this.s.createUpload.run(session.id, session.repo, session.owner, now, now);
+      return { created: true };
+    }).immediate();
   }
 
   async getUpload(id: string): Promise<UploadSession | null> {
     const row = this.s.getUpload.get(id);
-    return row ? { id: row.id, repo: row.repo, createdAt: row.created_at, updatedAt: row.updated_at } : null;
+    return row ? toUploadSession(row) : null;
+  }
+
+  async countUploads(): Promise<number> {
+    return this.s.countUploads.get()!.n;
   }
 
   async touchUpload(id: string): Promise<void> {
@@ -279,11 +358,18 @@ export class SqliteMetadataStore implements MetadataStore {
     this.s.deleteUpload.run(id);
   }
 
-  async listUploadsOlderThan(cutoffMs: number): Promise<UploadSession[]> {
-    return this.s.staleUploads
-      .all(cutoffMs)
-      .map((row) => ({ id: row.id, repo: row.repo, createdAt: row.created_at, updatedAt: row.updated_at }));
+  async listExpiredUploads(expiry: UploadExpiry): Promise<UploadSession[]> {
+    return this.s.expiredUploads.all(expiry.idleBefore, expiry.emptyBefore).map(toUploadSession);
   }
+}
+
+function toUploadSession(row: UploadRow): UploadSession {
+  return { id: row.id, repo: row.repo, owner: row.owner, started: row.started === 1, createdAt: row.created_at, updatedAt: row.updated_at };
+}
+
+/** The smallest string above every string starting with `prefix` (for an index range scan). */
+function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }
 
 function toManifestRecord(row: ManifestRow): ManifestRecord {

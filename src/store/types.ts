@@ -51,10 +51,16 @@ export interface BlobStore {
   delete(digest: string): Promise<boolean>;
   list(): AsyncIterable<BlobInfo>;
 
+  /**
+   * Prepares an upload. A store may defer allocating anything (a file, a
+   * multipart upload) until the first append: most sessions that are
+   * started and never used must cost nothing.
+   */
   createUpload(id: string): Promise<void>;
   /** Appends a streamed chunk, hashing as it is written; returns the new upload size. */
   appendUpload(id: string, body: Readable, options?: AppendOptions): Promise<number>;
-  uploadSize(id: string): Promise<number | null>;
+  /** Bytes received so far by an upload the metadata store knows (0 before the first append). */
+  uploadSize(id: string): Promise<number>;
   /** Verifies the upload against `expected` and moves it into place; the upload is gone afterwards. */
   commitUpload(id: string, expected: ParsedDigest): Promise<BlobInfo>;
   abortUpload(id: string): Promise<void>;
@@ -104,9 +110,36 @@ export interface Page {
 export interface UploadSession {
   id: string;
   repo: string;
+  /** Whose quota the session counts against (a tenant, or a namespace when auth is off). */
+  owner: string;
+  /** Whether any data was ever appended. */
+  started: boolean;
   createdAt: number;
   updatedAt: number;
 }
+
+/** Upload sessions that may be open at once. */
+export interface UploadSessionQuota {
+  perOwner: number;
+  total: number;
+}
+
+export type CreateUploadOutcome = { created: true } | { created: false; limit: 'perOwner' | 'total'; open: number };
+
+/** Which sessions the janitor removes. */
+export interface UploadExpiry {
+  /** Sessions last used before this (ms since the epoch). */
+  idleBefore: number;
+  /** Sessions that never received a byte, created before this. */
+  emptyBefore: number;
+}
+
+/**
+ * The repositories a caller may see, as the database can page through them:
+ * every repository, or those under some prefixes plus some exact names.
+ * Callers still filter by the exact policy; this only bounds what is read.
+ */
+export type RepoScope = { all: true } | { all: false; prefixes: readonly string[]; names: readonly string[] };
 
 export interface Referrer {
   mediaType: string;
@@ -126,7 +159,10 @@ export interface TagRecord {
 export interface MetadataStore {
   close(): void;
 
-  listRepos(page: Page): Promise<string[]>;
+  /** Repository names in order, after `page.last`, limited to `scope` (default: all). */
+  listRepos(page: Page, scope?: RepoScope): Promise<string[]>;
+  /** A repository within `scope` that holds the blob, or null (for mounts without `from`). */
+  findRepoWithBlob(digest: string, scope: RepoScope): Promise<string | null>;
   repoExists(repo: string): Promise<boolean>;
 
   /** Records that `repo` holds the blob (after the bytes are safely stored). */
@@ -147,9 +183,12 @@ export interface MetadataStore {
   deleteManifest(repo: string, digest: string): Promise<boolean>;
   listReferrers(repo: string, subject: string, artifactType?: string): Promise<Referrer[]>;
 
-  createUpload(id: string, repo: string): Promise<void>;
+  /** Records a new session unless its owner, or the registry, is at its quota; check and insert are atomic. */
+  createUpload(session: { id: string; repo: string; owner: string }, quota: UploadSessionQuota): Promise<CreateUploadOutcome>;
   getUpload(id: string): Promise<UploadSession | null>;
+  /** Marks the session used now (and as having received data). */
   touchUpload(id: string): Promise<void>;
   deleteUpload(id: string): Promise<void>;
-  listUploadsOlderThan(cutoffMs: number): Promise<UploadSession[]>;
+  listExpiredUploads(expiry: UploadExpiry): Promise<UploadSession[]>;
+  countUploads(): Promise<number>;
 }
