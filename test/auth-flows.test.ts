@@ -284,7 +284,7 @@ describe('POST /token (OAuth2 form, as containerd and BuildKit send it)', () => 
 // ---- anonymous -------------------------------------------------------------------------
 
 describe('anonymous callers', () => {
-  it('GET /token without credentials gives a token with no access; using it is DENIED, never a crash', async () => {
+  it('GET /token without credentials gives a token with no access; using it asks to authenticate, never a crash', async () => {
     const res = await getToken([`repository:${T}/app:pull,push`, `repository:cache/global/${K}:pull`, 'registry:catalog:*']);
     assert.equal(res.status, 200);
     const { token } = (await res.json()) as GetTokenAnswer;
@@ -298,9 +298,9 @@ describe('anonymous callers', () => {
       ['GET', `/v2/${T}/app/tags/list`],
     ] as const) {
       const answer = await v2(p, { method, auth: bearer(token) });
-      await expectRefusal(answer, base, { status: 403, code: 'DENIED', message: /anonymous/ }, method);
+      await expectRefusal(answer, base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope', message: /^authentication required: .*anonymous/ }, method);
     }
-    await expectRefusal(await v2('/v2/_catalog', { auth: bearer(token) }), base, { status: 403, code: 'DENIED' });
+    await expectRefusal(await v2('/v2/_catalog', { auth: bearer(token) }), base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope' });
   });
 
   it('POST /token without credentials (no grant, or an empty password) gives a token with no access', async () => {
@@ -315,7 +315,7 @@ describe('anonymous callers', () => {
       assert.equal(body.scope, '');
       assert.deepEqual(accessOf(body.access_token), []);
       const pull = await v2(`/v2/${T}/app/manifests/v1`, { auth: bearer(body.access_token) });
-      await expectRefusal(pull, base, { status: 403, code: 'DENIED' });
+      await expectRefusal(pull, base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope' });
     }
   });
 });

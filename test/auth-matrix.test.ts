@@ -218,13 +218,21 @@ let counter = 0;
 async function checkCell(client: AuthClient, caller: CallerKind, mode: ClientAuth['mode'], kind: RepoKind, action: Action): Promise<void> {
   const repo = REPOS[kind];
   const allow = allowed(caller, kind, action);
-  // Without any credentials the answer is the challenge; with some, the policy's DENIED.
+  // Without any credentials the answer is the challenge; with the token flow's
+  // anonymous token, a challenge saying authentication is required; with real
+  // credentials the policy's DENIED, or for a HEAD (no body) a challenge
+  // carrying the reason.
   const refusal = async (res: Response, method = 'GET') => {
     if (caller === 'anonymous' && mode === 'none') {
       await expectRefusal(res, base, { status: 401, code: 'UNAUTHORIZED', scope: challengeScope(repo, action), error: null }, method);
+    } else if (caller === 'anonymous') {
+      const description = new RegExp(`^authentication required: .* may not \\w+ ${repo}$`);
+      await expectRefusal(res, base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope', description }, method);
+    } else if (method === 'HEAD') {
+      await expectRefusal(res, base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope', description: new RegExp(`may not \\w+ ${repo}$`) }, method);
     } else {
       const { message } = await expectRefusal(res, base, { status: 403, code: 'DENIED' }, method);
-      if (method !== 'HEAD') assert.ok(message.includes(repo), `message "${message}" does not name ${repo}`);
+      assert.ok(message.includes(repo), `message "${message}" does not name ${repo}`);
     }
   };
   const seed = seeds.get(repo)!;
@@ -327,8 +335,8 @@ for (const [modeName, authFor] of Object.entries(LISTING_MODES)) {
         if (auth.mode === 'none') {
           await expectRefusal(catalog, base, { status: 401, code: 'UNAUTHORIZED', scope: 'registry:catalog:*' });
         } else if (caller === 'anonymous') {
-          // The anonymous token of the token flow carries no catalog.
-          await expectRefusal(catalog, base, { status: 403, code: 'DENIED' });
+          // The anonymous token of the token flow carries no catalog: log in.
+          await expectRefusal(catalog, base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope', description: /^authentication required/ });
         } else {
           assert.equal(catalog.status, 200, await catalog.clone().text());
           const { repositories } = (await catalog.json()) as { repositories: string[] };
@@ -354,6 +362,8 @@ for (const [modeName, authFor] of Object.entries(LISTING_MODES)) {
               assert.ok(body.tags.includes('seed'), `tags ${body.tags.join(',')}`);
             } else if (auth.mode === 'none') {
               await expectRefusal(res, base, { status: 401, code: 'UNAUTHORIZED', scope: `repository:${repo}:pull` });
+            } else if (caller === 'anonymous') {
+              await expectRefusal(res, base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope' });
             } else {
               await expectRefusal(res, base, { status: 403, code: 'DENIED' });
             }

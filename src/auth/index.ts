@@ -57,7 +57,7 @@ export async function createAuth(options: CreateAuthOptions): Promise<Auth> {
     mode: options.mode,
     authorizer: options.mode === 'token' ? new TokenAuthorizer(tokens, service) : new OpenAuthorizer(),
     registerRoutes(app) {
-      app.register(tokenRoutes, { tokens });
+      app.register(tokenRoutes, { tokens, service });
     },
     tokens: {
       createApiKey: (request) => tokens.createApiKey(request),

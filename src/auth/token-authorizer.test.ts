@@ -38,7 +38,9 @@ function refused(status: 401 | 403, code: 'UNAUTHORIZED' | 'DENIED', message: Re
     assert.equal(err.status, status);
     assert.equal(err.code, code);
     assert.match(err.message, message);
-    assert.equal(err.challenge, challenge);
+    // Refusals of identified callers also say why in the challenge (error_description).
+    if (challenge?.includes('error="insufficient_scope"')) assert.ok(err.challenge?.startsWith(`${challenge},error_description="`), err.challenge);
+    else assert.equal(err.challenge, challenge);
     return true;
   };
 }
@@ -143,13 +145,23 @@ describe('TokenAuthorizer: scope and policy', () => {
       refused(401, 'UNAUTHORIZED', /does not grant pull/, `${REALM},scope="repository:acme/other:pull",error="insufficient_scope"`),
     );
   });
-  it('denies what the policy never allows, whatever the token', async () => {
+  it('denies what the policy never allows, whatever the token, with the reason ready for answers without a body', async () => {
     const token = await accessToken([{ name: 'acme/app', actions: ['pull'] }]);
-    await assert.rejects(authorizer.authorize(bearer(token), repo('beta/app', 'pull'), BASE), refused(403, 'DENIED', /tenant acme may not pull beta\/app/));
+    await assert.rejects(authorizer.authorize(bearer(token), repo('beta/app', 'pull'), BASE), (err: unknown) => {
+      refused(403, 'DENIED', /tenant acme may not pull beta\/app/)(err);
+      assert.equal(
+        (err as AuthError).bodilessChallenge,
+        `${REALM},scope="repository:beta/app:pull",error="insufficient_scope",error_description="tenant acme may not pull beta/app (tenant acme pushes to acme/<name>)"`,
+      );
+      return true;
+    });
   });
-  it('denies anonymous callers holding an empty token', async () => {
+  it('challenges anonymous callers holding an empty token to authenticate', async () => {
     const anonymous = (await f.service.issueAccessToken(null, [{ type: 'repository', name: 'acme/app', actions: ['pull'] }])).token;
-    await assert.rejects(authorizer.authorize(bearer(anonymous), repo('acme/app', 'pull'), BASE), refused(403, 'DENIED', /anonymous caller/));
+    await assert.rejects(
+      authorizer.authorize(bearer(anonymous), repo('acme/app', 'pull'), BASE),
+      refused(401, 'UNAUTHORIZED', /authentication required: an anonymous caller/, `${REALM},scope="repository:acme/app:pull",error="insufficient_scope"`),
+    );
   });
   it('keeps tenants out of the global cache', async () => {
     await assert.rejects(authorizer.authorize(bearer(apiKey), repo('cache/global/node20', 'push'), BASE), refused(403, 'DENIED', /may not push/));
@@ -196,7 +208,10 @@ describe('TokenAuthorizer: catalog filtering', () => {
   });
   it('refuses the catalog to anonymous tokens', async () => {
     const token = (await f.service.issueAccessToken(null, [{ type: 'registry', name: 'catalog', actions: ['*'] }])).token;
-    await assert.rejects(authorizer.authorize(bearer(token), catalog, BASE), refused(403, 'DENIED', /anonymous.*catalog/));
+    await assert.rejects(
+      authorizer.authorize(bearer(token), catalog, BASE),
+      refused(401, 'UNAUTHORIZED', /anonymous.*catalog/, `${REALM},scope="registry:catalog:*",error="insufficient_scope"`),
+    );
   });
   it('lets API keys list the catalog without a scope', async () => {
     const decision = await authorizer.authorize(bearer(apiKey), catalog, BASE);

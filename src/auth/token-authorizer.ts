@@ -1,9 +1,12 @@
 // Auth on: every /v2 (and management API) request must carry a Kiln token.
 //
-// Order of refusals, as Docker clients expect them: no or bad credentials →
-// 401 with a challenge telling where to get a token; a caller the policy never
-// lets do this → 403 DENIED; an access token lacking the scope (but whose owner
-// could get it) → 401 `insufficient_scope`, so the client fetches a new token.
+// Order of refusals, as Docker clients expect them: no or bad credentials, or
+// an anonymous token → 401 with a challenge telling where to get a token; a
+// caller the policy never lets do this → 403 DENIED (the reason in the body);
+// an access token lacking the scope (but whose owner could get it) → 401
+// `insufficient_scope`, so the client fetches a new token. Challenges for
+// refusals carry the reason as `error_description`: a HEAD answer has no body,
+// and that is where Docker's and containers/image's clients look for one.
 import type { IncomingHttpHeaders } from 'node:http';
 import { AuthError, type AccessRequest, type Action, type AuthDecision, type Authorizer, type RepoVisibility } from './authorizer.js';
 import { presentedByAuthorization } from './credentials.js';
@@ -25,7 +28,7 @@ export class TokenAuthorizer implements Authorizer {
   ) {}
 
   async authorize(headers: IncomingHttpHeaders, request: AccessRequest, baseUrl: string): Promise<AuthDecision> {
-    const challenge = (error?: string) => bearerChallenge({ baseUrl, service: this.service, request, error });
+    const challenge = (error?: string, description?: string) => bearerChallenge({ baseUrl, service: this.service, request, error, description });
     const presented = presentedByAuthorization(headers.authorization);
     if (presented.kind === 'none') {
       throw new AuthError(401, 'UNAUTHORIZED', `authentication required: get a token from ${realmOf(baseUrl)}`, challenge());
@@ -54,35 +57,35 @@ export class TokenAuthorizer implements Authorizer {
     const permitted = allowedActions(credential.principal, repo, this.tokens.ownerOfBuild);
     const forbidden = request.actions.filter((action) => !permitted.includes(action));
     if (forbidden.length > 0) {
-      throw new AuthError(403, 'DENIED', `${describeCaller(credential)} may not ${forbidden.join(' or ')} ${repo}`);
+      const reason = `${describeCaller(credential)} may not ${forbidden.join(' or ')} ${repo}${hintFor(credential, permitted)}`;
+      if (credential.principal.role === 'anonymous') {
+        throw new AuthError(401, 'UNAUTHORIZED', `authentication required: ${reason}`, challenge('insufficient_scope', `authentication required: ${reason}`));
+      }
+      throw new AuthError(403, 'DENIED', reason, undefined, challenge('insufficient_scope', reason));
     }
     const access = credential.access;
     const unscoped = access === null ? [] : request.actions.filter((action) => !accessAllows(access, 'repository', repo, action));
     if (unscoped.length > 0) {
-      throw new AuthError(
-        401,
-        'UNAUTHORIZED',
-        `the token does not grant ${unscoped.join(', ')} on ${repo}; request a token with that scope`,
-        challenge('insufficient_scope'),
-      );
+      const reason = `the token does not grant ${unscoped.join(', ')} on ${repo}; request a token with that scope`;
+      throw new AuthError(401, 'UNAUTHORIZED', reason, challenge('insufficient_scope', reason));
     }
     return decision;
   }
 
   // The catalog needs `registry:catalog:*` on access tokens, as in distribution: a
   // token fetched for some repository would otherwise list only that one, silently.
-  private checkCatalog(credential: Credential, challenge: (error?: string) => string): void {
+  private checkCatalog(credential: Credential, challenge: (error?: string, description?: string) => string): void {
     if (grantAccess(credential.principal, [CATALOG_SCOPE], this.tokens.ownerOfBuild).length === 0) {
-      throw new AuthError(403, 'DENIED', `${describeCaller(credential)} may not list the catalog`);
+      const reason = `${describeCaller(credential)} may not list the catalog`;
+      if (credential.principal.role === 'anonymous') {
+        throw new AuthError(401, 'UNAUTHORIZED', `authentication required: ${reason}`, challenge('insufficient_scope', `authentication required: ${reason}`));
+      }
+      throw new AuthError(403, 'DENIED', reason, undefined, challenge('insufficient_scope', reason));
     }
     const access = credential.access;
     if (access !== null && !accessAllows(access, 'registry', 'catalog', '*')) {
-      throw new AuthError(
-        401,
-        'UNAUTHORIZED',
-        `the token does not grant the catalog; request a token with scope ${formatScope(CATALOG_SCOPE)}`,
-        challenge('insufficient_scope'),
-      );
+      const reason = `the token does not grant the catalog; request a token with scope ${formatScope(CATALOG_SCOPE)}`;
+      throw new AuthError(401, 'UNAUTHORIZED', reason, challenge('insufficient_scope', reason));
     }
   }
 
@@ -111,7 +114,7 @@ function realmOf(baseUrl: string): string {
  * and catalog requests and an error code when the credentials were refused. A push also
  * asks for pull, as distribution does, so one token covers the whole upload.
  */
-export function bearerChallenge(input: { baseUrl: string; service: string; request: AccessRequest; error?: string }): string {
+export function bearerChallenge(input: { baseUrl: string; service: string; request: AccessRequest; error?: string; description?: string }): string {
   const parts = [`realm="${realmOf(input.baseUrl)}"`, `service="${input.service}"`];
   const { repo, actions, catalog } = input.request;
   if (repo !== null && actions.length > 0) {
@@ -122,7 +125,22 @@ export function bearerChallenge(input: { baseUrl: string; service: string; reque
     parts.push(`scope="${formatScope(CATALOG_SCOPE)}"`);
   }
   if (input.error) parts.push(`error="${input.error}"`);
+  if (input.description) parts.push(`error_description="${quotable(input.description)}"`);
   return `Bearer ${parts.join(',')}`;
+}
+
+/** Text fit for a quoted header parameter: printable ASCII, no quote or backslash. */
+function quotable(text: string): string {
+  return text.replace(/["\\]/g, "'").replace(/[^\x20-\x7e]/g, '?');
+}
+
+/** Where the caller may write instead, when it has no right at all on the repository. */
+function hintFor(credential: Credential, permitted: readonly Action[]): string {
+  const { principal } = credential;
+  if (permitted.length > 0) return '';
+  if (principal.role === 'tenant' && principal.tenant !== null) return ` (tenant ${principal.tenant} pushes to ${principal.tenant}/<name>)`;
+  if (principal.role === 'build') return ` (a build token reaches only builds/${principal.buildId ?? '<id>'} and its caches)`;
+  return '';
 }
 
 function describeCaller(credential: Credential): string {

@@ -14,7 +14,7 @@ let apiKey: string;
 beforeEach(async () => {
   f = await tokenFixture();
   app = Fastify();
-  await app.register(tokenRoutes, { tokens: f.service });
+  await app.register(tokenRoutes, { tokens: f.service, service: 'kiln' });
   apiKey = (await f.service.createApiKey({ tenant: 'acme', ttlSeconds: 3600 })).token;
 });
 afterEach(async () => {
@@ -86,11 +86,24 @@ describe('GET /token (Docker token flow)', () => {
     assert.equal(res.json().refresh_token, apiKey);
     assert.equal((await get('service=kiln&offline_token=true')).json().refresh_token, undefined);
   });
-  it('refuses a bad password with 401, saying why', async () => {
+  it('refuses a bad password with 401, saying why and how to authenticate', async () => {
     const res = await get('scope=repository:acme/app:pull', basic('acme', 'hunter2'));
     assert.equal(res.statusCode, 401);
     assert.equal(res.json().errors[0].code, 'UNAUTHORIZED');
     assert.match(res.json().errors[0].message, /not a Kiln token/);
+    assert.match(String(res.headers['www-authenticate']), /^Basic realm="kiln token service[^"]*"/);
+  });
+  it('refuses a service other than its own with 400, naming both', async () => {
+    const res = await get('service=registry.docker.io&scope=repository:acme/app:pull', basic('acme', apiKey));
+    assert.equal(res.statusCode, 400);
+    assert.match(res.json().errors[0].message, /issues tokens for service "kiln", not "registry\.docker\.io"/);
+    const form = await post({ grant_type: 'password', service: 'elsewhere', username: 'acme', password: apiKey });
+    assert.equal(form.statusCode, 400);
+    assert.equal(form.json().error, 'invalid_request');
+    assert.match(form.json().error_description, /not "elsewhere"/);
+    // Its own service, or none at all (curl users), still works.
+    assert.equal((await get('service=kiln', basic('acme', apiKey))).statusCode, 200);
+    assert.equal((await get('', basic('acme', apiKey))).statusCode, 200);
   });
   it('refuses a revoked key, saying it was revoked', async () => {
     const key = await f.service.createApiKey({ tenant: 'acme', ttlSeconds: 60 });
@@ -167,6 +180,7 @@ describe('POST /token (OAuth2 form)', () => {
   it('refuses bad credentials with invalid_grant', async () => {
     const res = await post({ grant_type: 'password', username: 'acme', password: 'hunter2', scope: 'repository:acme/app:pull' });
     assert.equal(res.statusCode, 401);
+    assert.match(String(res.headers['www-authenticate']), /^Basic realm=/);
     assert.equal(res.json().error, 'invalid_grant');
     assert.match(res.json().error_description, /not a Kiln token/);
   });

@@ -4,6 +4,8 @@
 // - POST /token, application/x-www-form-urlencoded, grant_type=password or
 //   refresh_token (containerd/BuildKit's OAuth2 form): {access_token, expires_in, issued_at, scope}
 // A caller without credentials gets a token with no access: never more, never an error.
+// Refused credentials get 401 with a Basic challenge (the endpoint takes the API
+// key as a Basic password); a `service` other than this registry's is refused.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { presentedByAuthorization, presentedByPassword, type Presented } from './credentials.js';
 import { InvalidTokenError } from './jwt.js';
@@ -12,6 +14,8 @@ import type { AccessToken, Credential, TokenService } from './token-service.js';
 
 export interface TokenRoutesOptions {
   tokens: TokenService;
+  /** The `service` this endpoint issues tokens for (the registry's challenges name it). */
+  service: string;
 }
 
 const FORM = 'application/x-www-form-urlencoded';
@@ -24,7 +28,9 @@ interface Exchange {
 
 /** A fastify plugin; register it without fastify-plugin so its form parser stays local. */
 export async function tokenRoutes(app: FastifyInstance, options: TokenRoutesOptions): Promise<void> {
-  const { tokens } = options;
+  const { tokens, service } = options;
+  const unknownService = (asked: string | null) =>
+    asked !== null && asked !== service ? `this token endpoint issues tokens for service "${service}", not "${asked}"` : null;
   if (!app.hasContentTypeParser(FORM)) {
     app.addContentTypeParser(FORM, { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT }, (_req, body, done) => done(null, body));
   }
@@ -39,12 +45,14 @@ export async function tokenRoutes(app: FastifyInstance, options: TokenRoutesOpti
   app.get('/token', async (request, reply) => {
     const params = new URL(request.url, 'http://token.invalid').searchParams;
     const presented = presentedByAuthorization(request.headers.authorization);
+    const badService = unknownService(params.get('service'));
+    if (badService) return dockerError(reply, 400, 'UNSUPPORTED', badService);
     let result: Exchange;
     try {
       result = await exchange(presented, params.getAll('scope'));
     } catch (err) {
       if (err instanceof ScopeError) return dockerError(reply, 400, 'UNSUPPORTED', err.message);
-      if (err instanceof InvalidTokenError) return dockerError(reply, 401, 'UNAUTHORIZED', err.message);
+      if (err instanceof InvalidTokenError) return dockerError(challenged(reply, service), 401, 'UNAUTHORIZED', err.message);
       throw err;
     }
     const { grant } = result;
@@ -67,13 +75,15 @@ export async function tokenRoutes(app: FastifyInstance, options: TokenRoutesOpti
     else if (grantType === null || grantType === '') presented = { kind: 'none' };
     else return oauthError(reply, 400, 'unsupported_grant_type', `grant_type "${grantType}" is not supported; use password or refresh_token`);
     if (presented.kind === 'none') presented = presentedByAuthorization(request.headers.authorization);
+    const badService = unknownService(form.get('service'));
+    if (badService) return oauthError(reply, 400, 'invalid_request', badService);
 
     let result: Exchange;
     try {
       result = await exchange(presented, form.getAll('scope'));
     } catch (err) {
       if (err instanceof ScopeError) return oauthError(reply, 400, 'invalid_scope', err.message);
-      if (err instanceof InvalidTokenError) return oauthError(reply, 401, 'invalid_grant', err.message);
+      if (err instanceof InvalidTokenError) return oauthError(challenged(reply, service), 401, 'invalid_grant', err.message);
       throw err;
     }
     const { grant } = result;
@@ -105,6 +115,11 @@ function formFields(body: unknown): URLSearchParams {
     return fields;
   }
   return new URLSearchParams();
+}
+
+/** A 401 says how to authenticate (RFC 9110): here, Basic with the API key as the password. */
+function challenged(reply: FastifyReply, service: string): FastifyReply {
+  return reply.header('www-authenticate', `Basic realm="${service} token service: send an API key as the password", charset="UTF-8"`);
 }
 
 function noStore(reply: FastifyReply): void {

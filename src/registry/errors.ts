@@ -87,10 +87,17 @@ export class RegistryError extends Error {
   }
 }
 
-/** Maps any error thrown below the HTTP layer to a RegistryError. */
-export function toRegistryError(err: unknown): RegistryError {
+/**
+ * Maps any error thrown below the HTTP layer to a RegistryError. `bodiless`:
+ * the answer cannot carry a body (HEAD), so a refusal whose reason would be
+ * lost becomes the 401 `insufficient_scope` challenge that carries it.
+ */
+export function toRegistryError(err: unknown, options: { bodiless?: boolean } = {}): RegistryError {
   if (err instanceof RegistryError) return err;
   if (err instanceof AuthError) {
+    if (options.bodiless && err.bodilessChallenge) {
+      return new RegistryError('UNAUTHORIZED', err.message, undefined, { 'www-authenticate': err.bodilessChallenge }, 401);
+    }
     const headers: Record<string, string> = err.challenge ? { 'www-authenticate': err.challenge } : {};
     return new RegistryError(err.code, err.message, undefined, headers, err.status);
   }
@@ -117,6 +124,16 @@ export function toRegistryError(err: unknown): RegistryError {
 export function isClientAbort(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (err as Error | undefined)?.message === 'aborted';
+}
+
+/**
+ * The message as an HTTP reason phrase ("403 tenant x may not push y"):
+ * containerd and BuildKit print the status line of an answer they did not
+ * expect, never its body. Printable ASCII only, as the status line allows.
+ */
+export function reasonPhrase(message: string): string {
+  const phrase = message.replace(/[^\x20-\x7e]/g, '?');
+  return phrase.length > 300 ? `${phrase.slice(0, 297)}...` : phrase;
 }
 
 /** The upload-progress header: the inclusive byte range received so far. */

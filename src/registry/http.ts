@@ -5,7 +5,7 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { AuthDecision, Authorizer } from '../auth/authorizer.js';
 import { OCI_INDEX } from '../oci/media-types.js';
 import { MAX_MANIFEST_BYTES } from '../oci/manifest.js';
-import { RegistryError, isClientAbort, rangeHeader, toRegistryError } from './errors.js';
+import { RegistryError, isClientAbort, rangeHeader, reasonPhrase, toRegistryError } from './errors.js';
 import { ROUTE_METHODS, matchV2Route, requiredAction, type V2Route } from './routes.js';
 import type { BlobSource } from '../store/types.js';
 import type { RegistryService } from './service.js';
@@ -426,13 +426,14 @@ function baseUrlOf(req: FastifyRequest): string {
 
 function sendError(ctx: Ctx, err: unknown): void {
   const { reply, req } = ctx;
-  const mapped = toRegistryError(err);
+  const mapped = toRegistryError(err, { bodiless: req.method === 'HEAD' });
   if (mapped.code === 'INTERNAL') req.log.error({ err, url: req.url }, 'request failed');
   else if (isClientAbort(err)) req.log.info({ url: req.url }, 'client went away mid-request');
   if (reply.sent) return;
   for (const [k, v] of Object.entries(mapped.headers)) reply.header(k, v);
   if (ctx.uploadLocation && (mapped.status === 416 || mapped.status === 429)) reply.header('location', ctx.uploadLocation);
   reply.code(mapped.status).header('content-type', 'application/json; charset=utf-8');
+  reply.raw.statusMessage = reasonPhrase(mapped.message);
   if (req.method === 'HEAD') return void reply.send();
   reply.send(JSON.stringify(mapped.toBody()));
 }

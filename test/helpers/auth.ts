@@ -118,6 +118,8 @@ export interface RefusalExpectation {
   error?: string | null;
   /** The message must match. */
   message?: RegExp;
+  /** For 401: the challenge's error_description must match. */
+  description?: RegExp;
 }
 
 /**
@@ -135,6 +137,7 @@ export async function expectRefusal(res: Response, base: string, want: RefusalEx
     assert.equal(challenge.params.service, 'kiln');
     if (want.scope !== undefined) assert.equal(challenge.params.scope, want.scope ?? undefined, `challenge ${challengeHeader}`);
     if (want.error !== undefined) assert.equal(challenge.params.error, want.error ?? undefined, `challenge ${challengeHeader}`);
+    if (want.description) assert.match(challenge.params.error_description ?? '', want.description, `challenge ${challengeHeader}`);
   }
   return { message: error.message };
 }
