@@ -3,20 +3,19 @@
 // without credentials, or with another tenant's key, it is refused.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { buildkitFixtures, startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
+import { startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
+import { BASE_IMAGE, writeBaseImageLayout } from './helpers/layout.js';
 import { isolatedContainersEnv } from './helpers/containers.js';
 
 const run = promisify(execFile);
-const BLOBS = path.join(buildkitFixtures, 'blobs', 'sha256');
-// The fixture's base image: its manifest's exact bytes, its config and its one busybox layer.
-const MANIFEST_FILE = path.join(buildkitFixtures, 'base-image.manifest.json');
-const MANIFEST_DIGEST = 'sha256:7b982622cc02f0e9bf5923c3a1282310d6708ef9eb22425df8e4b574f8d50d37';
-const CONFIG_HEX = 'f2f2a57b8d19d8ad7a29eb116ac0c4d58f41f8ea917dba8f462012488ec240e4';
-const LAYER_HEX = 'e8d7956ac6786951069dea96651f4c11f0d636038d495c693c50c90cf9bc64f4';
+const BLOBS = BASE_IMAGE.blobsDir;
+const MANIFEST_FILE = BASE_IMAGE.manifestFile;
+const MANIFEST_DIGEST = BASE_IMAGE.manifestDigest;
+const LAYER_HEX = BASE_IMAGE.layerHex;
 
 let server: TestKiln;
 let work: string;
@@ -59,27 +58,8 @@ before(async () => {
   // No stored credentials anywhere skopeo looks: only the flags count.
   ({ env, policy } = await isolatedContainersEnv(work));
 
-  // An OCI layout holding the fixture's base image under the tag v1.
   layout = path.join(work, 'layout');
-  await mkdir(path.join(layout, 'blobs', 'sha256'), { recursive: true });
-  await writeFile(path.join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  const manifest = await readFile(MANIFEST_FILE);
-  await writeFile(path.join(layout, 'blobs', 'sha256', MANIFEST_DIGEST.slice(7)), manifest);
-  for (const hex of [CONFIG_HEX, LAYER_HEX]) await copyFile(path.join(BLOBS, hex), path.join(layout, 'blobs', 'sha256', hex));
-  await writeFile(
-    path.join(layout, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          digest: MANIFEST_DIGEST,
-          size: manifest.length,
-          annotations: { 'org.opencontainers.image.ref.name': 'v1' },
-        },
-      ],
-    }),
-  );
+  await writeBaseImageLayout(layout);
 
   server = await startKiln({ env: { KILN_AUTH: 'token' } });
   keyT = (await server.kiln.auth.tokens.createApiKey({ tenant: 'acme', ttlSeconds: 3600 })).token;

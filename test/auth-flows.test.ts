@@ -298,9 +298,9 @@ describe('anonymous callers', () => {
       ['GET', `/v2/${T}/app/tags/list`],
     ] as const) {
       const answer = await v2(p, { method, auth: bearer(token) });
-      await expectRefusal(answer, base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope', message: /^authentication required: .*anonymous/ }, method);
+      await expectRefusal(answer, base, { status: 401, code: 'UNAUTHORIZED', error: null, message: /^authentication required: .*anonymous/ }, method);
     }
-    await expectRefusal(await v2('/v2/_catalog', { auth: bearer(token) }), base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope' });
+    await expectRefusal(await v2('/v2/_catalog', { auth: bearer(token) }), base, { status: 401, code: 'UNAUTHORIZED', error: null });
   });
 
   it('POST /token without credentials (no grant, or an empty password) gives a token with no access', async () => {
@@ -315,7 +315,7 @@ describe('anonymous callers', () => {
       assert.equal(body.scope, '');
       assert.deepEqual(accessOf(body.access_token), []);
       const pull = await v2(`/v2/${T}/app/manifests/v1`, { auth: bearer(body.access_token) });
-      await expectRefusal(pull, base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope' });
+      await expectRefusal(pull, base, { status: 401, code: 'UNAUTHORIZED', error: null, message: /^authentication required/ });
     }
   });
 });

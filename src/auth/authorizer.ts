@@ -63,9 +63,9 @@ export class AuthError extends Error {
     /** Value of WWW-Authenticate for 401 answers. */
     readonly challenge?: string,
     /**
-     * For a 403: the challenge to answer with instead where the answer can
-     * have no body (HEAD), so clients still show the reason (a 401 with
-     * `error="insufficient_scope"` and `error_description`).
+     * The challenge to answer with where the answer can have no body (HEAD),
+     * so clients still show the reason: a 401 with `error="insufficient_scope"`
+     * and `error_description`.
      */
     readonly bodilessChallenge?: string,
   ) {

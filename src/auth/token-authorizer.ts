@@ -4,9 +4,10 @@
 // an anonymous token → 401 with a challenge telling where to get a token; a
 // caller the policy never lets do this → 403 DENIED (the reason in the body);
 // an access token lacking the scope (but whose owner could get it) → 401
-// `insufficient_scope`, so the client fetches a new token. Challenges for
-// refusals carry the reason as `error_description`: a HEAD answer has no body,
-// and that is where Docker's and containers/image's clients look for one.
+// `insufficient_scope`, so the client fetches a new token. A HEAD answer has
+// no body, so its refusals are the 401 `insufficient_scope` challenge with the
+// reason as `error_description`, where Docker's and containers/image's clients
+// look for one (see refusal()).
 import type { IncomingHttpHeaders } from 'node:http';
 import { AuthError, type AccessRequest, type Action, type AuthDecision, type Authorizer, type RepoVisibility } from './authorizer.js';
 import { presentedByAuthorization } from './credentials.js';
@@ -58,10 +59,7 @@ export class TokenAuthorizer implements Authorizer {
     const forbidden = request.actions.filter((action) => !permitted.includes(action));
     if (forbidden.length > 0) {
       const reason = `${describeCaller(credential)} may not ${forbidden.join(' or ')} ${repo}${hintFor(credential, permitted)}`;
-      if (credential.principal.role === 'anonymous') {
-        throw new AuthError(401, 'UNAUTHORIZED', `authentication required: ${reason}`, challenge('insufficient_scope', `authentication required: ${reason}`));
-      }
-      throw new AuthError(403, 'DENIED', reason, undefined, challenge('insufficient_scope', reason));
+      throw refusal(credential, reason, challenge);
     }
     const access = credential.access;
     const unscoped = access === null ? [] : request.actions.filter((action) => !accessAllows(access, 'repository', repo, action));
@@ -77,10 +75,7 @@ export class TokenAuthorizer implements Authorizer {
   private checkCatalog(credential: Credential, challenge: (error?: string, description?: string) => string): void {
     if (grantAccess(credential.principal, [CATALOG_SCOPE], this.tokens.ownerOfBuild).length === 0) {
       const reason = `${describeCaller(credential)} may not list the catalog`;
-      if (credential.principal.role === 'anonymous') {
-        throw new AuthError(401, 'UNAUTHORIZED', `authentication required: ${reason}`, challenge('insufficient_scope', `authentication required: ${reason}`));
-      }
-      throw new AuthError(403, 'DENIED', reason, undefined, challenge('insufficient_scope', reason));
+      throw refusal(credential, reason, challenge);
     }
     const access = credential.access;
     if (access !== null && !accessAllows(access, 'registry', 'catalog', '*')) {
@@ -103,6 +98,20 @@ function visibleTo(credential: Credential): RepoVisibility {
   const access = credential.access;
   if (access === null || accessAllows(access, 'registry', 'catalog', '*')) return visibleRepos(credential.principal);
   return { all: false, prefixes: [], names: access.filter((entry) => entry.type === 'repository').map((entry) => entry.name) };
+}
+
+/**
+ * A caller the policy refuses: anonymous tokens are asked to authenticate
+ * (401, a plain challenge: containerd then reports the answer's status line,
+ * which carries the reason); identified callers are DENIED (403). Both carry,
+ * for answers without a body, the `insufficient_scope` challenge with the reason.
+ */
+function refusal(credential: Credential, reason: string, challenge: (error?: string, description?: string) => string): AuthError {
+  if (credential.principal.role === 'anonymous') {
+    const message = `authentication required: ${reason}`;
+    return new AuthError(401, 'UNAUTHORIZED', message, challenge(), challenge('insufficient_scope', message));
+  }
+  return new AuthError(403, 'DENIED', reason, undefined, challenge('insufficient_scope', reason));
 }
 
 function realmOf(baseUrl: string): string {
