@@ -46,15 +46,19 @@ const STREAMING_ALGORITHM: DigestAlgorithm = 'sha256';
 export interface FsBlobStoreOptions {
   /** fsync blobs and their directories before acknowledging; off only for throwaway stores. */
   durable?: boolean;
+  /** How long an idle upload's running hash is kept (default HASH_IDLE_MS). */
+  hashIdleMs?: number;
 }
 
 export class FsBlobStore implements BlobStore {
   private readonly sessions = new Map<string, UploadState>();
   private readonly busy = new Set<string>();
   private readonly durable: boolean;
+  private readonly hashIdleMs: number;
 
   constructor(private readonly dirs: DataDir, options: FsBlobStoreOptions = {}) {
     this.durable = options.durable ?? true;
+    this.hashIdleMs = options.hashIdleMs ?? HASH_IDLE_MS;
   }
 
   async init(): Promise<void> {
@@ -266,7 +270,7 @@ export class FsBlobStore implements BlobStore {
     clearTimeout(state.expiry);
     state.expiry = setTimeout(() => {
       if (this.sessions.get(id) === state && !this.busy.has(id)) this.sessions.delete(id);
-    }, HASH_IDLE_MS);
+    }, this.hashIdleMs);
     state.expiry.unref();
   }
 
