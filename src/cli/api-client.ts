@@ -38,17 +38,36 @@ export class ApiClient {
   }
 
   async json<T>(path: string, init: RequestInit = {}): Promise<T> {
-    const res = await this.request(path, init);
+    return this.parse<T>(await this.request(path, init));
+  }
+
+  /** The answer's JSON, or a KilnApiError carrying the server's own message. */
+  async parse<T>(res: Response): Promise<T> {
     const text = await res.text();
     if (!res.ok) throw new KilnApiError(res.status, errorText(res.status, text));
     return JSON.parse(text) as T;
   }
 }
 
-function errorText(status: number, body: string): string {
+/**
+ * The message in any error shape Kiln answers with: the management API's
+ * `{"error": {"message"}}`, the registry's `{"errors": [{"message"}]}`, the
+ * token endpoint's OAuth `{"error_description"}` and Fastify's own
+ * `{"message"}`; the body itself only when it is none of these.
+ */
+export function errorText(status: number, body: string): string {
   try {
-    const parsed = JSON.parse(body) as { error?: { message?: string }; errors?: { message?: string }[] };
-    const message = parsed.error?.message ?? parsed.errors?.[0]?.message;
+    const parsed = JSON.parse(body) as {
+      error?: { message?: string } | string;
+      errors?: { message?: string }[];
+      error_description?: string;
+      message?: string;
+    };
+    const message =
+      (typeof parsed.error === 'object' ? parsed.error?.message : undefined) ||
+      parsed.errors?.map((e) => e.message).filter(Boolean).join('; ') ||
+      parsed.error_description ||
+      parsed.message;
     if (message) return message;
   } catch {
     // not JSON: fall through

@@ -1,23 +1,31 @@
-// Opens auth straight on a data directory, for `kiln token` (works while the server runs: SQLite WAL).
+// Where `kiln token` creates and revokes keys: on a running server through its
+// API (--url, admin key in KILN_TOKEN), or straight in a data directory (works
+// while the server runs: SQLite WAL). A directory that is not a Kiln data
+// directory is refused unless --init asks to create one: a key signed in the
+// wrong place is one the server rejects.
 import { createAuth } from '../auth/index.js';
-import type { TokenCommandAuth } from './token-command.js';
 import { DataDir } from '../store/data-dir.js';
 import { openSqlite } from '../store/sqlite-db.js';
 import { SqliteApiKeyStore } from '../store/sqlite-api-keys.js';
+import { clientFromEnv } from './api-client.js';
+import type { TokenCommandAuth } from './token-command.js';
 
-export async function openLocalAuth(dataDir: string): Promise<TokenCommandAuth> {
+export async function openLocalAuth(dataDir: string, options: { init?: boolean } = {}): Promise<TokenCommandAuth> {
   const dirs = new DataDir(dataDir);
+  if (!dirs.isKilnDataDir() && !options.init) {
+    throw new Error(
+      `${dirs.root} is not a Kiln data directory (it has no kiln.db): pass the server's --data-dir (or KILN_DATA_DIR), ` +
+        'or --url to create the key through the running server (admin key in KILN_TOKEN), or --init to start a new data directory there',
+    );
+  }
   await dirs.ensure();
   const db = openSqlite(dirs.database);
   try {
-    const auth = await createAuth({
-      mode: 'token',
-      defaultKeyFile: dirs.authKeyFile,
-      keyFile: process.env.KILN_AUTH_KEY_FILE || undefined,
-      keys: new SqliteApiKeyStore(db),
-    });
+    const keyFile = process.env.KILN_AUTH_KEY_FILE || undefined;
+    const auth = await createAuth({ mode: 'token', defaultKeyFile: dirs.authKeyFile, keyFile, keys: new SqliteApiKeyStore(db) });
     return {
       tokens: auth.tokens,
+      where: `data dir ${dirs.root} (signing key ${keyFile ?? dirs.authKeyFile})`,
       close: () => {
         db.close();
       },
@@ -26,4 +34,27 @@ export async function openLocalAuth(dataDir: string): Promise<TokenCommandAuth> 
     db.close();
     throw err;
   }
+}
+
+export function openRemoteAuth(url: string): TokenCommandAuth {
+  const client = clientFromEnv(url);
+  return {
+    where: `server ${client.base}`,
+    tokens: {
+      async createApiKey(request) {
+        const key = await client.json<{ token: string; jti: string; role: 'admin' | 'tenant'; tenant: string | null; expiresAt: string }>('/api/v1/tokens', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ tenant: request.tenant ?? undefined, admin: request.admin ?? false, ttlSeconds: request.ttlSeconds }),
+        });
+        return { ...key, expiresAt: new Date(key.expiresAt) };
+      },
+      async revoke(jti) {
+        const res = await client.request(`/api/v1/tokens/${encodeURIComponent(jti)}`, { method: 'DELETE' });
+        if (res.status === 404) return 'unknown';
+        return (await client.parse<{ outcome: 'revoked' | 'already_revoked' }>(res)).outcome;
+      },
+    },
+    close: () => {},
+  };
 }

@@ -28,7 +28,7 @@ async function kiln(...args: string[]): Promise<{ out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
   const program = new Command().exitOverride().configureOutput({ writeErr: (s) => err.push(s), writeOut: (s) => out.push(s) });
-  const open = async () => ({ tokens: auth.tokens, close: () => void closes++ });
+  const open = async () => ({ tokens: auth.tokens, where: 'data dir /somewhere', close: () => void closes++ });
   registerTokenCommands(program, open, { out: (s) => out.push(s), err: (s) => err.push(s) });
   await program.parseAsync(['node', 'kiln', ...args]);
   return { out: out.join(''), err: err.join('') };
@@ -47,7 +47,7 @@ describe('kiln token', () => {
     assert.equal(claims.tenant, 'acme');
     assert.equal(claims.role, 'tenant');
     assert.equal(claims.exp! - claims.iat!, 30 * 86400);
-    assert.match(err, new RegExp(`API key ${claims.jti} for tenant acme, expires .*kiln token revoke ${claims.jti}`));
+    assert.match(err, new RegExp(`API key ${claims.jti} for tenant acme, expires .*, made in data dir /somewhere; revoke with: kiln token revoke ${claims.jti}`));
     assert.equal(closes, before + 1, 'the stores are closed after the command');
     const decision = await auth.authorizer.authorize({ authorization: `Bearer ${key}` }, { repo: 'acme/app', actions: ['push'] }, 'http://x');
     assert.equal(decision.principal.tenant, 'acme');

@@ -1,15 +1,31 @@
 // `kiln token create` and `kiln token revoke`: API keys for tenants and admins.
 import type { Command } from 'commander';
-import type { AuthTokens } from '../auth/index.js';
+import type { ApiKeyRequest, IssuedApiKey } from '../auth/token-service.js';
+import type { RevokeOutcome } from '../auth/api-key-store.js';
 import { parseDuration } from '../auth/duration.js';
 import { TokenRequestError } from '../auth/token-service.js';
+import { KilnApiError } from './api-client.js';
 
 export const DEFAULT_API_KEY_TTL = '90d';
 
-/** What the commands need, opened only when one runs (the caller opens the data dir and its database). */
+export type CreatedKey = Pick<IssuedApiKey, 'token' | 'jti' | 'role' | 'tenant' | 'expiresAt'>;
+
+/** What the commands need, opened only when one runs: a data dir and its database, or a running server. */
 export interface TokenCommandAuth {
-  tokens: Pick<AuthTokens, 'createApiKey' | 'revoke'>;
+  tokens: {
+    createApiKey(request: ApiKeyRequest): Promise<CreatedKey>;
+    revoke(jti: string): Promise<RevokeOutcome>;
+  };
+  /** Where the keys are made, for the person reading stderr: `data dir /x (signing key …)` or `server http://…`. */
+  where: string;
   close(): Promise<void> | void;
+}
+
+export interface TokenTarget {
+  dataDir?: string;
+  url?: string;
+  /** Create the data directory when it is not one yet. */
+  init?: boolean;
 }
 
 export interface TokenCommandOutput {
@@ -26,14 +42,20 @@ const processOutput: TokenCommandOutput = {
 
 export function registerTokenCommands(
   program: Command,
-  openAuth: (options: { dataDir?: string }) => Promise<TokenCommandAuth>,
+  openAuth: (target: TokenTarget) => Promise<TokenCommandAuth>,
   output: TokenCommandOutput = processOutput,
 ): void {
   const token = program
     .command('token')
     .description('create and revoke API keys')
-    .option('--data-dir <dir>', 'the data directory of the Kiln whose keys to manage (env KILN_DATA_DIR, default ./kiln-data)');
-  const open = () => openAuth(token.opts<{ dataDir?: string }>());
+    .option('--url <url>', 'manage keys on a running server (needs an admin API key in KILN_TOKEN)')
+    .option('--data-dir <dir>', 'the data directory of the Kiln whose keys to manage (env KILN_DATA_DIR, default ./kiln-data)')
+    .option('--init', 'create the data directory if it is not one yet (for the first admin key, before the first `kiln serve`)');
+  const open = () => {
+    const target = token.opts<TokenTarget>();
+    if (target.url && target.dataDir) throw new Error('give --url (a running server) or --data-dir, not both');
+    return openAuth(target);
+  };
 
   token
     .command('create')
@@ -48,14 +70,14 @@ export function registerTokenCommands(
       } catch (err) {
         command.error(`--ttl: ${(err as Error).message}`);
       }
-      await withAuth(open, async ({ tokens }) => {
+      await withAuth(open, async ({ tokens, where }) => {
         try {
           const key = await tokens.createApiKey({ tenant: opts.tenant ?? null, admin: opts.admin, ttlSeconds });
           const who = key.role === 'admin' ? `admin${key.tenant ? ` (tenant ${key.tenant})` : ''}` : `tenant ${key.tenant}`;
           output.out(`${key.token}\n`);
-          output.err(`API key ${key.jti} for ${who}, expires ${key.expiresAt.toISOString()}; revoke with: kiln token revoke ${key.jti}\n`);
+          output.err(`API key ${key.jti} for ${who}, expires ${key.expiresAt.toISOString()}, made in ${where}; revoke with: kiln token revoke ${key.jti}\n`);
         } catch (err) {
-          if (err instanceof TokenRequestError) command.error(err.message);
+          if (err instanceof TokenRequestError || err instanceof KilnApiError) command.error(err.message);
           throw err;
         }
       });
@@ -66,9 +88,15 @@ export function registerTokenCommands(
     .description('refuse an API key (or build token) from now on')
     .argument('<jti>', 'the key id printed by `kiln token create`')
     .action(async (jti: string, _opts: unknown, command: Command) => {
-      await withAuth(open, async ({ tokens }) => {
-        const outcome = await tokens.revoke(jti);
-        if (outcome === 'unknown') command.error(`no API key has the id ${jti}`);
+      await withAuth(open, async ({ tokens, where }) => {
+        let outcome: RevokeOutcome;
+        try {
+          outcome = await tokens.revoke(jti);
+        } catch (err) {
+          if (err instanceof KilnApiError) command.error(err.message);
+          throw err;
+        }
+        if (outcome === 'unknown') command.error(`no API key has the id ${jti} in ${where}`);
         output.out(outcome === 'revoked' ? `revoked ${jti}\n` : `${jti} was already revoked\n`);
       });
     });

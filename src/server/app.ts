@@ -2,6 +2,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { rm } from 'node:fs/promises';
 import { createAuth, type Auth, type OwnerOfBuild } from '../auth/index.js';
+import { registerKeyRoutes } from '../auth/key-routes.js';
 import { registerBuildRoutes } from '../builds/http.js';
 import type { BuildService } from '../builds/service.js';
 import { createBuildService } from '../builds/setup.js';
@@ -145,6 +146,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   registry.onManifestPushed((e) => metrics.manifestPushes.inc({ media_type: e.mediaType }));
   app.get('/healthz', async () => ({ status: 'ok' }));
   auth.registerRoutes(app);
+  registerKeyRoutes(app, auth.tokens, authorizer);
   await registerV2Routes(app, { service: registry, authorizer });
 
   const images = new ImageService({

@@ -1,5 +1,6 @@
 // The data directory layout (DESIGN "Data directory"). Every other module asks
 // here for a path instead of joining its own.
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDigest } from '../oci/digest.js';
@@ -75,6 +76,11 @@ export class DataDir {
   }
   buildDir(id: string): string {
     return path.join(this.buildsRoot, id);
+  }
+
+  /** Whether the directory holds a Kiln database (a server has run on it, or `--init` made it). */
+  isKilnDataDir(): boolean {
+    return existsSync(this.database);
   }
 
   async ensure(): Promise<void> {
