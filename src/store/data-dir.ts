@@ -1,9 +1,17 @@
 // The data directory layout (DESIGN "Data directory"). Every other module asks
 // here for a path instead of joining its own.
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDigest } from '../oci/digest.js';
+
+/**
+ * Only the server's user reads the data directory: registry content is
+ * tenants' private data, and the workers get layers streamed to them instead
+ * of reading files here.
+ */
+export const PRIVATE_DIR_MODE = 0o700;
+export const PRIVATE_FILE_MODE = 0o600;
 
 export class DataDir {
   readonly root: string;
@@ -83,9 +91,11 @@ export class DataDir {
     return existsSync(this.database);
   }
 
+  /** Creates the layout; tightens the modes of one made by an older Kiln (0755). */
   async ensure(): Promise<void> {
     for (const dir of [this.root, this.blobsRoot, this.uploadsRoot, this.imagesRoot, this.buildsRoot, this.scratchRoot]) {
-      await mkdir(dir, { recursive: true });
+      await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+      await chmod(dir, PRIVATE_DIR_MODE);
     }
   }
 }

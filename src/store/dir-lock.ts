@@ -4,7 +4,7 @@
 // requests they cannot see) and a server cannot start under them. A lock
 // left by a process that died (kill -9) is taken over.
 import { readFile, unlink, writeFile } from 'node:fs/promises';
-import type { DataDir } from './data-dir.js';
+import { PRIVATE_FILE_MODE, type DataDir } from './data-dir.js';
 
 export class DataDirInUseError extends Error {
   constructor(
@@ -32,7 +32,7 @@ export async function lockDataDir(dirs: DataDir, owner: string): Promise<() => P
   for (let attempt = 0; ; attempt++) {
     const info: LockInfo = { pid: process.pid, owner, since: new Date().toISOString() };
     try {
-      await writeFile(file, `${JSON.stringify(info)}\n`, { flag: 'wx' });
+      await writeFile(file, `${JSON.stringify(info)}\n`, { flag: 'wx', mode: PRIVATE_FILE_MODE });
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 5) throw err;

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHasher, type DigestAlgorithm, type ParsedDigest } from '../oci/digest.js';
-import type { DataDir } from './data-dir.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, type DataDir } from './data-dir.js';
 import {
   DigestMismatchError,
   RangeMismatchError,
@@ -62,8 +62,8 @@ export class FsBlobStore implements BlobStore {
   }
 
   async init(): Promise<void> {
-    await mkdir(this.dirs.blobsRoot, { recursive: true });
-    await mkdir(this.dirs.uploadsRoot, { recursive: true });
+    await mkdir(this.dirs.blobsRoot, { recursive: true, mode: PRIVATE_DIR_MODE });
+    await mkdir(this.dirs.uploadsRoot, { recursive: true, mode: PRIVATE_DIR_MODE });
   }
 
   async stat(digest: string): Promise<BlobInfo | null> {
@@ -105,7 +105,7 @@ export class FsBlobStore implements BlobStore {
     if (existing) return existing;
     const temp = this.dirs.uploadPath(`put-${randomUUID()}`);
     try {
-      const handle = await open(temp, 'w');
+      const handle = await open(temp, 'w', PRIVATE_FILE_MODE);
       try {
         await handle.writeFile(data);
         if (this.durable) await handle.sync();
@@ -171,7 +171,7 @@ export class FsBlobStore implements BlobStore {
       const start = state.size;
       const hash = state.hash!; // loadState rebuilt it if it was lost
       // The first chunk creates the file; writes go to explicit offsets either way.
-      const file = await open(this.dirs.uploadPath(id), start === 0 ? 'w' : 'r+').catch((err) => {
+      const file = await open(this.dirs.uploadPath(id), start === 0 ? 'w' : 'r+', PRIVATE_FILE_MODE).catch((err) => {
         throw wrapStorageError(err);
       });
       const out = new UploadWriter({ file, position: start, hash, flushBehind: this.durable });
@@ -209,7 +209,7 @@ export class FsBlobStore implements BlobStore {
       }
       try {
         // An upload that never received a byte has no file yet (an empty blob).
-        if (state.size === 0) await writeFile(file, '', { flag: 'a' });
+        if (state.size === 0) await writeFile(file, '', { flag: 'a', mode: PRIVATE_FILE_MODE });
         if (this.durable) await fsyncFile(file);
         await this.moveIntoPlace(file, expected.digest);
       } catch (err) {
@@ -283,7 +283,7 @@ export class FsBlobStore implements BlobStore {
   private async moveIntoPlace(file: string, digest: string): Promise<void> {
     const target = this.dirs.blobPath(digest);
     const dir = path.dirname(target);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     await rename(file, target);
     if (this.durable) await fsyncDir(dir);
   }
