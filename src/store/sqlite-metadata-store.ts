@@ -118,9 +118,9 @@ export class SqliteMetadataStore implements MetadataStore {
       repoId: db.prepare<[string], { id: number }>('SELECT id FROM repos WHERE name = ?'),
       insertRepo: db.prepare('INSERT OR IGNORE INTO repos (name, created_at) VALUES (?, ?)'),
       listRepos: db.prepare<[string, number], { name: string }>('SELECT name FROM repos WHERE name > ? ORDER BY name LIMIT ?'),
-      listReposInRange: db.prepare<[string, string, number], { name: string }>(
-        'SELECT name FROM repos WHERE name > ? AND name < ? ORDER BY name LIMIT ?',
-      ),
+      // One lower bound each: given two, SQLite may seek by the looser one and scan every name in between.
+      listReposFrom: db.prepare<[string, string, number], { name: string }>('SELECT name FROM repos WHERE name >= ? AND name < ? ORDER BY name LIMIT ?'),
+      listReposAfter: db.prepare<[string, string, number], { name: string }>('SELECT name FROM repos WHERE name > ? AND name < ? ORDER BY name LIMIT ?'),
       anyRepoWithBlob: db.prepare<[string], { name: string }>(
         'SELECT r.name FROM repo_blobs rb JOIN repos r ON r.id = rb.repo_id JOIN blobs b ON b.digest = rb.digest WHERE rb.digest = ? LIMIT 1',
       ),
@@ -207,9 +207,8 @@ export class SqliteMetadataStore implements MetadataStore {
     // One index range per prefix, each read no further than the page needs, then merged.
     const found = new Set<string>();
     for (const prefix of scope.prefixes) {
-      for (const row of this.s.listReposInRange.all(after, prefixEnd(prefix), limit)) {
-        if (row.name.startsWith(prefix)) found.add(row.name);
-      }
+      const rows = after < prefix ? this.s.listReposFrom.all(prefix, prefixEnd(prefix), limit) : this.s.listReposAfter.all(after, prefixEnd(prefix), limit);
+      for (const row of rows) found.add(row.name);
     }
     const names = scope.names.filter((name) => name > after && !found.has(name));
     for (const name of names) if (this.s.repoId.get(name)) found.add(name);
