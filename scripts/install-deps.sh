@@ -6,7 +6,7 @@ set -euo pipefail
 profile=${1:-test}
 packages=(e2fsprogs zstd)
 if [ "$profile" = test ]; then
-  packages+=(skopeo buildah umoci attr)
+  packages+=(skopeo buildah umoci attr podman docker.io containerd)
 fi
 
 missing=()
