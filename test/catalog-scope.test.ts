@@ -17,14 +17,12 @@ const BIG = 3000;
 const SMALL = ['small/a', 'small/b', 'small/c', `cache/${tenantScope('small')}`, 'cache/global/node'];
 
 before(async () => {
-  server = await startKiln({ env: { KILN_AUTH: 'token' } });
+  // KILN_FSYNC=false: thousands of link transactions to seed, without waiting for the disk each time.
+  server = await startKiln({ env: { KILN_AUTH: 'token', KILN_FSYNC: 'false' } });
   const meta = server.kiln.registry.meta;
-  // Seeding only: thousands of link transactions without waiting for the disk each time.
-  server.kiln.db.pragma('synchronous = OFF');
   const digest = `sha256:${'ab'.repeat(32)}`;
   for (let i = 0; i < BIG; i++) await meta.linkBlob(`big/r${String(i).padStart(5, '0')}`, digest, 1);
   for (const repo of [...SMALL, 'other/x', `cache/${tenantScope('big')}`]) await meta.linkBlob(repo, digest, 1);
-  server.kiln.db.pragma('synchronous = FULL');
   const original = meta.listRepos.bind(meta);
   meta.listRepos = async (page: Page, scope?: RepoScope) => {
     const names = await original(page, scope);

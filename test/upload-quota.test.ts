@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { parseDigest } from '../src/oci/digest.js';
 import { DataDir } from '../src/store/data-dir.js';
-import { FsBlobStore } from '../src/store/fs-blob-store.js';
+import { FsBlobStore } from '../src/store/fs/blob-store.js';
 import { startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
 import { expectError, randomBlob, waitFor } from './helpers/registry.js';
 

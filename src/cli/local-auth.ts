@@ -1,37 +1,34 @@
 // Where `kiln token` creates and revokes keys: on a running server through its
-// API (--url, admin key in KILN_TOKEN), or straight in a data directory (works
-// while the server runs: SQLite WAL). A directory that is not a Kiln data
+// API (--url, admin key in KILN_TOKEN), or straight on the configured stores
+// (works while the server runs). A directory that is not a Kiln data
 // directory is refused unless --init asks to create one: a key signed in the
 // wrong place is one the server rejects.
 import { createAuth } from '../auth/index.js';
-import { DataDir } from '../store/data-dir.js';
-import { openSqlite } from '../store/sqlite-db.js';
-import { SqliteApiKeyStore } from '../store/sqlite-api-keys.js';
+import { NotADataDirError } from '../store/errors.js';
+import { openStores } from '../store/open.js';
 import { clientFromEnv } from './api-client.js';
 import type { TokenCommandAuth } from './token-command.js';
 
 export async function openLocalAuth(dataDir: string, options: { init?: boolean } = {}): Promise<TokenCommandAuth> {
-  const dirs = new DataDir(dataDir);
-  if (!dirs.isKilnDataDir() && !options.init) {
-    throw new Error(
-      `${dirs.root} is not a Kiln data directory (it has no kiln.db): pass the server's --data-dir (or KILN_DATA_DIR), ` +
-        'or --url to create the key through the running server (admin key in KILN_TOKEN), or --init to start a new data directory there',
-    );
-  }
-  await dirs.ensure();
-  const db = openSqlite(dirs.database);
+  const stores = await openStores({ dataDir, owner: 'kiln token', shared: true, existing: !options.init }).catch((err: unknown) => {
+    if (err instanceof NotADataDirError) {
+      throw new Error(
+        `${err.message}: pass the server's --data-dir (or KILN_DATA_DIR), ` +
+          'or --url to create the key through the running server (admin key in KILN_TOKEN), or --init to start a new data directory there',
+      );
+    }
+    throw err;
+  });
   try {
     const keyFile = process.env.KILN_AUTH_KEY_FILE || undefined;
-    const auth = await createAuth({ mode: 'token', defaultKeyFile: dirs.authKeyFile, keyFile, keys: new SqliteApiKeyStore(db) });
+    const auth = await createAuth({ mode: 'token', defaultKeyFile: stores.dirs.authKeyFile, keyFile, keys: stores.apiKeys });
     return {
       tokens: auth.tokens,
-      where: `data dir ${dirs.root} (signing key ${keyFile ?? dirs.authKeyFile})`,
-      close: () => {
-        db.close();
-      },
+      where: `data dir ${stores.dirs.root} (signing key ${keyFile ?? stores.dirs.authKeyFile})`,
+      close: () => stores.close(),
     };
   } catch (err) {
-    db.close();
+    await stores.close();
     throw err;
   }
 }

@@ -1,7 +1,7 @@
 // `kiln token create` and `kiln token revoke`: API keys for tenants and admins.
 import type { Command } from 'commander';
 import type { ApiKeyRequest, IssuedApiKey } from '../auth/token-service.js';
-import type { RevokeOutcome } from '../auth/api-key-store.js';
+import type { RevokeOutcome } from '../store/api-key-store.js';
 import { parseDuration } from '../auth/duration.js';
 import { TokenRequestError } from '../auth/token-service.js';
 import { KilnApiError } from './api-client.js';

@@ -64,3 +64,26 @@ export class ReferencesMissingError extends Error {
     this.name = 'ReferencesMissingError';
   }
 }
+
+/** The database was written by a newer Kiln; this one does not know its schema. */
+export class SchemaTooNewError extends Error {
+  constructor(
+    readonly what: string,
+    readonly where: string,
+    readonly found: number,
+    readonly known: number,
+  ) {
+    super(
+      `the ${what} ${where} has schema version ${found}, but this Kiln knows versions up to ${known}: it was last opened by a newer Kiln. Run that version (or a newer one), or restore a backup taken before the upgrade`,
+    );
+    this.name = 'SchemaTooNewError';
+  }
+}
+
+/** A directory that holds no Kiln data, opened by a caller that must not create one there. */
+export class NotADataDirError extends Error {
+  constructor(readonly root: string) {
+    super(`${root} is not a Kiln data directory (it has no kiln.db)`);
+    this.name = 'NotADataDirError';
+  }
+}
