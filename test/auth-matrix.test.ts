@@ -228,10 +228,10 @@ async function checkCell(client: AuthClient, caller: CallerKind, mode: ClientAut
     } else if (caller === 'anonymous' && method !== 'HEAD') {
       await expectRefusal(res, base, { status: 401, code: 'UNAUTHORIZED', scope: challengeScope(repo, action), error: null, message: /^authentication required: / }, method);
     } else if (caller === 'anonymous') {
-      const description = new RegExp(`^authentication required: .* may not \\w+ ${repo}$`);
+      const description = new RegExp(`^authentication required: .* may not \\w+ ${repo}( \\(|$)`);
       await expectRefusal(res, base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope', description }, method);
     } else if (method === 'HEAD') {
-      await expectRefusal(res, base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope', description: new RegExp(`may not \\w+ ${repo}$`) }, method);
+      await expectRefusal(res, base, { status: 401, code: 'UNAUTHORIZED', error: 'insufficient_scope', description: new RegExp(`may not \\w+ ${repo}( \\(|$)`) }, method);
     } else {
       const { message } = await expectRefusal(res, base, { status: 403, code: 'DENIED' }, method);
       assert.ok(message.includes(repo), `message "${message}" does not name ${repo}`);

@@ -132,7 +132,8 @@ describe('kiln token create / revoke against a data dir', () => {
   const v2 = (key: string, p = '/v2/') => fetch(`${server!.url}${p}`, { headers: { authorization: basic('me', key) } });
 
   it('creates keys that a server on the data dir accepts, and revokes them while it runs', async () => {
-    const created = await kiln(['token', 'create', '--tenant', 'acme', '--ttl', '30d', '--data-dir', dataDir]);
+    // The directory is new: --init makes it a data directory (without it the CLI refuses, see token-cli.test.ts).
+    const created = await kiln(['token', 'create', '--tenant', 'acme', '--ttl', '30d', '--data-dir', dataDir, '--init']);
     assert.equal(created.code, 0, created.stderr);
     const key = created.stdout.trim();
     assert.equal(key.split('\n').length, 1, 'stdout is the key alone');

@@ -169,10 +169,11 @@ export class RegistryService {
    */
   async finishUpload(repo: string, id: string, digest: ParsedDigest, body?: Readable, length?: number, offset?: number): Promise<number> {
     const session = await this.requireUpload(repo, id);
-    let resumable = true;
+    // Until the last chunk is in, a refusal of it may leave the session for the client to resume.
+    let keepSession = true;
     try {
       if (body) await this.withUploadSlot(session.owner, () => this.blobs.appendUpload(id, body, { expectedOffset: offset, expectedLength: length }));
-      resumable = false;
+      keepSession = false;
       const release = this.pins.pin(digest.digest);
       try {
         const blob = await this.blobs.commitUpload(id, digest);
@@ -182,10 +183,10 @@ export class RegistryService {
         release();
       }
     } catch (err) {
-      if (!resumable || !(err instanceof RangeMismatchError || err instanceof UploadBusyError || isTooManyRequests(err))) resumable = false;
+      if (!leavesSessionOpen(err)) keepSession = false;
       throw err;
     } finally {
-      if (!resumable) await this.dropUpload(id);
+      if (!keepSession) await this.dropUpload(id);
     }
   }
 
@@ -434,8 +435,9 @@ export class RegistryService {
   }
 }
 
-function isTooManyRequests(err: unknown): boolean {
-  return err instanceof RegistryError && err.code === 'TOO_MANY_REQUESTS';
+/** Refusals of a last chunk the client can recover from by asking where the upload stands, or by waiting. */
+function leavesSessionOpen(err: unknown): boolean {
+  return err instanceof RangeMismatchError || err instanceof UploadBusyError || (err instanceof RegistryError && err.code === 'TOO_MANY_REQUESTS');
 }
 
 function blobUnknown(repo: string, digest: string): RegistryError {
