@@ -6,7 +6,8 @@ set -euo pipefail
 profile=${1:-test}
 packages=(e2fsprogs zstd)
 if [ "$profile" = test ]; then
-  packages+=(skopeo buildah umoci attr)
+  # postgresql: the tests start throwaway clusters of it (test/helpers/postgres.ts)
+  packages+=(skopeo buildah umoci attr postgresql)
 fi
 
 missing=()
