@@ -62,7 +62,7 @@ import { lstat, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { DataDir } from '../store/data-dir.js';
-import type { DigestPins } from '../store/pins.js';
+import type { PinStore } from '../store/pins.js';
 import type { GcStore } from '../store/gc-store.js';
 import type { BlobStore } from '../store/types.js';
 import type { GcConfig } from './config.js';
@@ -125,7 +125,7 @@ export interface CollectorDeps {
   dirs: DataDir;
   store: GcStore;
   blobs: BlobStore;
-  pins: DigestPins;
+  pins: PinStore;
   config: GcConfig;
   /** True inside a running server: requests may be in flight. */
   online: boolean;
@@ -178,7 +178,7 @@ export class GarbageCollector {
   run(options: GcRunOptions = {}): Promise<GcReport> {
     const next = this.queue.catch(() => undefined).then(() => {
       if (this.stopped) throw new Error('the collector is stopped (the server is shutting down)');
-      return this.collect(options);
+      return this.deps.store.runExclusive(() => this.collect(options));
     });
     this.queue = next;
     return next;
@@ -221,12 +221,13 @@ export class GarbageCollector {
     const startedAt = this.clock();
     const report = emptyReport(dryRun, trigger, startedAt, graceMs, config.cacheMaxAgeMs);
     const plan: GcPlan = await store.collect((snapshot) => {
+      const pinnedElsewhere = new Set(snapshot.pinned);
       const p = planCollection(snapshot, {
         now: this.clock(),
         graceMs,
         cacheMaxAgeMs: config.cacheMaxAgeMs,
         keepGlobalCache: config.keepGlobalCache,
-        isPinned: (d) => pins.has(d),
+        isPinned: (d) => pins.has(d) || pinnedElsewhere.has(d),
         extraRoots,
       });
       return { result: p, deletion: dryRun ? null : deletionOf(p) };
@@ -300,7 +301,7 @@ export class GarbageCollector {
       for (const { digest, file } of batch) {
         try {
           const rowGone = dryRun ? planned.has(digest) || !view.blobRowExists(digest) : !view.blobRowExists(digest);
-          if (!rowGone || pins.has(digest)) continue;
+          if (!rowGone || pins.has(digest) || view.pinned(digest)) continue;
           const st = statOrNull(file);
           if (!st?.isFile()) continue;
           if (!planned.has(digest) && st.mtimeMs >= cutoff) continue;
