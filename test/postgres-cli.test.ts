@@ -67,9 +67,13 @@ describe('the CLI on PostgreSQL', () => {
     assert.match(revoked.stdout, new RegExp(`revoked ${jti}`));
   });
 
-  it('refuses a database URL that is not PostgreSQL, saying what it takes', async () => {
+  it('refuses a database URL that is not PostgreSQL, or one it cannot reach, saying which and without its password', async () => {
     const res = await runKilnCli(['fsck', '--data-dir', dataDir, '--database-url', 'mysql://x']);
     assert.notEqual(res.code, 0);
     assert.match(res.stderr, /must be a postgres:\/\/ \(or postgresql:\/\/\) URL/);
+    const down = await runKilnCli(['fsck', '--data-dir', dataDir, '--database-url', 'postgres://kiln:s3cret@127.0.0.1:1/kiln']);
+    assert.notEqual(down.code, 0);
+    assert.match(down.stderr, /cannot open the PostgreSQL database postgres:\/\/kiln:\*\*\*@127\.0\.0\.1:1\/kiln/);
+    assert.doesNotMatch(down.stderr, /s3cret/);
   });
 });

@@ -47,7 +47,8 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     return pool;
   } catch (err) {
     await pool.end();
-    throw err;
+    if (err instanceof SchemaTooNewError) throw err;
+    throw new Error(`cannot open the PostgreSQL database ${describeUrl(url)} (KILN_DATABASE_URL): ${(err as Error).message}`, { cause: err });
   }
 }
 
