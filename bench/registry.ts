@@ -15,7 +15,8 @@ import { hey, wrk, type LoadResult } from './lib/load.js';
 import { makeWarmupLayout, readLayout, skopeoPull, skopeoPush, type Layout } from './lib/oci.js';
 import { removeTree, runBench, scratchDir } from './lib/proc.js';
 import { peakRssMiB, resetPeakRss, waitIdle } from './lib/procfs.js';
-import { distributionStorage, freePort, kilnIsBuilt, startDistribution, startKiln, startStaticFloor, type Launcher, type Server } from './lib/servers.js';
+import { startPostgres, type TestPostgres } from '../test/helpers/postgres.js';
+import { distributionStorage, freePort, kilnIsBuilt, kilnOnPostgres, startDistribution, startKiln, startStaticFloor, type Launcher, type Server } from './lib/servers.js';
 import { format, loadAverage, pairedRatio, printTable, progress, summarize, verdict, type Target } from './lib/stats.js';
 
 const { values: opts } = parseArgs({
@@ -28,8 +29,11 @@ const { values: opts } = parseArgs({
     // Runs a second docker-registry in Kiln's place, restarted the way Kiln is.
     // Checks the harness and shows the noise floor: every ratio should be ≈ 1.
     'self-check': { type: 'boolean', default: false },
+    // sqlite (the embedded default) or postgres: Kiln on a throwaway PostgreSQL cluster, a fresh database per start.
+    database: { type: 'string', default: 'sqlite' },
   },
 });
+if (!['sqlite', 'postgres'].includes(opts.database)) throw new Error(`--database must be sqlite or postgres, not ${opts.database}`);
 
 const IMAGES = opts.images.split(',').filter(Boolean);
 const RUNS = Number(opts.runs);
@@ -211,9 +215,11 @@ runBench(async () => {
 
   const root = scratchDir('kiln-bench-registry');
   const warmup = await makeWarmupLayout(path.join(root, 'warmup'));
-  const kilnLabel = opts['self-check'] ? 'kiln (self-check: distribution)' : 'kiln';
+  const kilnLabel = opts['self-check'] ? 'kiln (self-check: distribution)' : opts.database === 'postgres' ? 'kiln (postgres)' : 'kiln';
+  const cluster: TestPostgres | undefined = opts.database === 'postgres' && !opts['self-check'] ? await startPostgres() : undefined;
+  const launchKiln = opts['self-check'] ? startDistribution : cluster ? kilnOnPostgres(() => cluster.database()) : startKiln;
   const sides: [Side, Side] = [
-    new Side(kilnLabel, root, await freePort(), opts['self-check'] ? startDistribution : startKiln, 'restart'),
+    new Side(kilnLabel, root, await freePort(), launchKiln, 'restart'),
     new Side('distribution', root, await freePort(), startDistribution, 'wipe'),
   ];
   const loadAtStart = loadAverage();
@@ -255,5 +261,6 @@ runBench(async () => {
     }
   } finally {
     for (const side of sides) await side.stop();
+    await cluster?.stop();
   }
 });

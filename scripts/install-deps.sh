@@ -6,7 +6,9 @@ set -euo pipefail
 profile=${1:-test}
 packages=(e2fsprogs zstd)
 if [ "$profile" = test ]; then
-  packages+=(skopeo buildah umoci attr podman docker.io containerd)
+  # postgresql: the tests start throwaway clusters of it (test/helpers/postgres.ts)
+  # podman, docker.io, containerd: the clients whose messages test/refused-push.test.ts reads
+  packages+=(skopeo buildah umoci attr postgresql podman docker.io containerd)
 fi
 
 missing=()

@@ -9,8 +9,9 @@ import { openStores } from '../store/open.js';
 import { clientFromEnv } from './api-client.js';
 import type { TokenCommandAuth } from './token-command.js';
 
-export async function openLocalAuth(dataDir: string, options: { init?: boolean } = {}): Promise<TokenCommandAuth> {
-  const stores = await openStores({ dataDir, owner: 'kiln token', shared: true, existing: !options.init }).catch((err: unknown) => {
+export async function openLocalAuth(dataDir: string, options: { init?: boolean; databaseUrl?: string } = {}): Promise<TokenCommandAuth> {
+  const { databaseUrl } = options;
+  const stores = await openStores({ dataDir, databaseUrl, owner: 'kiln token', shared: true, existing: !options.init }).catch((err: unknown) => {
     if (err instanceof NotADataDirError) {
       throw new Error(
         `${err.message}: pass the server's --data-dir (or KILN_DATA_DIR), ` +

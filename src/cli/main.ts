@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { registerBuildCommand } from './build-command.js';
 import { registerGcCommands } from './gc-commands.js';
 import { registerImageCommands } from './image-commands.js';
+import { databaseUrlFrom } from '../server/config.js';
 import { openLocalAuth, openRemoteAuth } from './local-auth.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerTokenCommands } from './token-command.js';
@@ -13,8 +14,8 @@ registerServeCommand(program);
 registerImageCommands(program);
 registerBuildCommand(program);
 registerGcCommands(program);
-registerTokenCommands(program, async ({ dataDir, url, init }) =>
-  url ? openRemoteAuth(url) : openLocalAuth(dataDir || process.env.KILN_DATA_DIR || './kiln-data', { init }),
+registerTokenCommands(program, async ({ dataDir, databaseUrl, url, init }) =>
+  url ? openRemoteAuth(url) : openLocalAuth(dataDir || process.env.KILN_DATA_DIR || './kiln-data', { init, databaseUrl: databaseUrlFrom(databaseUrl) }),
 );
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -23,6 +23,7 @@ export interface TokenCommandAuth {
 
 export interface TokenTarget {
   dataDir?: string;
+  databaseUrl?: string;
   url?: string;
   /** Create the data directory when it is not one yet. */
   init?: boolean;
@@ -50,10 +51,11 @@ export function registerTokenCommands(
     .description('create and revoke API keys')
     .option('--url <url>', 'manage keys on a running server (needs an admin API key in KILN_TOKEN)')
     .option('--data-dir <dir>', 'the data directory of the Kiln whose keys to manage (env KILN_DATA_DIR, default ./kiln-data)')
+    .option('--database-url <url>', 'its PostgreSQL database, when it uses one (env KILN_DATABASE_URL)')
     .option('--init', 'create the data directory if it is not one yet (for the first admin key, before the first `kiln serve`)');
   const open = () => {
     const target = token.opts<TokenTarget>();
-    if (target.url && target.dataDir) throw new Error('give --url (a running server) or --data-dir, not both');
+    if (target.url && (target.dataDir || target.databaseUrl)) throw new Error('give --url (a running server) or --data-dir/--database-url, not both');
     return openAuth(target);
   };
 

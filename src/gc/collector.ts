@@ -12,57 +12,70 @@
 // image record is live while its manifest exists in some repo or a bake of it
 // is pending.
 //
-// Safety under concurrency (one process; SQLite via better-sqlite3):
+// Safety under concurrency. The collector talks to a GcStore; how the store
+// keeps writers out differs by backend, the rules below hold on both.
 //
-// 1. Snapshot, mark and row deletion run inside ONE synchronous SQLite
-//    transaction (SqliteGcStore.collect). Node runs it to completion on the
-//    JS thread, so no request handler of this process interleaves with it:
-//    every handler sees the metadata either before or after the sweep.
-// 2. Handlers that make content visible span several awaits, and the sweep
+// 1. Snapshot, mark and row deletion are one atomic step against every writer
+//    that makes content reachable (GcStore.collect):
+//    - SQLite (one process): one synchronous better-sqlite3 transaction; Node
+//      runs it to completion on the JS thread, so no request handler
+//      interleaves with it.
+//    - PostgreSQL (many processes): the collector holds the advisory lock
+//      `reach` exclusively (a session lock taken before its REPEATABLE READ
+//      transaction begins, so the snapshot is taken after every writer that
+//      held it has committed). Every write that makes content reachable (blob
+//      link, manifest insert with its tag, pin) holds `reach` shared for its
+//      transaction. No such write commits between snapshot and delete, in any
+//      process.
+// 2. Handlers that make content visible span several awaits, and a sweep
 //    may fall between them. Each such window is closed:
 //    a. Manifest PUT checks its references, then (awaits later) inserts the
 //       manifest. The insert transaction re-checks that every referenced blob
 //       link and child manifest row still exists and fails with
-//       MANIFEST_BLOB_UNKNOWN otherwise (SqliteMetadataStore.putManifest), so
-//       a sweep between check and insert turns into a clean error, never a
-//       manifest whose blobs are gone.
+//       MANIFEST_BLOB_UNKNOWN otherwise (putManifest of both metadata
+//       stores; on PostgreSQL under `reach` shared, so it sees any deletion
+//       committed by a collector), so a sweep between check and insert turns
+//       into a clean error, never a manifest whose blobs are gone.
 //    b. A blob file renamed into blobs/ before its row is written (upload
 //       commit, manifest bytes, cross-repo mount between its check and its
-//       link): the request pins the digest (DigestPins) for the whole span,
+//       link): the request pins the digest (PinStore) for the whole span,
 //       and the sweep never deletes a row or file of a pinned digest. Pins are
 //       taken before the first await that matters and released after the row
-//       is committed. Without pins (another process), the grace period covers
-//       it: a file is only an orphan when its mtime is older than the grace.
+//       is committed. SQLite: in memory (DigestPins). PostgreSQL: also a row
+//       in digest_pins, inserted under `reach` shared, with a lease (a pin of
+//       a process that died expires); the snapshot and each guarded sweep
+//       step read them.
 //    c. Files go only after their rows: the row deletion commits first, then
-//       each file is unlinked with unlinkSync in the same tick as a fresh
-//       check that its row is still absent and its digest unpinned. A blob
-//       uploaded again after its row was deleted therefore either pinned the
-//       digest (so the unlink is skipped) or already has its row back (also
-//       skipped): a stale delete never removes a fresh file.
-//    d. Disks: an image directory is renamed into tmp/ (same tick as the check
-//       that no image record or pending bake wants it) and removed there, so
-//       a bake that writes the digest again later is untouched. Temporary bake
-//       directories are left alone while their bake is pending.
+//       files are unlinked in guarded steps (GcStore.guard): the check that a
+//       file's row is still absent and its digest unpinned, and the unlink,
+//       happen with no writer able to commit in between (SQLite: one tick of
+//       the JS thread; PostgreSQL: `reach` held exclusive while the answers
+//       are read and the files removed). A blob uploaded again after its row
+//       was deleted therefore either pinned the digest (so the unlink is
+//       skipped) or pins it after the unlink and writes the file anew: a
+//       stale delete never removes a fresh file.
+//    d. Disks: an image directory is renamed into tmp/ in a guarded step with
+//       the check that no image record or pending bake wants it, and removed
+//       there, so a bake that writes the digest again later is untouched.
+//       Temporary bake directories are left alone while their bake is pending.
 //    e. Upload files without a session are removed only when older than the
 //       grace period and, online, at least a minute (a session's file exists
 //       a moment before its row; manifest bytes are staged in uploads/ too).
-// 3. One run at a time per process (runs queue behind each other).
+// 3. One run at a time (GcStore.runExclusive): per process the runs queue
+//    behind each other; on PostgreSQL the advisory lock `gcRun` also keeps
+//    replicas (and `kiln gc --database-url`) from collecting at once.
 //
-// Multiple processes on one data directory are excluded by the pid lock
-// (store/dir-lock.ts): `kiln gc --data-dir` refuses to run under a live server.
-// A deployment with several server processes (PostgreSQL, S3) cannot rely on
-// the JS thread or on in-memory pins: it needs the sweep under database locks
-// (e.g. SELECT … FOR UPDATE on the blob rows plus an advisory lock that the
-// commit path takes in shared mode) and a generation number or a
-// mark-timestamp check on blob rows so a blob re-linked after the mark is not
-// deleted.
+// A SQLite data directory has one process: the pid lock (store/dir-lock.ts)
+// makes `kiln gc --data-dir` refuse under a live server. On PostgreSQL the
+// processes share the database and the data directory, and an offline
+// `kiln gc` is one more collector beside the servers.
 import { randomUUID } from 'node:crypto';
 import { lstatSync, readdirSync, renameSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { DataDir } from '../store/data-dir.js';
-import type { DigestPins } from '../store/pins.js';
+import type { PinStore } from '../store/pins.js';
 import type { GcStore } from '../store/gc-store.js';
 import type { BlobStore } from '../store/types.js';
 import type { GcConfig } from './config.js';
@@ -125,7 +138,7 @@ export interface CollectorDeps {
   dirs: DataDir;
   store: GcStore;
   blobs: BlobStore;
-  pins: DigestPins;
+  pins: PinStore;
   config: GcConfig;
   /** True inside a running server: requests may be in flight. */
   online: boolean;
@@ -178,7 +191,7 @@ export class GarbageCollector {
   run(options: GcRunOptions = {}): Promise<GcReport> {
     const next = this.queue.catch(() => undefined).then(() => {
       if (this.stopped) throw new Error('the collector is stopped (the server is shutting down)');
-      return this.collect(options);
+      return this.deps.store.runExclusive(() => this.collect(options));
     });
     this.queue = next;
     return next;
@@ -221,12 +234,13 @@ export class GarbageCollector {
     const startedAt = this.clock();
     const report = emptyReport(dryRun, trigger, startedAt, graceMs, config.cacheMaxAgeMs);
     const plan: GcPlan = await store.collect((snapshot) => {
+      const pinnedElsewhere = new Set(snapshot.pinned);
       const p = planCollection(snapshot, {
         now: this.clock(),
         graceMs,
         cacheMaxAgeMs: config.cacheMaxAgeMs,
         keepGlobalCache: config.keepGlobalCache,
-        isPinned: (d) => pins.has(d),
+        isPinned: (d) => pins.has(d) || pinnedElsewhere.has(d),
         extraRoots,
       });
       return { result: p, deletion: dryRun ? null : deletionOf(p) };
@@ -300,7 +314,7 @@ export class GarbageCollector {
       for (const { digest, file } of batch) {
         try {
           const rowGone = dryRun ? planned.has(digest) || !view.blobRowExists(digest) : !view.blobRowExists(digest);
-          if (!rowGone || pins.has(digest)) continue;
+          if (!rowGone || pins.has(digest) || view.pinned(digest)) continue;
           const st = statOrNull(file);
           if (!st?.isFile()) continue;
           if (!planned.has(digest) && st.mtimeMs >= cutoff) continue;

@@ -9,7 +9,7 @@ import { OCI_INDEX, isNonDistributable } from '../oci/media-types.js';
 import { explainInvalidName, isValidRepoName, isValidTag } from '../oci/names.js';
 import type { BlobSource, BlobStore, ByteRange, ManifestRecord, ManifestReference, MetadataStore, Page, RepoScope, UploadExpiry, UploadSession } from '../store/types.js';
 import { RangeMismatchError, UploadBusyError } from '../store/errors.js';
-import { DigestPins } from '../store/pins.js';
+import { DigestPins, type PinStore } from '../store/pins.js';
 import { ManifestCache } from './manifest-cache.js';
 import { RegistryError } from './errors.js';
 import { UNLIMITED_UPLOADS, UploadSlots, tooManySessions, type UploadLimits } from './upload-quota.js';
@@ -44,9 +44,6 @@ export class RegistryService {
   private readonly manifestCache = new ManifestCache(64 * 1024 * 1024);
   private readonly listeners: ManifestListener[] = [];
   private readonly pullListeners: ((repo: string, tag: string) => void)[] = [];
-  /** Digests being made visible right now; the garbage collector leaves them alone (src/gc/collector.ts). */
-  readonly pins = new DigestPins();
-
   readonly uploadSlots: UploadSlots;
   private readonly uploadLimits: UploadLimits;
   private readonly onLimitHit: (setting: string) => void;
@@ -54,6 +51,8 @@ export class RegistryService {
   constructor(
     readonly blobs: BlobStore,
     readonly meta: MetadataStore,
+    /** Digests being made visible right now; the garbage collector leaves them alone (src/gc/collector.ts). */
+    readonly pins: PinStore = new DigestPins(),
     options: RegistryServiceOptions = {},
   ) {
     this.uploadLimits = options.uploadLimits ?? UNLIMITED_UPLOADS;
@@ -126,7 +125,7 @@ export class RegistryService {
   /** Links a blob from another repo; null when it cannot be mounted (the client then uploads). */
   async mountBlob(repo: string, from: string, digest: string): Promise<number | null> {
     if (!isValidRepoName(from) || !tryParseDigest(digest)) return null;
-    const release = this.pins.pin(digest);
+    const release = await this.pins.pin(digest);
     try {
       const size = await this.meta.repoBlobSize(from, digest);
       if (size === null || !(await this.blobs.stat(digest))) return null;
@@ -174,7 +173,7 @@ export class RegistryService {
     try {
       if (body) await this.withUploadSlot(session.owner, () => this.blobs.appendUpload(id, body, { expectedOffset: offset, expectedLength: length }));
       keepSession = false;
-      const release = this.pins.pin(digest.digest);
+      const release = await this.pins.pin(digest.digest);
       try {
         const blob = await this.blobs.commitUpload(id, digest);
         await this.meta.linkBlob(repo, blob.digest, blob.size);
@@ -264,7 +263,7 @@ export class RegistryService {
     }
 
     const manifest = parseManifest(bytes, contentType);
-    const release = this.pins.pin(digest);
+    const release = await this.pins.pin(digest);
     try {
       return await this.storeManifest(repo, reference, byDigest !== null, bytes, digest, manifest);
     } finally {

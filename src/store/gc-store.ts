@@ -63,6 +63,8 @@ export interface GcSnapshot {
   blobs: GcBlobRow[];
   jobRoots: GcJobRoot[];
   images: GcImageRow[];
+  /** Digests pinned by requests of any process, as far as the database knows them (this process's own are in its PinStore). */
+  pinned: string[];
 }
 
 /** Rows to delete, as decided by the mark phase. */
@@ -98,6 +100,8 @@ export interface GcSubjects {
 /** Synchronous answers, true for as long as the guarded function runs. */
 export interface GcPointView {
   blobRowExists(digest: string): boolean;
+  /** Pinned in the database by a request of some process. */
+  pinned(digest: string): boolean;
   uploadSessionExists(id: string): boolean;
   /** An image record exists, or a bake of it is queued or running. */
   imageWanted(digest: string): boolean;
@@ -105,6 +109,8 @@ export interface GcPointView {
 }
 
 export interface GcStore {
+  /** Runs `fn` while no other collection runs, in this or any other process. */
+  runExclusive<T>(fn: () => Promise<T>): Promise<T>;
   /**
    * Takes a snapshot, lets `decide` mark it, and deletes what `decide`
    * returns, with no writer (of any process) committing in between.

@@ -1,6 +1,7 @@
 // MetadataStore on SQLite (better-sqlite3, WAL). Calls are synchronous inside
 // and exposed as promises so a networked database can implement the same interface.
 import { ReferencesMissingError } from '../errors.js';
+import { prefixEnd, toManifestRecord, toReferrers, toUploadSession, type ManifestRow, type UploadRow } from '../sql-rows.js';
 import type { SqliteDatabase } from './db.js';
 import type {
   CreateUploadOutcome,
@@ -14,27 +15,6 @@ import type {
   UploadSession,
   UploadSessionQuota,
 } from '../types.js';
-
-interface UploadRow {
-  id: string;
-  repo: string;
-  owner: string;
-  started: number;
-  created_at: number;
-  updated_at: number;
-}
-
-interface ManifestRow {
-  name: string;
-  digest: string;
-  media_type: string;
-  size: number;
-  artifact_type: string | null;
-  config_media_type: string | null;
-  subject: string | null;
-  annotations: string | null;
-  created_at: number;
-}
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly s;
@@ -235,18 +215,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listReferrers(repo: string, subject: string, artifactType?: string): Promise<Referrer[]> {
-    return this.s.referrers
-      .all(repo, subject)
-      .map(toManifestRecord)
-      .map((m) => ({
-        mediaType: m.mediaType,
-        digest: m.digest,
-        size: m.size,
-        // Per image-spec: a manifest without artifactType is typed by its config media type.
-        artifactType: m.artifactType ?? m.configMediaType,
-        annotations: m.annotations,
-      }))
-      .filter((r) => artifactType === undefined || r.artifactType === artifactType);
+    return toReferrers(this.s.referrers.all(repo, subject), artifactType);
   }
 
   async createUpload(session: { id: string; repo: string; owner: string }, quota: UploadSessionQuota): Promise<CreateUploadOutcome> {
@@ -282,27 +251,4 @@ export class SqliteMetadataStore implements MetadataStore {
   async listExpiredUploads(expiry: UploadExpiry): Promise<UploadSession[]> {
     return this.s.expiredUploads.all(expiry.idleBefore, expiry.emptyBefore).map(toUploadSession);
   }
-}
-
-function toUploadSession(row: UploadRow): UploadSession {
-  return { id: row.id, repo: row.repo, owner: row.owner, started: row.started === 1, createdAt: row.created_at, updatedAt: row.updated_at };
-}
-
-/** The smallest string above every string starting with `prefix` (for an index range scan). */
-function prefixEnd(prefix: string): string {
-  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-}
-
-function toManifestRecord(row: ManifestRow): ManifestRecord {
-  return {
-    repo: row.name,
-    digest: row.digest,
-    mediaType: row.media_type,
-    size: row.size,
-    artifactType: row.artifact_type,
-    configMediaType: row.config_media_type,
-    subject: row.subject,
-    annotations: row.annotations ? (JSON.parse(row.annotations) as Record<string, string>) : null,
-    createdAt: row.created_at,
-  };
 }
