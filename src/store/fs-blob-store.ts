@@ -24,7 +24,7 @@ import {
 } from './errors.js';
 import { copyFileRange } from './file-copy.js';
 import { UploadWriter } from './upload-writer.js';
-import type { AppendOptions, BlobInfo, BlobSource, BlobStore, ByteRange } from './types.js';
+import type { AppendOptions, BlobInfo, BlobSource, BlobStore, ByteRange, StoredBlob } from './types.js';
 
 /** Incremental hash of an upload, valid while the process that wrote it lives. */
 interface UploadState {
@@ -78,6 +78,11 @@ export class FsBlobStore implements BlobStore {
     return { copyTo: (dest) => copyFileRange(fd, range.start, range.end + 1, dest) };
   }
 
+  /** The filesystem store serves its bytes itself. */
+  async redirectUrl(): Promise<string | null> {
+    return null;
+  }
+
   async readBytes(digest: string): Promise<Buffer | null> {
     try {
       return await readFile(this.dirs.blobPath(digest));
@@ -119,17 +124,24 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async *list(): AsyncIterable<BlobInfo> {
+  async *list(): AsyncIterable<StoredBlob> {
     for (const algorithm of await readdirOrEmpty(this.dirs.blobsRoot)) {
       const algDir = path.join(this.dirs.blobsRoot, algorithm);
       for (const fan of await readdirOrEmpty(algDir)) {
         const fanDir = path.join(algDir, fan);
         for (const hex of await readdirOrEmpty(fanDir)) {
           const s = await stat(path.join(fanDir, hex)).catch(() => null);
-          if (s?.isFile()) yield { digest: `${algorithm}:${hex}`, size: s.size };
+          if (s?.isFile()) yield { digest: `${algorithm}:${hex}`, size: s.size, modifiedAt: s.mtime };
         }
       }
     }
+  }
+
+  async quarantine(digest: string): Promise<string> {
+    const target = this.dirs.quarantinePath(digest);
+    await mkdir(path.dirname(target), { recursive: true });
+    await rename(this.dirs.blobPath(digest), target);
+    return target;
   }
 
   async createUpload(id: string): Promise<void> {
