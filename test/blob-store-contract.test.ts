@@ -8,7 +8,7 @@ import { FsBlobStore } from '../src/store/fs-blob-store.js';
 import { S3BlobStore } from '../src/store/s3/s3-blob-store.js';
 import { blobStoreContract } from './contracts/blob-store.js';
 import { tempDir } from './helpers/kiln.js';
-import { rgwMissing, startRgw, type Rgw } from './helpers/rgw.js';
+import { rgwMissing, s3Settings, startRgw, type Rgw } from './helpers/rgw.js';
 
 describe('filesystem', () => {
   let dir: string;
@@ -41,6 +41,3 @@ describe('s3 (Ceph RGW)', { skip: rgwMissing() ?? false }, () => {
   });
 });
 
-export function s3Settings(bucket: string, overrides: Partial<ConstructorParameters<typeof S3BlobStore>[1]> = {}): ConstructorParameters<typeof S3BlobStore>[1] {
-  return { bucket, prefix: 'kiln/', redirect: true, redirectTtlSeconds: 60, partBytes: 5 * 1024 * 1024, uploadMemoryBytes: 32 * 1024 * 1024, ...overrides };
-}

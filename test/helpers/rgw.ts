@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3StoreSettings } from '../../src/store/s3/s3-blob-store.js';
 
 export const RGW_BINARIES = ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'monmaptool', 'ceph'];
 
@@ -44,6 +45,11 @@ export interface Rgw {
   readonly rgwPid: number;
   /** Stops every daemon (radosgw first: it needs the OSD to shut down cleanly) and removes the directory. */
   stop(): Promise<void>;
+}
+
+/** Store settings for tests: 5 MiB parts (S3's minimum), so modest test data crosses part boundaries. */
+export function s3Settings(bucket: string, overrides: Partial<S3StoreSettings> = {}): S3StoreSettings {
+  return { bucket, prefix: 'kiln/', redirect: true, redirectTtlSeconds: 60, partBytes: 5 * 1024 * 1024, uploadMemoryBytes: 32 * 1024 * 1024, ...overrides };
 }
 
 const TIMEOUT_MS = 90_000;
