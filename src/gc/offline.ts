@@ -4,7 +4,9 @@
 import { mkdir } from 'node:fs/promises';
 import { DataDir } from '../store/data-dir.js';
 import { lockDataDir } from '../store/dir-lock.js';
-import { FsBlobStore } from '../store/fs-blob-store.js';
+import { openBlobStore } from '../store/open-blob-store.js';
+import { loadS3Config } from '../store/s3/config.js';
+import type { BlobStore } from '../store/types.js';
 import { DigestPins } from '../store/pins.js';
 import { openSqlite, type SqliteDatabase } from '../store/sqlite-db.js';
 import { SqliteGcStore } from '../store/sqlite-gc-store.js';
@@ -18,12 +20,12 @@ export interface OfflineDataDir {
   dirs: DataDir;
   db: SqliteDatabase;
   store: SqliteGcStore;
-  blobs: FsBlobStore;
+  blobs: BlobStore;
   collector(config: GcConfig): GarbageCollector;
   close(): Promise<void>;
 }
 
-export async function openOffline(root: string, owner: string): Promise<OfflineDataDir> {
+export async function openOffline(root: string, owner: string, env: NodeJS.ProcessEnv = process.env): Promise<OfflineDataDir> {
   const dirs = new DataDir(root);
   await mkdir(dirs.root, { recursive: true });
   const unlock = await lockDataDir(dirs, owner);
@@ -36,8 +38,7 @@ export async function openOffline(root: string, owner: string): Promise<OfflineD
     new SqliteJobStore(db);
     new SqliteImageStore(db);
     const store = new SqliteGcStore(db);
-    const blobs = new FsBlobStore(dirs);
-    await blobs.init();
+    const blobs = await openBlobStore({ dirs, s3: loadS3Config(env) });
     const opened = db;
     return {
       dirs,

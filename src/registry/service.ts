@@ -86,6 +86,11 @@ export class RegistryService {
     return source;
   }
 
+  /** A short-lived URL the client can fetch the blob from directly (an object store's presigned GET), or null: Kiln serves it. */
+  async blobRedirect(digest: string): Promise<string | null> {
+    return this.blobs.redirectUrl(digest);
+  }
+
   async deleteBlob(repo: string, digest: string): Promise<void> {
     parseDigest(digest);
     if (!(await this.meta.unlinkBlob(repo, digest))) throw blobUnknown(repo, digest);
@@ -133,14 +138,18 @@ export class RegistryService {
     await this.requireUpload(repo, id);
     if (body) await this.blobs.appendUpload(id, body, { expectedLength: length });
     const release = this.pins.pin(digest.digest);
+    let committed = false;
     try {
       const blob = await this.blobs.commitUpload(id, digest);
+      committed = true;
       await this.meta.linkBlob(repo, blob.digest, blob.size);
       return blob.size;
     } finally {
       release();
       // Done or failed verification: either way the session is over (the client restarts on failure).
-      await this.dropUpload(id);
+      // A commit removed the stored session itself; only its row is left.
+      if (committed) await this.meta.deleteUpload(id);
+      else await this.dropUpload(id);
     }
   }
 
@@ -152,8 +161,9 @@ export class RegistryService {
     const id = await this.startUpload(repo);
     try {
       return await this.finishUpload(repo, id, digest, body, length);
-    } finally {
+    } catch (err) {
       await this.dropUpload(id);
+      throw err;
     }
   }
 

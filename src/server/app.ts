@@ -17,7 +17,7 @@ import { registerV2Routes, v2FrameworkErrors } from '../registry/http.js';
 import { RegistryService } from '../registry/service.js';
 import { DataDir } from '../store/data-dir.js';
 import { lockDataDir } from '../store/dir-lock.js';
-import { FsBlobStore } from '../store/fs-blob-store.js';
+import { openBlobStore } from '../store/open-blob-store.js';
 import { openSqlite, type SqliteDatabase } from '../store/sqlite-db.js';
 import { SqliteApiKeyStore } from '../store/sqlite-api-keys.js';
 import { SqliteBuildStore } from '../store/sqlite-build-store.js';
@@ -68,8 +68,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
 
   const db = openSqlite(dirs.database);
   const meta = new SqliteMetadataStore(db);
-  const blobs = new FsBlobStore(dirs, { durable: config.durable });
-  await blobs.init();
+  const blobs = await openBlobStore({ dirs, s3: config.s3, durable: config.durable });
   const registry = new RegistryService(blobs, meta);
   const jobs = new JobQueue(new SqliteJobStore(db));
   const metrics = new Metrics();
