@@ -13,6 +13,7 @@ export function createS3Client(config: S3Config, overrides: Partial<S3ClientConf
     region: config.region,
     endpoint: config.endpoint,
     forcePathStyle: config.forcePathStyle,
+    credentials: config.credentials,
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     // No request timeout: a download to a slow client idles its S3 socket while it waits.

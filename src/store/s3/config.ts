@@ -1,7 +1,8 @@
-// S3 settings from the environment. Pure. Credentials are not read here: the
-// AWS SDK's default provider chain finds them (AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY, AWS_PROFILE with ~/.aws/credentials and
-// ~/.aws/config, web identity, container and instance roles).
+// S3 settings from the environment. Pure. Credentials come the standard AWS
+// way: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)
+// from the same environment as the other settings, else the AWS SDK's
+// default provider chain (AWS_PROFILE with ~/.aws/credentials and
+// ~/.aws/config, SSO, web identity, container and instance roles).
 //
 // KILN_S3_BUCKET                 the bucket; setting it selects S3 for every byte Kiln keeps
 // KILN_S3_ENDPOINT               S3 endpoint URL for S3-compatible servers (Ceph RGW, MinIO); default AWS
@@ -31,6 +32,8 @@ export interface S3Config {
   redirectTtlSeconds: number;
   partBytes: number;
   uploadMemoryBytes: number;
+  /** Keys from the environment; undefined: the SDK's default provider chain. */
+  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined;
 }
 
 /** The S3 settings, or null when KILN_S3_BUCKET is unset (the filesystem stores are used). */
@@ -62,7 +65,15 @@ export function loadS3Config(env: NodeJS.ProcessEnv): S3Config | null {
     redirectTtlSeconds: positiveInteger(env.KILN_S3_REDIRECT_TTL_SECONDS, 600, 'KILN_S3_REDIRECT_TTL_SECONDS', 7 * 86_400),
     partBytes,
     uploadMemoryBytes,
+    credentials: credentialsFrom(env),
   };
+}
+
+function credentialsFrom(env: NodeJS.ProcessEnv): S3Config['credentials'] {
+  const accessKeyId = env.AWS_ACCESS_KEY_ID?.trim();
+  const secretAccessKey = env.AWS_SECRET_ACCESS_KEY?.trim();
+  if (!accessKeyId || !secretAccessKey) return undefined;
+  return { accessKeyId, secretAccessKey, sessionToken: env.AWS_SESSION_TOKEN?.trim() || undefined };
 }
 
 /** `kiln/` from `kiln`, `/kiln/` or `kiln/`; '' for none. */
