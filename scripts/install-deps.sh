@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Kiln needs. Usage: install-deps.sh [run|test]
 #   run:  what `kiln serve` needs (e2fsprogs for disks, zstd for zstd layers)
-#   test: plus the real clients and tools the test suite drives
+#   test: plus the real clients and tools the test suite drives, and the
+#         servers it starts: Ceph's RADOS Gateway for S3 (ceph-mon ceph-osd
+#         radosgw) and a private Docker daemon (docker.io)
 set -euo pipefail
 profile=${1:-test}
 packages=(e2fsprogs zstd)
 if [ "$profile" = test ]; then
-  packages+=(skopeo buildah umoci attr)
+  packages+=(skopeo buildah umoci attr podman docker.io ceph-mon ceph-osd radosgw)
 fi
 
 missing=()
@@ -19,5 +21,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || sudo_cmd=sudo
   export DEBIAN_FRONTEND=noninteractive
   $sudo_cmd apt-get update -qq
-  $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo_cmd apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
 fi
