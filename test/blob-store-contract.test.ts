@@ -4,7 +4,7 @@
 import { rm } from 'node:fs/promises';
 import { after, before, describe } from 'node:test';
 import { DataDir } from '../src/store/data-dir.js';
-import { FsBlobStore } from '../src/store/fs-blob-store.js';
+import { FsBlobStore } from '../src/store/fs/blob-store.js';
 import { S3BlobStore } from '../src/store/s3/s3-blob-store.js';
 import { blobStoreContract } from './contracts/blob-store.js';
 import { tempDir } from './helpers/kiln.js';
