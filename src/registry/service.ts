@@ -108,7 +108,7 @@ export class RegistryService {
   /** Links a blob from another repo; null when it cannot be mounted (the client then uploads). */
   async mountBlob(repo: string, from: string, digest: string): Promise<number | null> {
     if (!isValidRepoName(from) || !tryParseDigest(digest)) return null;
-    const release = this.pins.pin(digest);
+    const release = await this.pins.pin(digest);
     try {
       const size = await this.meta.repoBlobSize(from, digest);
       if (size === null || !(await this.blobs.stat(digest))) return null;
@@ -137,7 +137,7 @@ export class RegistryService {
   async finishUpload(repo: string, id: string, digest: ParsedDigest, body?: Readable, length?: number): Promise<number> {
     await this.requireUpload(repo, id);
     if (body) await this.blobs.appendUpload(id, body, { expectedLength: length });
-    const release = this.pins.pin(digest.digest);
+    const release = await this.pins.pin(digest.digest);
     let committed = false;
     try {
       const blob = await this.blobs.commitUpload(id, digest);
@@ -214,7 +214,7 @@ export class RegistryService {
     }
 
     const manifest = parseManifest(bytes, contentType);
-    const release = this.pins.pin(digest);
+    const release = await this.pins.pin(digest);
     try {
       return await this.storeManifest(repo, reference, byDigest !== null, bytes, digest, manifest);
     } finally {

@@ -15,6 +15,14 @@ export interface StoredBlob extends BlobInfo {
   modifiedAt: Date;
 }
 
+/** Stored upload data, with or without a session row (the collector removes old ones without). */
+export interface StoredUpload {
+  id: string;
+  modifiedAt: Date;
+  /** Bytes it takes up in the store. */
+  size: number;
+}
+
 export interface ByteRange {
   /** First byte, inclusive. */
   start: number;
@@ -62,6 +70,8 @@ export interface BlobStore {
   readBytes(digest: string): Promise<Buffer | null>;
   delete(digest: string): Promise<boolean>;
   list(): AsyncIterable<StoredBlob>;
+  /** Entries where blobs live that are not blobs (names that are no digest): fsck reports them. */
+  strays(): AsyncIterable<string>;
   /** Moves a corrupt blob aside where nothing serves it (fsck); returns where it went, for the report. */
   quarantine(digest: string): Promise<string>;
 
@@ -72,7 +82,7 @@ export interface BlobStore {
   /** Verifies the upload against `expected` and moves it into place; the upload is gone afterwards. */
   commitUpload(id: string, expected: ParsedDigest): Promise<BlobInfo>;
   abortUpload(id: string): Promise<void>;
-  listUploads(): AsyncIterable<{ id: string; modifiedAt: Date }>;
+  listUploads(): AsyncIterable<StoredUpload>;
 }
 
 export interface ManifestRecord {

@@ -52,7 +52,7 @@ import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestError, type DigestAlgorithm, type ParsedDigest } from '../../oci/digest.js';
 import { DigestMismatchError, RangeMismatchError, SizeMismatchError, UploadBusyError, UploadNotFoundError } from '../errors.js';
-import type { AppendOptions, BlobInfo, BlobSource, BlobStore, ByteRange, StoredBlob } from '../types.js';
+import type { AppendOptions, BlobInfo, BlobSource, BlobStore, ByteRange, StoredBlob, StoredUpload } from '../types.js';
 import { isConditionFailed, isNoSuchUpload, isNotFound } from './client.js';
 import { MIN_PART_BYTES, type S3Config } from './config.js';
 import { S3Keys } from './keys.js';
@@ -167,6 +167,10 @@ export class S3BlobStore implements BlobStore {
       const digest = this.keys.digestOf(object.key);
       if (digest) yield { digest, size: object.size, modifiedAt: object.modifiedAt };
     }
+  }
+
+  async *strays(): AsyncIterable<string> {
+    for await (const object of this.listObjects(this.keys.blobs)) if (!this.keys.digestOf(object.key)) yield `s3://${this.bucket}/${object.key}`;
   }
 
   async quarantine(digest: string): Promise<string> {
@@ -299,25 +303,28 @@ export class S3BlobStore implements BlobStore {
     await this.deleteKeys(keys);
   }
 
-  async *listUploads(): AsyncIterable<{ id: string; modifiedAt: Date }> {
-    const latest = new Map<string, Date>();
-    const note = (id: string | null, at: Date | undefined) => {
+  async *listUploads(): AsyncIterable<StoredUpload> {
+    const found = new Map<string, StoredUpload>();
+    const note = (id: string | null, at: Date | undefined, size: number) => {
       if (!id || !at) return;
-      const seen = latest.get(id);
-      if (!seen || seen < at) latest.set(id, at);
+      const seen = found.get(id) ?? { id, modifiedAt: at, size: 0 };
+      if (seen.modifiedAt < at) seen.modifiedAt = at;
+      seen.size += size;
+      found.set(id, seen);
     };
-    for await (const object of this.listObjects(this.keys.uploads)) note(this.keys.uploadIdOf(object.key), object.modifiedAt);
+    for await (const object of this.listObjects(this.keys.uploads)) note(this.keys.uploadIdOf(object.key), object.modifiedAt, object.size);
+    // Multipart uploads too: one a crashed request started may have no object beside it.
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
       const page = await this.client.send(
         new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.keys.uploads, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
       );
-      for (const upload of page.Uploads ?? []) note(upload.Key ? this.keys.uploadIdOf(upload.Key) : null, upload.Initiated);
+      for (const upload of page.Uploads ?? []) note(upload.Key ? this.keys.uploadIdOf(upload.Key) : null, upload.Initiated, 0);
       keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
       uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
     } while (keyMarker);
-    for (const [id, modifiedAt] of latest) yield { id, modifiedAt };
+    yield* found.values();
   }
 
   // ---- upload internals --------------------------------------------------------
