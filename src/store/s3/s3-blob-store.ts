@@ -51,7 +51,7 @@ import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestError, type DigestAlgorithm, type ParsedDigest } from '../../oci/digest.js';
-import { DigestMismatchError, RangeMismatchError, SizeMismatchError, UploadBusyError, UploadNotFoundError } from '../errors.js';
+import { DigestMismatchError, RangeMismatchError, SizeMismatchError, StorageUnavailableError, UploadBusyError, UploadNotFoundError } from '../errors.js';
 import type { AppendOptions, BlobInfo, BlobSource, BlobStore, ByteRange, StoredBlob, StoredUpload } from '../types.js';
 import { isConditionFailed, isNoSuchUpload, isNotFound } from './client.js';
 import { MIN_PART_BYTES, type S3Config } from './config.js';
@@ -95,10 +95,11 @@ export class S3BlobStore implements BlobStore {
 
   async init(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
-      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      const why = status === 404 ? 'it does not exist: create it first' : status === 403 ? 'access denied: check the AWS credentials' : (err as Error).message;
+      const raw = err instanceof StorageUnavailableError ? err.cause : err;
+      const status = (raw as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      const why = status === 404 ? 'it does not exist: create it first' : status === 403 ? 'access denied: check the AWS credentials' : (raw as Error).message;
       throw new Error(`S3 bucket ${this.bucket} is not usable (${why}); see KILN_S3_BUCKET, KILN_S3_ENDPOINT, KILN_S3_REGION`, { cause: err });
     }
   }
@@ -146,7 +147,7 @@ export class S3BlobStore implements BlobStore {
     if (actual !== expected.hex) throw new DigestMismatchError(expected.digest, `${expected.algorithm}:${actual}`);
     try {
       // Content-addressed: an existing object is these very bytes, so a lost condition is success.
-      await this.client.send(
+      await this.send(
         new PutObjectCommand({ Bucket: this.bucket, Key: this.keys.blob(expected.digest), Body: data, ContentLength: data.length, IfNoneMatch: '*' }),
       );
     } catch (err) {
@@ -158,7 +159,7 @@ export class S3BlobStore implements BlobStore {
   async delete(digest: string): Promise<boolean> {
     const key = this.keys.blob(digest);
     if ((await this.objectSize(key)) === null) return false;
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
     return true;
   }
 
@@ -175,8 +176,8 @@ export class S3BlobStore implements BlobStore {
 
   async quarantine(digest: string): Promise<string> {
     const target = this.keys.quarantine(digest, Date.now());
-    await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource: this.copySource(this.keys.blob(digest)) }));
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keys.blob(digest) }));
+    await this.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource: this.copySource(this.keys.blob(digest)) }));
+    await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keys.blob(digest) }));
     return `s3://${this.bucket}/${target}`;
   }
 
@@ -235,7 +236,7 @@ export class S3BlobStore implements BlobStore {
         parts.push(await sink.storeRestAsPart(rest));
       } else if (rest.length > 0) {
         stagedTail = this.keys.uploadTail(id, seq);
-        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: stagedTail, Body: rest, ContentLength: rest.length }));
+        await this.send(new PutObjectCommand({ Bucket: this.bucket, Key: stagedTail, Body: rest, ContentLength: rest.length }));
         tail = { key: stagedTail, size: rest.length };
       }
       await sink.dispose();
@@ -296,7 +297,7 @@ export class S3BlobStore implements BlobStore {
     const state = await this.readState(id).catch(() => null);
     if (state?.multipart) await this.abortMultipart(id, state.multipart.uploadId);
     // Multipart uploads a crashed request created but never recorded.
-    const listed = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.keys.upload(id) }));
+    const listed = await this.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.keys.upload(id) }));
     for (const upload of listed.Uploads ?? []) if (upload.UploadId) await this.abortMultipart(id, upload.UploadId);
     const keys: string[] = [];
     for await (const object of this.listObjects(this.keys.upload(id))) keys.push(object.key);
@@ -317,7 +318,7 @@ export class S3BlobStore implements BlobStore {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
-      const page = await this.client.send(
+      const page = await this.send(
         new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.keys.uploads, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
       );
       for (const upload of page.Uploads ?? []) note(upload.Key ? this.keys.uploadIdOf(upload.Key) : null, upload.Initiated, 0);
@@ -333,7 +334,7 @@ export class S3BlobStore implements BlobStore {
   private async assemble(id: string, state: UploadState, blobKey: string): Promise<void> {
     if (!state.multipart) {
       if (state.tail) await this.copy(state.tail.key, blobKey, state.size);
-      else await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: blobKey, Body: Buffer.alloc(0), ContentLength: 0 }));
+      else await this.send(new PutObjectCommand({ Bucket: this.bucket, Key: blobKey, Body: Buffer.alloc(0), ContentLength: 0 }));
       return;
     }
     const { uploadId } = state.multipart;
@@ -341,12 +342,12 @@ export class S3BlobStore implements BlobStore {
     if (state.tail) {
       // The last part may be smaller than 5 MiB: the staged tail goes in as it is, copied server-side.
       const n = nextPartNumber(state);
-      const copied = await this.client.send(
+      const copied = await this.send(
         new UploadPartCopyCommand({ Bucket: this.bucket, Key: this.keys.uploadData(id), UploadId: uploadId, PartNumber: n, CopySource: this.copySource(state.tail.key) }),
       );
       parts.push({ n, etag: requireEtag(copied.CopyPartResult?.ETag, 'UploadPartCopy'), size: state.tail.size });
     }
-    await this.client.send(
+    await this.send(
       new CompleteMultipartUploadCommand({
         Bucket: this.bucket,
         Key: this.keys.uploadData(id),
@@ -360,34 +361,34 @@ export class S3BlobStore implements BlobStore {
   /** Server-side copy; objects above CopyObject's 5 GiB limit go part by part. */
   private async copy(from: string, to: string, size: number): Promise<void> {
     if (size <= MAX_COPY_BYTES) {
-      await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: to, CopySource: this.copySource(from) }));
+      await this.send(new CopyObjectCommand({ Bucket: this.bucket, Key: to, CopySource: this.copySource(from) }));
       return;
     }
-    const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: to }));
+    const { UploadId } = await this.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: to }));
     try {
       const parts: { PartNumber: number; ETag: string }[] = [];
       for (let start = 0, n = 1; start < size; start += COPY_PART_BYTES, n++) {
         const end = Math.min(size, start + COPY_PART_BYTES) - 1;
-        const r = await this.client.send(
+        const r = await this.send(
           new UploadPartCopyCommand({ Bucket: this.bucket, Key: to, UploadId, PartNumber: n, CopySource: this.copySource(from), CopySourceRange: `bytes=${start}-${end}` }),
         );
         parts.push({ PartNumber: n, ETag: requireEtag(r.CopyPartResult?.ETag, 'UploadPartCopy') });
       }
-      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId, MultipartUpload: { Parts: parts } }));
+      await this.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId, MultipartUpload: { Parts: parts } }));
     } catch (err) {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId })).catch(() => undefined);
+      await this.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId })).catch(() => undefined);
       throw err;
     }
   }
 
   private async createMultipart(id: string): Promise<string> {
-    const r = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.keys.uploadData(id) }));
+    const r = await this.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.keys.uploadData(id) }));
     if (!r.UploadId) throw new Error('CreateMultipartUpload returned no UploadId');
     return r.UploadId;
   }
 
   private async uploadPart(id: string, uploadId: string, n: number, bytes: Buffer): Promise<string> {
-    const r = await this.client.send(
+    const r = await this.send(
       new UploadPartCommand({ Bucket: this.bucket, Key: this.keys.uploadData(id), UploadId: uploadId, PartNumber: n, Body: bytes, ContentLength: bytes.length }),
     );
     return requireEtag(r.ETag, 'UploadPart');
@@ -395,7 +396,7 @@ export class S3BlobStore implements BlobStore {
 
   private async abortMultipart(id: string, uploadId: string): Promise<void> {
     try {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.keys.uploadData(id), UploadId: uploadId }));
+      await this.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.keys.uploadData(id), UploadId: uploadId }));
     } catch (err) {
       if (!isNoSuchUpload(err) && !isNotFound(err)) throw err;
     }
@@ -455,7 +456,7 @@ export class S3BlobStore implements BlobStore {
 
   private async get(key: string, range?: ByteRange): Promise<{ body: Readable; length: number } | null> {
     try {
-      const r = await this.client.send(
+      const r = await this.send(
         new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
       );
       return { body: r.Body as Readable, length: r.ContentLength ?? 0 };
@@ -467,7 +468,7 @@ export class S3BlobStore implements BlobStore {
 
   private async objectSize(key: string): Promise<number | null> {
     try {
-      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      const r = await this.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return r.ContentLength ?? 0;
     } catch (err) {
       if (isNotFound(err)) return null;
@@ -477,7 +478,7 @@ export class S3BlobStore implements BlobStore {
 
   private async putText(key: string, text: string, onlyIfAbsent: boolean): Promise<void> {
     const body = Buffer.from(text);
-    await this.client.send(
+    await this.send(
       new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, IfNoneMatch: onlyIfAbsent ? '*' : undefined }),
     );
   }
@@ -485,7 +486,7 @@ export class S3BlobStore implements BlobStore {
   private async *listObjects(prefix: string): AsyncIterable<{ key: string; size: number; modifiedAt: Date }> {
     let token: string | undefined;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
+      const page = await this.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
       for (const o of page.Contents ?? []) {
         if (o.Key) yield { key: o.Key, size: o.Size ?? 0, modifiedAt: o.LastModified ?? new Date(0) };
       }
@@ -496,7 +497,7 @@ export class S3BlobStore implements BlobStore {
   private async deleteKeys(keys: string[]): Promise<void> {
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
-      const r = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }));
+      const r = await this.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }));
       const failed = (r.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
       if (failed.length > 0) throw new Error(`S3 could not delete ${failed.length} object(s), e.g. ${failed[0]!.Key}: ${failed[0]!.Code} ${failed[0]!.Message ?? ''}`);
     }
@@ -506,6 +507,17 @@ export class S3BlobStore implements BlobStore {
   private async deleteQuietly(keys: string[]): Promise<void> {
     await this.deleteKeys(keys).catch(() => undefined);
   }
+
+  /**
+   * Every S3 call: the answers the store expects (absent keys, lost
+   * conditions, finished multipart uploads) come back as the SDK's errors;
+   * anything else means the object store is failing, and says so.
+   */
+  private readonly send = ((command: { constructor: { name: string } }) =>
+    (this.client.send as (c: unknown) => Promise<unknown>).call(this.client, command).catch((err: unknown) => {
+      if (isNotFound(err) || isConditionFailed(err) || isNoSuchUpload(err)) throw err;
+      throw new StorageUnavailableError(`${command.constructor.name.replace(/Command$/, '')}: ${(err as Error).name || 'error'}`, err);
+    })) as unknown as S3Client['send'];
 
   private copySource(key: string): string {
     return `${this.bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
