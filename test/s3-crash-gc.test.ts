@@ -10,8 +10,9 @@ import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { S3Keys } from '../src/store/s3/keys.js';
 import { runKilnCli } from './helpers/cli.js';
+import { pushUntilKilled } from './helpers/crash.js';
 import { spawnKiln, startKiln, tempDir, type SpawnedKiln } from './helpers/kiln.js';
-import { OCI_LAYER_GZIP, OCI_MANIFEST, RegistryClient, TEST_CONFIG, blob, descriptor, expectError, manifestBlob, randomBlob, type Blob } from './helpers/registry.js';
+import { RegistryClient, expectError, randomBlob } from './helpers/registry.js';
 import { rgwMissing, startRgw, type Rgw } from './helpers/rgw.js';
 
 const keys = new S3Keys('');
@@ -68,7 +69,6 @@ describe('Kiln on S3 under failure', { skip: rgwMissing() ?? false }, () => {
     const { dataDir, bucket, env } = await setup();
     const first = await spawned(dataDir, env);
     const c = new RegistryClient(first.url);
-    const acked: { blobs: { repo: string; blob: Blob }[]; manifests: { repo: string; tag: string; manifest: Blob }[] } = { blobs: [], manifests: [] };
     const shared = randomBlob(256 * 1024);
     // A session with one acknowledged chunk (a staged tail in the bucket), resumed after the restart.
     const resumable = randomBlob(7 * 1024 * 1024);
@@ -78,44 +78,13 @@ describe('Kiln on S3 under failure', { skip: rgwMissing() ?? false }, () => {
     const firstChunk = await fetch(resumeAt, { method: 'PATCH', body: resumable.bytes.subarray(0, head), headers: { 'content-range': `0-${head - 1}` } });
     assert.equal(firstChunk.status, 202);
 
-    let stop = false;
-    let inFlight = 0;
-    let inFlightAtKill = -1;
-    let killed!: () => void;
-    const killNow = new Promise<void>((resolve) => (killed = resolve));
-    const KILL_AFTER = 12;
-    const upload = async (repo: string, b: Blob, how: number) =>
-      (how === 0 ? await c.pushBlobMonolithic(repo, b) : how === 1 ? await c.pushBlob(repo, b) : await c.pushBlobChunked(repo, b)).status === 201;
-    const worker = async (w: number) => {
-      const repo = `crash/w${w}`;
-      for (let i = 0; !stop; i++) {
-        inFlight++;
-        try {
-          // Some layers above S3's 5 MiB part minimum, so parts and tails are in flight at the kill.
-          const layers = [shared, randomBlob(64 * 1024 + ((w * 7919 + i * 104729) % (6 * 1024 * 1024)))];
-          const config = blob(JSON.stringify({ worker: w, i, r: Math.random() }));
-          for (const [k, b] of [config, ...layers].entries()) {
-            if (await upload(repo, b, (w + i + k) % 3)) acked.blobs.push({ repo, blob: b });
-            else return;
-          }
-          const manifest = manifestBlob({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: descriptor(config, TEST_CONFIG), layers: layers.map((l) => descriptor(l, OCI_LAYER_GZIP)) });
-          const tag = `t${i}`;
-          if ((await c.putManifest(repo, tag, manifest.bytes, OCI_MANIFEST)).status !== 201) return;
-          acked.manifests.push({ repo, tag, manifest });
-          if (acked.manifests.length === KILL_AFTER) killed();
-        } catch {
-          return; // the server is gone
-        } finally {
-          inFlight--;
-        }
-      }
-    };
-    const workers = Array.from({ length: 5 }, (_, w) => worker(w));
-    await killNow;
-    inFlightAtKill = inFlight;
-    await first.kill9();
-    stop = true;
-    await Promise.all(workers);
+    // Some layers above S3's 5 MiB part minimum, so parts and tails are in flight at the kill.
+    const { acked, inFlightAtKill } = await pushUntilKilled(c, first, {
+      workers: 5,
+      killAfter: 12,
+      shared,
+      layerSize: (w, i) => 64 * 1024 + ((w * 7919 + i * 104729) % (6 * 1024 * 1024)),
+    });
     assert.ok(inFlightAtKill > 0, 'the kill happened while pushes were in flight');
     assert.deepEqual(await wrongObjects(bucket), [], 'no partial or wrong object under blobs/');
 

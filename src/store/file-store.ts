@@ -9,7 +9,7 @@
 // or none, never part of one. Big files are written from a stream or from a
 // finished local file (a disk a worker staged on its scratch disk), never
 // held in memory.
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { parseDigest } from '../oci/digest.js';
 import type { ByteRange } from './types.js';
 
@@ -101,3 +101,15 @@ export const fileKeys = {
     return `${fileKeys.buildDir(id)}result.json`;
   },
 };
+
+/** Counts bytes through and fails once there are more than `maxBytes`. */
+export function limitBytes(options: FileWriteOptions): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      if (options.maxBytes !== undefined && seen > options.maxBytes) return done(new FileTooLargeError(options.maxBytes, options.limitName));
+      done(null, chunk);
+    },
+  });
+}

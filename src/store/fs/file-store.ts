@@ -7,9 +7,9 @@ import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { checkFileKey, FileTooLargeError, type FileInfo, type FileStore, type FileWriteOptions } from '../file-store.js';
+import { checkFileKey, limitBytes, type FileInfo, type FileStore, type FileWriteOptions } from '../file-store.js';
 import type { ByteRange } from '../types.js';
 
 export class FsFileStore implements FileStore {
@@ -140,18 +140,6 @@ export class FsFileStore implements FileStore {
     const s = await stat(target);
     return { key, size: s.size, modifiedAt: s.mtime };
   }
-}
-
-/** Counts bytes through and fails once there are more than `maxBytes`. */
-export function limitBytes(options: FileWriteOptions): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      seen += chunk.length;
-      if (options.maxBytes !== undefined && seen > options.maxBytes) return done(new FileTooLargeError(options.maxBytes, options.limitName));
-      done(null, chunk);
-    },
-  });
 }
 
 async function fsync(file: string): Promise<void> {
