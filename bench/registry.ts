@@ -20,7 +20,8 @@ import { makeWarmupLayout, readLayout, skopeoPull, skopeoPush, type Layout } fro
 import { removeTree, runBench, scratchDir } from './lib/proc.js';
 import { peakRssMiB, resetPeakRss, waitIdle } from './lib/procfs.js';
 import { startBenchS3, type BenchS3 } from './lib/s3.js';
-import { distributionStorage, freePort, kilnIsBuilt, startDistribution, startKiln, startStaticFloor, type Launcher, type Server } from './lib/servers.js';
+import { startPostgres, type TestPostgres } from '../test/helpers/postgres.js';
+import { distributionStorage, freePort, kilnIsBuilt, kilnOnPostgres, startDistribution, startKiln, startStaticFloor, type Launcher, type Server } from './lib/servers.js';
 import { format, loadAverage, pairedRatio, printTable, progress, summarize, verdict, type Target } from './lib/stats.js';
 
 const { values: opts } = parseArgs({
@@ -33,10 +34,14 @@ const { values: opts } = parseArgs({
     // Runs a second docker-registry in Kiln's place, restarted the way Kiln is.
     // Checks the harness and shows the noise floor: every ratio should be ≈ 1.
     'self-check': { type: 'boolean', default: false },
+    // sqlite (the embedded default) or postgres: Kiln on a throwaway PostgreSQL cluster, a fresh database per start.
+    database: { type: 'string', default: 'sqlite' },
     store: { type: 'string', default: 'fs' },
   },
 });
+if (!['sqlite', 'postgres'].includes(opts.database)) throw new Error(`--database must be sqlite or postgres, not ${opts.database}`);
 if (opts.store !== 'fs' && opts.store !== 's3') throw new Error(`--store ${opts.store}: use fs or s3`);
+if (opts.store === 's3' && opts.database === 'postgres') throw new Error('--store s3 runs on SQLite for now; drop --database postgres');
 
 const IMAGES = opts.images.split(',').filter(Boolean);
 const RUNS = Number(opts.runs);
@@ -219,12 +224,14 @@ runBench(async () => {
   const root = scratchDir('kiln-bench-registry');
   const warmup = await makeWarmupLayout(path.join(root, 'warmup'));
   const onS3: BenchS3 | null = opts.store === 's3' ? await startBenchS3() : null;
-  const kilnLabel = opts['self-check'] ? 'kiln (self-check: distribution)' : 'kiln';
-  const launchers = onS3 ? { kiln: onS3.kiln, distribution: onS3.distribution } : { kiln: startKiln, distribution: startDistribution };
+  const kilnLabel = opts['self-check'] ? 'kiln (self-check: distribution)' : opts.database === 'postgres' ? 'kiln (postgres)' : 'kiln';
+  const cluster: TestPostgres | undefined = opts.database === 'postgres' && !opts['self-check'] ? await startPostgres() : undefined;
+  const distribution = onS3 ? onS3.distribution : startDistribution;
+  const launchKiln = opts['self-check'] ? distribution : onS3 ? onS3.kiln : cluster ? kilnOnPostgres(() => cluster.database()) : startKiln;
   const sides: [Side, Side] = [
-    new Side(kilnLabel, root, await freePort(), opts['self-check'] ? launchers.distribution : launchers.kiln, 'restart'),
+    new Side(kilnLabel, root, await freePort(), launchKiln, 'restart'),
     // A bucket is emptied by starting on a new one.
-    new Side('distribution', root, await freePort(), launchers.distribution, onS3 ? 'restart' : 'wipe'),
+    new Side('distribution', root, await freePort(), distribution, onS3 ? 'restart' : 'wipe'),
   ];
   const loadAtStart = loadAverage();
   try {
@@ -265,6 +272,7 @@ runBench(async () => {
     }
   } finally {
     for (const side of sides) await side.stop();
+    await cluster?.stop();
     await onS3?.stop();
   }
 });

@@ -8,7 +8,9 @@ set -euo pipefail
 profile=${1:-test}
 packages=(e2fsprogs zstd)
 if [ "$profile" = test ]; then
-  packages+=(skopeo buildah umoci attr podman docker.io ceph-mon ceph-osd radosgw)
+  # postgresql: the tests start throwaway clusters of it (test/helpers/postgres.ts);
+  # ceph-mon ceph-osd radosgw: a throwaway S3 server (test/helpers/rgw.ts); docker.io: a private dockerd
+  packages+=(skopeo buildah umoci attr postgresql podman docker.io ceph-mon ceph-osd radosgw)
 fi
 
 missing=()

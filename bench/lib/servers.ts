@@ -104,10 +104,20 @@ export function kilnIsBuilt(): boolean {
 }
 
 /** `kiln serve`, ready when it prints its URL and answers `GET /v2/`. */
-export const startKiln: Launcher = (label, dataDir, port) => kilnLauncher({})(label, dataDir, port);
+export const startKiln: Launcher = (label, dataDir, port) => launchKiln(label, dataDir, port, {});
 
 /** `kiln serve` with extra environment (e.g. the KILN_S3_* settings). */
-export const kilnLauncher = (env: Record<string, string>): Launcher => async (label, dataDir, port) => {
+export const kilnLauncher =
+  (env: Record<string, string>): Launcher =>
+  (label, dataDir, port) =>
+    launchKiln(label, dataDir, port, env);
+
+/** `kiln serve` on PostgreSQL: each start gets a database of its own from `database`, as each start gets an empty data dir. */
+export function kilnOnPostgres(database: () => Promise<string>): Launcher {
+  return async (label, dataDir, port) => launchKiln(label, dataDir, port, { KILN_DATABASE_URL: await database() });
+}
+
+async function launchKiln(label: string, dataDir: string, port: number, env: Record<string, string>): Promise<Server> {
   if (!kilnIsBuilt()) throw new Error(`${KILN_COMPILED_MAIN} is missing: run \`cd ${REPO_ROOT} && npx tsc -p .\` first`);
   const host = `127.0.0.1:${port}`;
   const child = spawnTracked('node', [KILN_BIN, 'serve', '--listen', host, '--data-dir', dataDir, '--log-level', 'warn'], 'pipe', 'pipe', env);
@@ -128,7 +138,7 @@ export const kilnLauncher = (env: Record<string, string>): Launcher => async (la
   }
   await waitForV2(host, child, () => output);
   return server(label, host, child, dataDir);
-};
+}
 
 /**
  * The cheapest registry there can be, to show how fast a pull could possibly

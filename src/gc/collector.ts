@@ -12,61 +12,76 @@
 // image record is live while its manifest exists in some repo or a bake of it
 // is pending.
 //
-// Safety under concurrency (one process; SQLite via better-sqlite3):
+// Safety under concurrency. The collector talks to a GcStore; how the store
+// keeps writers out differs by backend, the rules below hold on both.
 //
-// 1. Snapshot, mark and row deletion run inside ONE synchronous SQLite
-//    transaction (SqliteGcStore.collect). Node runs it to completion on the
-//    JS thread, so no request handler of this process interleaves with it:
-//    every handler sees the metadata either before or after the sweep.
-// 2. Handlers that make content visible span several awaits, and the sweep
+// 1. Snapshot, mark and row deletion are one atomic step against every writer
+//    that makes content reachable (GcStore.collect):
+//    - SQLite (one process): one synchronous better-sqlite3 transaction; Node
+//      runs it to completion on the JS thread, so no request handler
+//      interleaves with it.
+//    - PostgreSQL (many processes): the collector holds the advisory lock
+//      `reach` exclusively (a session lock taken before its REPEATABLE READ
+//      transaction begins, so the snapshot is taken after every writer that
+//      held it has committed). Every write that makes content reachable (blob
+//      link, manifest insert with its tag, pin) holds `reach` shared for its
+//      transaction. No such write commits between snapshot and delete, in any
+//      process.
+// 2. Handlers that make content visible span several awaits, and a sweep
 //    may fall between them. Each such window is closed:
 //    a. Manifest PUT checks its references, then (awaits later) inserts the
 //       manifest. The insert transaction re-checks that every referenced blob
 //       link and child manifest row still exists and fails with
-//       MANIFEST_BLOB_UNKNOWN otherwise (SqliteMetadataStore.putManifest), so
-//       a sweep between check and insert turns into a clean error, never a
-//       manifest whose blobs are gone.
+//       MANIFEST_BLOB_UNKNOWN otherwise (putManifest of both metadata
+//       stores; on PostgreSQL under `reach` shared, so it sees any deletion
+//       committed by a collector), so a sweep between check and insert turns
+//       into a clean error, never a manifest whose blobs are gone.
 //    b. A blob file renamed into blobs/ before its row is written (upload
 //       commit, manifest bytes, cross-repo mount between its check and its
-//       link): the request pins the digest (DigestPins) for the whole span,
+//       link): the request pins the digest (PinStore) for the whole span,
 //       and the sweep never deletes a row or file of a pinned digest. Pins are
 //       taken before the first await that matters and released after the row
-//       is committed. Without pins (another process), the grace period covers
-//       it: a file is only an orphan when its mtime is older than the grace.
-//    c. Bytes go only after their rows: the row deletion commits first;
-//       then, under the store's guard, a fresh check that the row is still
-//       absent and the digest unpinned, and in the same step a hold on the
-//       digest (PinStore.holdForDelete); the bytes are deleted after the
-//       guard (an object-store delete is a round trip) and the hold released.
-//       A blob uploaded again meanwhile pins its digest, and that pin waits
-//       for the hold, so its bytes are written after the delete: a stale
-//       delete never removes fresh bytes. A crash between the row deletion
-//       and the byte deletion leaves bytes without a row: an orphan the next
-//       run deletes (once older than the grace period).
-//    d. Disks: an image directory is renamed into tmp/ (same tick as the check
-//       that no image record or pending bake wants it) and removed there, so
-//       a bake that writes the digest again later is untouched. Temporary bake
-//       directories are left alone while their bake is pending.
+//       is committed. SQLite: in memory (DigestPins). PostgreSQL: also a row
+//       in digest_pins, inserted under `reach` shared, with a lease (a pin of
+//       a process that died expires); the snapshot and each guarded sweep
+//       step read them.
+//    c. Bytes go only after their rows: the row deletion commits first, then
+//       stored blobs are deleted through the blob store in guarded steps
+//       (GcStore.guard): the check that a blob's row is still absent and its
+//       digest unpinned, and the delete, happen with no writer able to commit
+//       in between (PostgreSQL: `reach` held exclusive until the step's
+//       deletes have returned). An object-store delete is a round trip, so
+//       within the process the step also holds each doomed digest
+//       (PinStore.holdForDelete) from the check until its delete returns, and
+//       a pin of it waits for that (SQLite: the guard is one tick of the JS
+//       thread, the hold covers the awaits). A blob uploaded again after its
+//       row was deleted therefore either pinned the digest (so the delete is
+//       skipped) or pins it after the delete and writes the bytes anew: a
+//       stale delete never removes fresh bytes. A crash between the row
+//       deletion and the byte deletion leaves bytes without a row: an orphan
+//       the next run deletes once it is older than the grace period.
+//    d. Disks: an image directory is renamed into tmp/ in a guarded step with
+//       the check that no image record or pending bake wants it, and removed
+//       there, so a bake that writes the digest again later is untouched.
+//       Temporary bake directories are left alone while their bake is pending.
 //    e. Upload data without a session is removed only when older than the
 //       grace period and, online, at least a minute (a session's data exists
 //       a moment before its row; manifest bytes are staged in uploads/ too).
-// 3. One run at a time per process (runs queue behind each other).
+// 3. One run at a time (GcStore.runExclusive): per process the runs queue
+//    behind each other; on PostgreSQL the advisory lock `gcRun` also keeps
+//    replicas (and `kiln gc --database-url`) from collecting at once.
 //
-// Multiple processes on one data directory are excluded by the pid lock
-// (store/dir-lock.ts): `kiln gc --data-dir` refuses to run under a live server.
-// A deployment with several server processes (PostgreSQL, S3) cannot rely on
-// the JS thread or on in-memory pins: it needs the sweep under database locks
-// (e.g. SELECT … FOR UPDATE on the blob rows plus an advisory lock that the
-// commit path takes in shared mode) and a generation number or a
-// mark-timestamp check on blob rows so a blob re-linked after the mark is not
-// deleted.
+// A SQLite data directory has one process: the pid lock (store/dir-lock.ts)
+// makes `kiln gc --data-dir` refuse under a live server. On PostgreSQL the
+// processes share the database and the data directory, and an offline
+// `kiln gc` is one more collector beside the servers.
 import { randomUUID } from 'node:crypto';
 import { lstatSync, readdirSync, renameSync, type Stats } from 'node:fs';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { DataDir } from '../store/data-dir.js';
-import type { DigestPins } from '../store/pins.js';
+import type { PinStore } from '../store/pins.js';
 import type { GcStore } from '../store/gc-store.js';
 import type { BlobStore, StoredBlob, StoredUpload } from '../store/types.js';
 import type { GcConfig } from './config.js';
@@ -131,7 +146,7 @@ export interface CollectorDeps {
   dirs: DataDir;
   store: GcStore;
   blobs: BlobStore;
-  pins: DigestPins;
+  pins: PinStore;
   config: GcConfig;
   /** True inside a running server: requests may be in flight. */
   online: boolean;
@@ -184,7 +199,7 @@ export class GarbageCollector {
   run(options: GcRunOptions = {}): Promise<GcReport> {
     const next = this.queue.catch(() => undefined).then(() => {
       if (this.stopped) throw new Error('the collector is stopped (the server is shutting down)');
-      return this.collect(options);
+      return this.deps.store.runExclusive(() => this.collect(options));
     });
     this.queue = next;
     return next;
@@ -227,12 +242,13 @@ export class GarbageCollector {
     const startedAt = this.clock();
     const report = emptyReport(dryRun, trigger, startedAt, graceMs, config.cacheMaxAgeMs);
     const plan: GcPlan = await store.collect((snapshot) => {
+      const pinnedElsewhere = new Set(snapshot.pinned);
       const p = planCollection(snapshot, {
         now: this.clock(),
         graceMs,
         cacheMaxAgeMs: config.cacheMaxAgeMs,
         keepGlobalCache: config.keepGlobalCache,
-        isPinned: (d) => pins.has(d),
+        isPinned: (d) => pins.has(d) || pinnedElsewhere.has(d),
         extraRoots,
       });
       return { result: p, deletion: dryRun ? null : deletionOf(p) };
@@ -278,27 +294,27 @@ export class GarbageCollector {
   private async sweepBlobBatch(batch: StoredBlob[], planned: Set<string>, dryRun: boolean, cutoff: number, report: GcReport, items: ItemLists): Promise<void> {
     if (batch.length === 0) return;
     const { store, pins, blobs } = this.deps;
-    // The check, and the hold that makes a new pin of the digest wait for the delete, under the store's guard (safety rule 2c).
-    const doomed = await store.guard({ blobs: batch.map((b) => b.digest) }, (view) =>
-      batch.flatMap((blob) => {
+    // The check, the holds and the deletes in one guarded step (safety rule 2c).
+    await store.guard({ blobs: batch.map((b) => b.digest) }, async (view) => {
+      const doomed = batch.flatMap((blob) => {
         const { digest } = blob;
         const rowGone = dryRun ? planned.has(digest) || !view.blobRowExists(digest) : !view.blobRowExists(digest);
-        if (!rowGone || pins.has(digest)) return [];
+        if (!rowGone || pins.has(digest) || view.pinned(digest)) return [];
         if (!planned.has(digest) && blob.modifiedAt.getTime() >= cutoff) return [];
         return [{ blob, release: dryRun ? () => undefined : pins.holdForDelete(digest) }];
-      }),
-    );
-    await forEachLimited(doomed, DELETES_AT_ONCE, async ({ blob, release }) => {
-      try {
-        if (!dryRun) await blobs.delete(blob.digest);
-        report.deleted.blobs++;
-        report.bytesFreed.blobs += blob.size;
-        items.add('blobs', blob.digest);
-      } catch (err) {
-        this.fileError(report, `blob ${blob.digest}`, err);
-      } finally {
-        release();
-      }
+      });
+      await forEachLimited(doomed, DELETES_AT_ONCE, async ({ blob, release }) => {
+        try {
+          if (!dryRun) await blobs.delete(blob.digest);
+          report.deleted.blobs++;
+          report.bytesFreed.blobs += blob.size;
+          items.add('blobs', blob.digest);
+        } catch (err) {
+          this.fileError(report, `blob ${blob.digest}`, err);
+        } finally {
+          release();
+        }
+      });
     });
   }
 

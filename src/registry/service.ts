@@ -8,7 +8,7 @@ import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type Manifest } fro
 import { OCI_INDEX, isNonDistributable } from '../oci/media-types.js';
 import { explainInvalidName, isValidRepoName, isValidTag } from '../oci/names.js';
 import type { BlobSource, BlobStore, ByteRange, ManifestRecord, ManifestReference, MetadataStore, Page } from '../store/types.js';
-import { DigestPins } from '../store/pins.js';
+import { DigestPins, type PinStore } from '../store/pins.js';
 import { ManifestCache } from './manifest-cache.js';
 import { RegistryError } from './errors.js';
 
@@ -36,12 +36,11 @@ export class RegistryService {
   private readonly manifestCache = new ManifestCache(64 * 1024 * 1024);
   private readonly listeners: ManifestListener[] = [];
   private readonly pullListeners: ((repo: string, tag: string) => void)[] = [];
-  /** Digests being made visible right now; the garbage collector leaves them alone (src/gc/collector.ts). */
-  readonly pins = new DigestPins();
-
   constructor(
     readonly blobs: BlobStore,
     readonly meta: MetadataStore,
+    /** Digests being made visible right now; the garbage collector leaves them alone (src/gc/collector.ts). */
+    readonly pins: PinStore = new DigestPins(),
   ) {}
 
   onManifestPushed(listener: ManifestListener): void {

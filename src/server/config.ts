@@ -9,6 +9,10 @@ export interface ServerConfig {
   host: string;
   port: number;
   dataDir: string;
+  /** `postgres://…` (KILN_DATABASE_URL, --database-url): metadata in PostgreSQL, shared by several processes; unset: SQLite in the data dir. */
+  databaseUrl?: string;
+  /** Connections of the PostgreSQL pool (KILN_DATABASE_POOL). */
+  databasePool: number;
   logLevel: string;
   /** fsync blobs before acknowledging them. */
   durable: boolean;
@@ -29,6 +33,7 @@ export interface ServerConfig {
 export interface ConfigFlags {
   listen?: string;
   dataDir?: string;
+  databaseUrl?: string;
   logLevel?: string;
   insecureNoAuth?: boolean;
 }
@@ -41,6 +46,8 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     host,
     port,
     dataDir: flags.dataDir ?? env.KILN_DATA_DIR ?? './kiln-data',
+    databaseUrl: databaseUrlFrom(flags.databaseUrl, env),
+    databasePool: positiveNumber(env.KILN_DATABASE_POOL, 20, 'KILN_DATABASE_POOL'),
     logLevel: flags.logLevel ?? env.KILN_LOG_LEVEL ?? 'info',
     durable: env.KILN_FSYNC !== 'false',
     platforms: (env.KILN_PLATFORMS ?? 'linux/amd64').split(',').map((p) => p.trim()).filter(Boolean),
@@ -51,6 +58,16 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     s3: loadS3Config(env),
     builds: loadBuildsConfig(env),
   };
+}
+
+/** The database URL from the flag or KILN_DATABASE_URL; only PostgreSQL URLs are understood. */
+export function databaseUrlFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const url = flag ?? env.KILN_DATABASE_URL;
+  if (url === undefined || url === '') return undefined;
+  if (!/^postgres(ql)?:\/\//.test(url)) {
+    throw new Error('--database-url / KILN_DATABASE_URL must be a postgres:// (or postgresql://) URL; leave it unset for SQLite in the data directory');
+  }
+  return url;
 }
 
 /** `host:port`, `[v6]:port` or `:port` (all interfaces). */
