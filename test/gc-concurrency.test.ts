@@ -106,7 +106,7 @@ describe('GC concurrent with pushes sharing layers', () => {
     await server.close();
     const offline = await openOffline(dataDir, 'test fsck', await testDatabaseUrl(dataDir));
     try {
-      const report = await fsck({ dirs: offline.stores.dirs, store: offline.stores.gc });
+      const report = await fsck({ dirs: offline.stores.dirs, store: offline.stores.gc, blobs: offline.stores.blobs });
       assert.deepEqual(report.problems, []);
     } finally {
       await offline.close();

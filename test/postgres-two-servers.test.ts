@@ -169,7 +169,7 @@ describe('two kiln serve processes on one PostgreSQL', () => {
 
     const offline = await openOffline(dataDir, 'test fsck', url);
     try {
-      const report = await fsck({ dirs: offline.stores.dirs, store: offline.stores.gc, quarantine: false });
+      const report = await fsck({ dirs: offline.stores.dirs, store: offline.stores.gc, blobs: offline.stores.blobs, quarantine: false });
       assert.deepEqual(report.problems.filter((p) => p.severity === 'error'), []);
     } finally {
       await offline.close();

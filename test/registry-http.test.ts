@@ -471,8 +471,7 @@ describe('uploads', () => {
       assert.equal(removed, 2);
       await expectError(await fetch(stale.location), { status: 404, code: 'BLOB_UPLOAD_UNKNOWN' });
       assert.equal((await fetch(fresh.location)).status, 204);
-      // A session that has not received a byte has no file yet.
-      assert.deepEqual(await readdir(path.join(own.dataDir, 'uploads')), []);
+      assert.deepEqual(await readdir(path.join(own.dataDir, 'uploads')), [fresh.uuid]);
     } finally {
       await own.close();
     }

@@ -85,9 +85,14 @@ export const startDistribution: Launcher = async (label, dataDir, port) => {
   const log = openSync(logFile, 'a');
   const child = spawnTracked('docker-registry', ['serve', config], log, log);
   closeSync(log); // the child has its own copy
-  await waitForV2(host, child, () => readFileSync(logFile, 'utf8').slice(-2000));
-  return server(label, host, child, dataDir);
+  return distributionServer(label, host, child, dataDir, () => readFileSync(logFile, 'utf8').slice(-2000));
 };
+
+/** A started docker-registry, once it answers `GET /v2/`. */
+export async function distributionServer(label: string, host: string, child: ChildProcess, dataDir: string, logTail: () => string): Promise<Server> {
+  await waitForV2(host, child, logTail);
+  return server(label, host, child, dataDir);
+}
 
 /** Where distribution keeps its content; deleting this empties the registry (BASELINES wipes `data/docker`). */
 export function distributionStorage(dataDir: string): string {
@@ -100,6 +105,12 @@ export function kilnIsBuilt(): boolean {
 
 /** `kiln serve`, ready when it prints its URL and answers `GET /v2/`. */
 export const startKiln: Launcher = (label, dataDir, port) => launchKiln(label, dataDir, port, {});
+
+/** `kiln serve` with extra environment (e.g. the KILN_S3_* settings). */
+export const kilnLauncher =
+  (env: Record<string, string>): Launcher =>
+  (label, dataDir, port) =>
+    launchKiln(label, dataDir, port, env);
 
 /** `kiln serve` on PostgreSQL: each start gets a database of its own from `database`, as each start gets an empty data dir. */
 export function kilnOnPostgres(database: () => Promise<string>): Launcher {

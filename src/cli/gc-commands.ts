@@ -15,6 +15,7 @@ import { formatBytes } from '../util/format-bytes.js';
 import { openOffline } from '../gc/offline.js';
 import { databaseUrlFrom } from '../server/config.js';
 import { DataDirInUseError } from '../store/dir-lock.js';
+import { loadS3Config } from '../store/s3/config.js';
 import { clientFromEnv } from './api-client.js';
 
 interface GcOptions {
@@ -71,12 +72,17 @@ export function registerGcCommands(program: Command): void {
     .option('--data-dir <dir>', 'data directory (env KILN_DATA_DIR, default ./kiln-data)')
     .option('--database-url <url>', 'the PostgreSQL database of the deployment (env KILN_DATABASE_URL)')
     .option('--no-quarantine', 'only report corrupt blobs, do not move them aside')
+    .option('--deep', 're-hash every blob (the default on the data directory; on S3 the default lists every object and checks its size)')
+    .option('--no-deep', 'only list blobs and check their sizes')
     .option('--json', 'print the report as JSON')
-    .action(async (opts: { dataDir?: string; databaseUrl?: string; quarantine: boolean; json?: boolean }) => {
+    .action(async (opts: { dataDir?: string; databaseUrl?: string; quarantine: boolean; deep?: boolean; json?: boolean }) => {
       const dataDir = opts.dataDir ?? process.env.KILN_DATA_DIR ?? './kiln-data';
       const opened = await openOffline(dataDir, 'kiln fsck', databaseUrlFrom(opts.databaseUrl));
       try {
-        const report = await fsck({ dirs: opened.stores.dirs, store: opened.stores.gc, quarantine: opts.quarantine });
+        // Reading every object back from S3 costs a full download: only when asked.
+        const deep = opts.deep ?? loadS3Config(process.env) === null;
+        const { dirs, gc: store, blobs } = opened.stores;
+        const report = await fsck({ dirs, store, blobs, deep, quarantine: opts.quarantine });
         process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatFsckReport(report));
         if (!report.ok) process.exitCode = 1;
       } finally {

@@ -45,21 +45,27 @@
 //       in digest_pins, inserted under `reach` shared, with a lease (a pin of
 //       a process that died expires); the snapshot and each guarded sweep
 //       step read them.
-//    c. Files go only after their rows: the row deletion commits first, then
-//       files are unlinked in guarded steps (GcStore.guard): the check that a
-//       file's row is still absent and its digest unpinned, and the unlink,
-//       happen with no writer able to commit in between (SQLite: one tick of
-//       the JS thread; PostgreSQL: `reach` held exclusive while the answers
-//       are read and the files removed). A blob uploaded again after its row
-//       was deleted therefore either pinned the digest (so the unlink is
-//       skipped) or pins it after the unlink and writes the file anew: a
-//       stale delete never removes a fresh file.
+//    c. Bytes go only after their rows: the row deletion commits first, then
+//       stored blobs are deleted through the blob store in guarded steps
+//       (GcStore.guard): the check that a blob's row is still absent and its
+//       digest unpinned, and the delete, happen with no writer able to commit
+//       in between (PostgreSQL: `reach` held exclusive until the step's
+//       deletes have returned). An object-store delete is a round trip, so
+//       within the process the step also holds each doomed digest
+//       (PinStore.holdForDelete) from the check until its delete returns, and
+//       a pin of it waits for that (SQLite: the guard is one tick of the JS
+//       thread, the hold covers the awaits). A blob uploaded again after its
+//       row was deleted therefore either pinned the digest (so the delete is
+//       skipped) or pins it after the delete and writes the bytes anew: a
+//       stale delete never removes fresh bytes. A crash between the row
+//       deletion and the byte deletion leaves bytes without a row: an orphan
+//       the next run deletes once it is older than the grace period.
 //    d. Disks: an image directory is renamed into tmp/ in a guarded step with
 //       the check that no image record or pending bake wants it, and removed
 //       there, so a bake that writes the digest again later is untouched.
 //       Temporary bake directories are left alone while their bake is pending.
-//    e. Upload files without a session are removed only when older than the
-//       grace period and, online, at least a minute (a session's file exists
+//    e. Upload data without a session is removed only when older than the
+//       grace period and, online, at least a minute (a session's data exists
 //       a moment before its row; manifest bytes are staged in uploads/ too).
 // 3. One run at a time (GcStore.runExclusive): per process the runs queue
 //    behind each other; on PostgreSQL the advisory lock `gcRun` also keeps
@@ -70,14 +76,14 @@
 // processes share the database and the data directory, and an offline
 // `kiln gc` is one more collector beside the servers.
 import { randomUUID } from 'node:crypto';
-import { lstatSync, readdirSync, renameSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, renameSync, type Stats } from 'node:fs';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { DataDir } from '../store/data-dir.js';
 import type { PinStore } from '../store/pins.js';
 import type { GcStore } from '../store/gc-store.js';
-import type { BlobStore } from '../store/types.js';
+import type { BlobStore, StoredBlob, StoredUpload } from '../store/types.js';
 import type { GcConfig } from './config.js';
 import { deletionOf, planCollection, type GcPlan } from './mark.js';
 import type { GcMetrics } from './metrics.js';
@@ -88,6 +94,8 @@ const ONLINE_UPLOAD_FLOOR_MS = 60_000;
 const REPORT_ITEMS = 1000;
 /** Files handled per turn of the event loop during the sweep. */
 const BATCH = 256;
+/** Blob deletes in flight at once (an object store answers each in a round trip). */
+const DELETES_AT_ONCE = 16;
 
 export type GcTrigger = 'interval' | 'api' | 'cli' | 'test';
 
@@ -267,65 +275,46 @@ export class GarbageCollector {
     return report;
   }
 
-  /** Blob files whose row is gone (deleted now, or never written and older than the grace period). */
+  /** Stored blobs whose row is gone (deleted now, or never written and older than the grace period). */
   private async sweepBlobs(plan: GcPlan, dryRun: boolean, cutoff: number, report: GcReport, items: ItemLists): Promise<void> {
-    const { dirs } = this.deps;
     const planned = new Set(plan.blobs.map((b) => b.digest));
-    // Directory listings are synchronous (async readdir waits behind upload I/O
-    // in libuv's thread pool and made a collection under load take seconds);
-    // files are checked and removed in guarded batches, between which requests run.
-    let batch: { digest: string; file: string }[] = [];
-    for (const algorithm of readdirSyncOrEmpty(dirs.blobsRoot)) {
-      for (const fan of readdirSyncOrEmpty(path.join(dirs.blobsRoot, algorithm))) {
-        for (const hex of readdirSyncOrEmpty(path.join(dirs.blobsRoot, algorithm, fan))) {
-          const digest = `${algorithm}:${hex}`;
-          let file: string;
-          try {
-            file = dirs.blobPath(digest);
-          } catch {
-            continue; // not a blob name; fsck reports it
-          }
-          if (path.basename(path.dirname(file)) !== fan) continue;
-          batch.push({ digest, file });
-          if (batch.length >= BATCH) {
-            await this.sweepBlobBatch(batch, planned, dryRun, cutoff, report, items);
-            batch = [];
-            await yieldToLoop();
-          }
-        }
+    // Checked in guarded batches and deleted between them, while requests run.
+    let batch: StoredBlob[] = [];
+    for await (const blob of this.deps.blobs.list()) {
+      batch.push(blob);
+      if (batch.length >= BATCH) {
+        await this.sweepBlobBatch(batch, planned, dryRun, cutoff, report, items);
+        batch = [];
         await yieldToLoop();
       }
     }
     await this.sweepBlobBatch(batch, planned, dryRun, cutoff, report, items);
   }
 
-  private async sweepBlobBatch(
-    batch: { digest: string; file: string }[],
-    planned: Set<string>,
-    dryRun: boolean,
-    cutoff: number,
-    report: GcReport,
-    items: ItemLists,
-  ): Promise<void> {
+  private async sweepBlobBatch(batch: StoredBlob[], planned: Set<string>, dryRun: boolean, cutoff: number, report: GcReport, items: ItemLists): Promise<void> {
     if (batch.length === 0) return;
-    const { store, pins } = this.deps;
-    // Check and unlink under the store's guard (safety rule 2c).
-    await store.guard({ blobs: batch.map((b) => b.digest) }, (view) => {
-      for (const { digest, file } of batch) {
+    const { store, pins, blobs } = this.deps;
+    // The check, the holds and the deletes in one guarded step (safety rule 2c).
+    await store.guard({ blobs: batch.map((b) => b.digest) }, async (view) => {
+      const doomed = batch.flatMap((blob) => {
+        const { digest } = blob;
+        const rowGone = dryRun ? planned.has(digest) || !view.blobRowExists(digest) : !view.blobRowExists(digest);
+        if (!rowGone || pins.has(digest) || view.pinned(digest)) return [];
+        if (!planned.has(digest) && blob.modifiedAt.getTime() >= cutoff) return [];
+        return [{ blob, release: dryRun ? () => undefined : pins.holdForDelete(digest) }];
+      });
+      await forEachLimited(doomed, DELETES_AT_ONCE, async ({ blob, release }) => {
         try {
-          const rowGone = dryRun ? planned.has(digest) || !view.blobRowExists(digest) : !view.blobRowExists(digest);
-          if (!rowGone || pins.has(digest) || view.pinned(digest)) continue;
-          const st = statOrNull(file);
-          if (!st?.isFile()) continue;
-          if (!planned.has(digest) && st.mtimeMs >= cutoff) continue;
-          if (!dryRun) unlinkSync(file);
+          if (!dryRun) await blobs.delete(blob.digest);
           report.deleted.blobs++;
-          report.bytesFreed.blobs += st.size;
-          items.add('blobs', digest);
+          report.bytesFreed.blobs += blob.size;
+          items.add('blobs', blob.digest);
         } catch (err) {
-          this.fileError(report, file, err);
+          this.fileError(report, `blob ${blob.digest}`, err);
+        } finally {
+          release();
         }
-      }
+      });
     });
   }
 
@@ -372,45 +361,41 @@ export class GarbageCollector {
     }
   }
 
-  /** Upload sessions idle past the upload TTL, and upload files without a session. */
+  /** Upload sessions idle past the upload TTL, and stored upload data without a session. */
   private async sweepUploads(dryRun: boolean, cutoff: number, report: GcReport, items: ItemLists): Promise<void> {
-    const { dirs, store, blobs, config } = this.deps;
+    const { store, blobs, config } = this.deps;
     for (const session of await store.uploadsIdleSince(this.clock() - config.uploadTtlMs)) {
-      const st = statOrNull(dirs.uploadPath(session.id));
+      const size = await blobs.uploadSize(session.id).catch(() => null);
       if (!dryRun) {
         try {
           await blobs.abortUpload(session.id);
           await store.deleteUpload(session.id);
         } catch (err) {
-          this.fileError(report, dirs.uploadPath(session.id), err);
+          this.fileError(report, `upload ${session.id}`, err);
           continue;
         }
       }
       report.deleted.uploads++;
-      report.bytesFreed.uploads += st?.size ?? 0;
+      report.bytesFreed.uploads += size ?? 0;
       items.add('uploads', `${session.repo} ${session.id} (idle session)`);
     }
     const orphanCutoff = Math.min(cutoff, this.deps.online ? this.clock() - ONLINE_UPLOAD_FLOOR_MS : cutoff);
-    const names = readdirSyncOrEmpty(dirs.uploadsRoot);
-    for (let i = 0; i < names.length; i += BATCH) {
-      const batch = names.slice(i, i + BATCH);
-      // Under the store's guard: the session row is absent and the file is old.
-      await store.guard({ uploads: batch }, (view) => {
-        for (const name of batch) {
-          const file = path.join(dirs.uploadsRoot, name);
-          try {
-            if (view.uploadSessionExists(name)) continue;
-            const st = lstatOrNull(file);
-            if (!st?.isFile() || st.mtimeMs >= orphanCutoff) continue;
-            if (!dryRun) unlinkSync(file);
-            report.deleted.uploads++;
-            report.bytesFreed.uploads += st.size;
-            items.add('uploads', `${name} (no session)`);
-          } catch (err) {
-            this.fileError(report, file, err);
-          }
+    const stored: StoredUpload[] = [];
+    for await (const upload of blobs.listUploads()) if (upload.modifiedAt.getTime() < orphanCutoff) stored.push(upload);
+    for (let i = 0; i < stored.length; i += BATCH) {
+      const batch = stored.slice(i, i + BATCH);
+      // Under the store's guard: the session row is absent (the data is old, so no session is about to be written for it).
+      const orphans = await store.guard({ uploads: batch.map((u) => u.id) }, (view) => batch.filter((u) => !view.uploadSessionExists(u.id)));
+      for (const upload of orphans) {
+        try {
+          if (!dryRun) await blobs.abortUpload(upload.id);
+          report.deleted.uploads++;
+          report.bytesFreed.uploads += upload.size;
+          items.add('uploads', `${upload.id} (no session)`);
+        } catch (err) {
+          this.fileError(report, `upload ${upload.id}`, err);
         }
-      });
+      }
     }
   }
 
@@ -469,15 +454,6 @@ function emptyReport(dryRun: boolean, trigger: GcTrigger, startedAt: number, gra
   };
 }
 
-function statOrNull(file: string): Stats | null {
-  try {
-    return statSync(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-}
-
 function lstatOrNull(file: string): Stats | null {
   try {
     return lstatSync(file);
@@ -494,6 +470,14 @@ function readdirSyncOrEmpty(dir: string): string[] {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
     throw err;
   }
+}
+
+async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 async function readdirOrEmpty(dir: string): Promise<string[]> {

@@ -3,6 +3,7 @@
 // works on it meanwhile; on PostgreSQL servers may run, and the collector
 // coordinates with them through the database like any other replica.
 import { openStores, type Stores } from '../store/open.js';
+import { loadS3Config } from '../store/s3/config.js';
 import { GarbageCollector } from './collector.js';
 import type { GcConfig } from './config.js';
 
@@ -12,8 +13,8 @@ export interface OfflineDataDir {
   close(): Promise<void>;
 }
 
-export async function openOffline(root: string, owner: string, databaseUrl?: string): Promise<OfflineDataDir> {
-  const stores = await openStores({ dataDir: root, databaseUrl, owner });
+export async function openOffline(root: string, owner: string, databaseUrl?: string, env: NodeJS.ProcessEnv = process.env): Promise<OfflineDataDir> {
+  const stores = await openStores({ dataDir: root, databaseUrl, owner, s3: loadS3Config(env) });
   return {
     stores,
     collector: (config) => new GarbageCollector({ dirs: stores.dirs, store: stores.gc, blobs: stores.blobs, pins: stores.pins, config, online: stores.shared }),

@@ -102,6 +102,11 @@ export class RegistryService {
     return source;
   }
 
+  /** A short-lived URL the client can fetch the blob from directly (an object store's presigned GET), or null: Kiln serves it. */
+  async blobRedirect(digest: string): Promise<string | null> {
+    return this.blobs.redirectUrl(digest);
+  }
+
   async deleteBlob(repo: string, digest: string): Promise<void> {
     parseDigest(digest);
     if (!(await this.meta.unlinkBlob(repo, digest))) throw blobUnknown(repo, digest);
@@ -149,7 +154,9 @@ export class RegistryService {
 
   async uploadSize(repo: string, id: string): Promise<number> {
     await this.requireUpload(repo, id);
-    return this.blobs.uploadSize(id);
+    const size = await this.blobs.uploadSize(id);
+    if (size === null) throw uploadUnknown(id);
+    return size;
   }
 
   async appendUpload(repo: string, id: string, body: Readable, offset?: number, length?: number): Promise<number> {
@@ -170,12 +177,14 @@ export class RegistryService {
     const session = await this.requireUpload(repo, id);
     // Until the last chunk is in, a refusal of it may leave the session for the client to resume.
     let keepSession = true;
+    let committed = false;
     try {
       if (body) await this.withUploadSlot(session.owner, () => this.blobs.appendUpload(id, body, { expectedOffset: offset, expectedLength: length }));
       keepSession = false;
       const release = await this.pins.pin(digest.digest);
       try {
         const blob = await this.blobs.commitUpload(id, digest);
+        committed = true;
         await this.meta.linkBlob(repo, blob.digest, blob.size);
         return blob.size;
       } finally {
@@ -185,7 +194,9 @@ export class RegistryService {
       if (!leavesSessionOpen(err)) keepSession = false;
       throw err;
     } finally {
-      if (!keepSession) await this.dropUpload(id);
+      // A commit removed the stored session itself; only its row is left.
+      if (committed) await this.meta.deleteUpload(id);
+      else if (!keepSession) await this.dropUpload(id);
     }
   }
 
@@ -197,8 +208,9 @@ export class RegistryService {
     const id = await this.startUpload(repo, owner);
     try {
       return await this.finishUpload(repo, id, digest, body, length);
-    } finally {
+    } catch (err) {
       await this.dropUpload(id);
+      throw err;
     }
   }
 

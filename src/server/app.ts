@@ -65,6 +65,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     databaseUrl: config.databaseUrl,
     poolSize: config.databasePool,
     durable: config.durable,
+    s3: config.s3,
     owner: 'kiln serve',
     onError: (err) => logDatabaseError(err),
   });

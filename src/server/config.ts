@@ -4,6 +4,7 @@ import { decideAuthMode, type AuthMode } from '../auth/mode.js';
 import { loadBuildsConfig, type BuildsConfig } from '../builds/config.js';
 import { loadGcConfig, type GcConfig } from '../gc/config.js';
 import { loadLimits, type Limits } from './limits.js';
+import { loadS3Config, type S3Config } from '../store/s3/config.js';
 
 export interface ServerConfig {
   host: string;
@@ -24,6 +25,8 @@ export interface ServerConfig {
   authKeyFile?: string;
   /** Garbage collection: KILN_GC_GRACE, KILN_GC_INTERVAL, KILN_CACHE_MAX_AGE, KILN_CACHE_KEEP_GLOBAL. */
   gc: GcConfig;
+  /** S3 for every byte Kiln keeps (KILN_S3_BUCKET, …; src/store/s3/config.ts); null: the data directory. */
+  s3: S3Config | null;
   /** Builds: KILN_MAX_CONCURRENT_BUILDS, KILN_REGISTRY_HOST, KILN_REGISTRY_INSECURE, KILN_BUILDER, … (src/builds/config.ts). */
   builds: BuildsConfig;
   /** Timeouts, rates and quotas that protect the server (src/server/limits.ts). */
@@ -55,6 +58,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     authMode: decideAuthMode({ setting: env.KILN_AUTH, host, insecureNoAuth: flags.insecureNoAuth ?? false }),
     authKeyFile: env.KILN_AUTH_KEY_FILE || undefined,
     gc: loadGcConfig(env),
+    s3: loadS3Config(env),
     builds: loadBuildsConfig(env),
     limits: loadLimits(env),
   };

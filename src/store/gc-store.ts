@@ -122,7 +122,10 @@ export interface GcStore {
   /**
    * Runs `fn` with point checks about `subjects` that no writer can falsify
    * until `fn` returns, so `fn` may remove a file in the same step as the
-   * check that nothing wants it. `fn` must not await.
+   * check that nothing wants it. `fn` reads the view before its first await;
+   * when it returns a promise (object-store deletes), a backend that keeps
+   * other processes' writers out (PostgreSQL) does so until it settles, and
+   * within the process the collector's holds (PinStore.holdForDelete) do.
    */
   guard<T>(subjects: GcSubjects, fn: (view: GcPointView) => T): Promise<T>;
 

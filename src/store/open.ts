@@ -7,6 +7,9 @@ import { DataDir } from './data-dir.js';
 import { lockDataDir } from './dir-lock.js';
 import { NotADataDirError } from './errors.js';
 import { FsBlobStore } from './fs/blob-store.js';
+import { createS3Client } from './s3/client.js';
+import type { S3Config } from './s3/config.js';
+import { S3BlobStore } from './s3/s3-blob-store.js';
 import { BuildFiles } from './fs/build-files.js';
 import type { GcStore } from './gc-store.js';
 import type { ImageStore } from './image-store.js';
@@ -39,6 +42,8 @@ export interface StoreConfig {
   poolSize?: number;
   /** fsync blobs before acknowledging them (default true). */
   durable?: boolean;
+  /** Keep the bytes in this S3 bucket instead of the data directory (KILN_S3_*; store/s3/config.ts). */
+  s3?: S3Config | null;
   /** Where background database errors go (a dropped idle connection). */
   onError?: (err: unknown) => void;
   /** Who holds the data directory while the stores are open, for the lock's error message (`kiln serve`, `kiln gc`). */
@@ -89,7 +94,7 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
     // Bake jobs, image records and builds stay in SQLite on both backends until their stores move.
     const db = openSqlite(dirs.database, { durable: config.durable });
     opened.push({ close: () => void db.close() });
-    const blobs = new FsBlobStore(dirs, { durable: config.durable });
+    const blobs = config.s3 ? new S3BlobStore(createS3Client(config.s3), config.s3) : new FsBlobStore(dirs, { durable: config.durable });
     await blobs.init();
     const local = {
       jobs: new SqliteJobStore(db),

@@ -19,7 +19,7 @@ export class PostgresPins implements PinStore {
   ) {}
 
   async pin(digest: string): Promise<ReleasePin> {
-    const releaseLocal = this.local.pin(digest);
+    const releaseLocal = await this.local.pin(digest);
     let id: number;
     try {
       const { rows } = await this.pool.query<{ id: number }>(
@@ -43,5 +43,14 @@ export class PostgresPins implements PinStore {
 
   has(digest: string): boolean {
     return this.local.has(digest);
+  }
+
+  /**
+   * In this process only: the collector deletes bytes inside a guarded step,
+   * which holds `reach` exclusive until the deletes have returned, so other
+   * processes' pins (taken under `reach` shared) wait for them anyway.
+   */
+  holdForDelete(digest: string): ReleasePin {
+    return this.local.holdForDelete(digest);
   }
 }
