@@ -47,7 +47,7 @@ export class TokenAuthorizer implements Authorizer {
     }
 
     const repo = request.repo;
-    const permitted = allowedActions(credential.principal, repo, this.tokens.ownerOfBuild);
+    const permitted = allowedActions(credential.principal, repo, this.tokens.policy);
     const forbidden = request.actions.filter((action) => !permitted.includes(action));
     if (forbidden.length > 0) {
       throw new AuthError(403, 'DENIED', `${describeCaller(credential)} may not ${forbidden.join(' or ')} ${repo}`);
@@ -68,7 +68,7 @@ export class TokenAuthorizer implements Authorizer {
   // The catalog needs `registry:catalog:*` on access tokens, as in distribution: a
   // token fetched for some repository would otherwise list only that one, silently.
   private checkCatalog(credential: Credential, challenge: (error?: string) => string): void {
-    if (grantAccess(credential.principal, [CATALOG_SCOPE], this.tokens.ownerOfBuild).length === 0) {
+    if (grantAccess(credential.principal, [CATALOG_SCOPE], this.tokens.policy).length === 0) {
       throw new AuthError(403, 'DENIED', `${describeCaller(credential)} may not list the catalog`);
     }
     const access = credential.access;
@@ -85,7 +85,7 @@ export class TokenAuthorizer implements Authorizer {
   // Listing is cut to the policy, and for access tokens to what they carry
   // unless they were granted the catalog as such.
   private canPull(credential: Credential, repo: string): boolean {
-    if (!allowedActions(credential.principal, repo, this.tokens.ownerOfBuild).includes('pull')) return false;
+    if (!allowedActions(credential.principal, repo, this.tokens.policy).includes('pull')) return false;
     const access = credential.access;
     return access === null || accessAllows(access, 'registry', 'catalog', '*') || accessAllows(access, 'repository', repo, 'pull');
   }

@@ -80,6 +80,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     keyFile: config.authKeyFile,
     keys: new SqliteApiKeyStore(db),
     ownerOfBuild: options.ownerOfBuild ?? buildStore.ownerOf,
+    publicRepos: config.publicRepos,
   });
   const { authorizer } = auth;
 
