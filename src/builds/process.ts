@@ -1,6 +1,5 @@
 // Running builder commands: output as lines, cancellation that takes down the
-// whole process tree (buildah forks chroot helpers, buildctl-daemonless.sh forks
-// buildkitd), and nothing left running once the command is over.
+// whole process group, and nothing left running once the command is over.
 import { execFile, spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';

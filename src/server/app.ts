@@ -79,7 +79,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     defaultKeyFile: dirs.authKeyFile,
     keyFile: config.authKeyFile,
     keys: new SqliteApiKeyStore(db),
-    ownerOfBuild: options.ownerOfBuild ?? buildStore.ownerOf,
+    ownerOfBuild: options.ownerOfBuild ?? buildStore.ownerOfNow,
     publicRepos: config.publicRepos,
   });
   const { authorizer } = auth;
@@ -123,7 +123,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     return found === null ? null : images.view(found.record);
   };
   const builds = await createBuildService({ config: config.builds, store: buildStore, dirs, registry, diskOf, auth, log });
-  registerBuildRoutes(app, builds, authorizer, { maxSourceBytes: config.builds.maxSourceBytes });
+  registerBuildRoutes(app, builds, authorizer, { maxSourceBytes: config.builds.maxSourceBytes, heartbeatMs: config.builds.sseHeartbeatMs });
 
   // ---- garbage collection (src/gc) ----
   const gcStore = new SqliteGcStore(db);

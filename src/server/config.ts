@@ -22,7 +22,7 @@ export interface ServerConfig {
   publicRepos: PublicRepos;
   /** Garbage collection: KILN_GC_GRACE, KILN_GC_INTERVAL, KILN_CACHE_MAX_AGE, KILN_CACHE_KEEP_GLOBAL. */
   gc: GcConfig;
-  /** Builds: KILN_MAX_CONCURRENT_BUILDS, KILN_REGISTRY_HOST, KILN_REGISTRY_INSECURE, KILN_BUILDER, … (src/builds/config.ts). */
+  /** Builds: KILN_MAX_CONCURRENT_BUILDS, KILN_REGISTRY_HOST, KILN_REGISTRY_INSECURE, KILN_BUILDKIT_DIR, … (src/builds/config.ts). */
   builds: BuildsConfig;
 }
 

@@ -1,86 +1,9 @@
-// Builds: one row per build in the metadata database, and where a build's files
-// live in the data directory (builds/<id>/ holds source.tar.gz, build.log,
-// result.json). The queue order is the insertion order (`seq`).
-import { readdir } from 'node:fs/promises';
-import path from 'node:path';
-import type { DataDir } from './data-dir.js';
+// Builds in SQLite: one row per build, the fields the queries filter on as
+// columns (status, owner, end time, whether the files are kept), the rest as
+// JSON. Listings are paged in the database by owner (tenant, seq) and status.
+import type { BuildListQuery, BuildPatch, BuildRecord, BuildStatus, BuildStore, NewBuild } from './build-store.js';
+import { TERMINAL_BUILD_STATUSES } from './build-store.js';
 import type { SqliteDatabase } from './sqlite-db.js';
-
-export type BuildStatus = 'queued' | 'building' | 'pushing' | 'baking' | 'ready' | 'failed' | 'cancelled';
-
-export const TERMINAL_BUILD_STATUSES: readonly BuildStatus[] = ['ready', 'failed', 'cancelled'];
-
-export interface BuildCacheUse {
-  totalSteps: number;
-  cachedSteps: number;
-}
-
-/** A base image the build took from this registry: kept alive while the build runs. */
-export interface BuildBaseImage {
-  ref: string;
-  repo: string;
-  digest: string;
-}
-
-export interface BuildRecord {
-  id: string;
-  /** Position in submission order; the queue is FIFO on it. */
-  seq: number;
-  status: BuildStatus;
-  /** The tenant the build runs for, who owns `builds/<id>`; null for admin builds of a caller without one. */
-  tenant: string | null;
-  /** Subject of the credential that submitted it. */
-  requestedBy: string;
-  /** An admin build fills the global cache instead of a tenant's. */
-  admin: boolean;
-  globalKey: string | null;
-  buildArgs: Record<string, string>;
-  platform: string | null;
-  timeoutSeconds: number;
-  /** Dockerfile text sent with the request; null when the source's own is used. */
-  dockerfile: string | null;
-  /** `sha256:` of the source archive exactly as uploaded. */
-  sourceSha256: string;
-  error: string | null;
-  /** `buildah 1.28.2`, once known. */
-  builder: string | null;
-  /** `R/builds/<id>`, once planned. */
-  imageName: string | null;
-  imageDigest: string | null;
-  diskStatus: 'pending' | 'baking' | 'ready' | 'failed' | null;
-  diskSize: number | null;
-  cacheImports: string[];
-  cacheExport: string | null;
-  cacheUse: BuildCacheUse | null;
-  baseImages: BuildBaseImage[];
-  /** The provenance record, as the builds module assembles it. */
-  provenance: unknown;
-  createdAt: number;
-  startedAt: number | null;
-  pushingAt: number | null;
-  bakingAt: number | null;
-  finishedAt: number | null;
-}
-
-export type NewBuild = Pick<
-  BuildRecord,
-  'id' | 'tenant' | 'requestedBy' | 'admin' | 'globalKey' | 'buildArgs' | 'platform' | 'timeoutSeconds' | 'dockerfile' | 'sourceSha256'
->;
-
-export type BuildPatch = Partial<Omit<BuildRecord, 'id' | 'seq' | 'createdAt'>>;
-
-export interface BuildStore {
-  create(build: NewBuild): BuildRecord;
-  get(id: string): BuildRecord | null;
-  /** Newest first. */
-  list(): BuildRecord[];
-  /** Builds in any of `statuses`, oldest first. */
-  withStatus(statuses: readonly BuildStatus[]): BuildRecord[];
-  /** Applies `patch` when the build's status is one of `from` (any status when omitted); null when it was not. */
-  update(id: string, patch: BuildPatch, from?: readonly BuildStatus[]): BuildRecord | null;
-  /** The tenant that owns a build, for the auth policy. */
-  ownerOf(id: string): string | null;
-}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS builds (
@@ -91,7 +14,18 @@ CREATE TABLE IF NOT EXISTS builds (
   created_at INTEGER NOT NULL,
   data TEXT NOT NULL
 );
+`;
+
+// Columns added after the first release: added to older databases in place.
+const ADDED_COLUMNS: Array<[string, string]> = [
+  ['finished_at', 'INTEGER'],
+  ['files_removed_at', 'INTEGER'],
+];
+
+const INDEXES = `
 CREATE INDEX IF NOT EXISTS builds_status ON builds(status, seq);
+CREATE INDEX IF NOT EXISTS builds_tenant ON builds(tenant, seq);
+CREATE INDEX IF NOT EXISTS builds_retention ON builds(finished_at) WHERE files_removed_at IS NULL AND finished_at IS NOT NULL;
 `;
 
 interface Row {
@@ -100,29 +34,40 @@ interface Row {
   status: BuildStatus;
   tenant: string | null;
   created_at: number;
+  finished_at: number | null;
+  files_removed_at: number | null;
   data: string;
 }
 
-type Data = Omit<BuildRecord, 'seq' | 'id' | 'status' | 'tenant' | 'createdAt'>;
+type Data = Omit<BuildRecord, 'seq' | 'id' | 'status' | 'tenant' | 'createdAt' | 'finishedAt' | 'filesRemovedAt'>;
+
+const ENDED = TERMINAL_BUILD_STATUSES.map((s) => `'${s}'`).join(', ');
 
 export class SqliteBuildStore implements BuildStore {
   private readonly s;
 
   constructor(private readonly db: SqliteDatabase) {
     db.exec(SCHEMA);
+    const have = new Set((db.prepare('PRAGMA table_info(builds)').all() as Array<{ name: string }>).map((c) => c.name));
+    for (const [name, type] of ADDED_COLUMNS) if (!have.has(name)) db.exec(`ALTER TABLE builds ADD COLUMN ${name} ${type}`);
+    db.exec(INDEXES);
     this.s = {
       insert: db.prepare('INSERT INTO builds (id, status, tenant, created_at, data) VALUES (?, ?, ?, ?, ?)'),
       get: db.prepare<[string], Row>('SELECT * FROM builds WHERE id = ?'),
-      list: db.prepare<[], Row>('SELECT * FROM builds ORDER BY seq DESC'),
       owner: db.prepare<[string], { tenant: string | null }>('SELECT tenant FROM builds WHERE id = ?'),
-      save: db.prepare('UPDATE builds SET status = ?, tenant = ?, data = ? WHERE id = ?'),
+      save: db.prepare('UPDATE builds SET status = ?, tenant = ?, finished_at = ?, files_removed_at = ?, data = ? WHERE id = ?'),
+      endedBefore: db.prepare<[number, number], Row>(
+        `SELECT * FROM builds WHERE status IN (${ENDED}) AND finished_at IS NOT NULL AND finished_at < ? AND files_removed_at IS NULL ORDER BY finished_at LIMIT ?`,
+      ),
     };
   }
 
-  create(build: NewBuild): BuildRecord {
+  async create(build: NewBuild): Promise<BuildRecord> {
     const { id, tenant, ...rest } = build;
     const data: Data = {
       ...rest,
+      baseRefs: rest.baseRefs.map((r) => ({ ...r })),
+      secretIds: [...rest.secretIds],
       error: null,
       builder: null,
       imageName: null,
@@ -137,22 +82,36 @@ export class SqliteBuildStore implements BuildStore {
       startedAt: null,
       pushingAt: null,
       bakingAt: null,
-      finishedAt: null,
     };
     this.s.insert.run(id, 'queued', tenant, Date.now(), JSON.stringify(data));
-    return this.get(id)!;
+    return this.getSync(id)!;
   }
 
-  get(id: string): BuildRecord | null {
-    const row = this.s.get.get(id);
-    return row ? toRecord(row) : null;
+  async get(id: string): Promise<BuildRecord | null> {
+    return this.getSync(id);
   }
 
-  list(): BuildRecord[] {
-    return this.s.list.all().map(toRecord);
+  async list(query: BuildListQuery): Promise<BuildRecord[]> {
+    const where: string[] = [];
+    const params: Array<string | number> = [];
+    if (query.tenant !== undefined) {
+      where.push('tenant = ?');
+      params.push(query.tenant);
+    }
+    if (query.status !== undefined) {
+      where.push('status = ?');
+      params.push(query.status);
+    }
+    if (query.after !== undefined) {
+      // An unknown id compares with NULL, which matches nothing: an empty page.
+      where.push('seq < (SELECT seq FROM builds WHERE id = ?)');
+      params.push(query.after);
+    }
+    const sql = `SELECT * FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
+    return this.db.prepare<Array<string | number>, Row>(sql).all(...params, Math.max(0, Math.floor(query.limit))).map(toRecord);
   }
 
-  withStatus(statuses: readonly BuildStatus[]): BuildRecord[] {
+  async withStatus(statuses: readonly BuildStatus[]): Promise<BuildRecord[]> {
     if (statuses.length === 0) return [];
     const marks = statuses.map(() => '?').join(', ');
     return this.db
@@ -161,54 +120,52 @@ export class SqliteBuildStore implements BuildStore {
       .map(toRecord);
   }
 
-  update(id: string, patch: BuildPatch, from?: readonly BuildStatus[]): BuildRecord | null {
+  async update(id: string, patch: BuildPatch, from?: readonly BuildStatus[]): Promise<BuildRecord | null> {
     return this.db.transaction(() => {
-      const current = this.get(id);
+      const current = this.getSync(id);
       if (current === null || (from !== undefined && !from.includes(current.status))) return null;
       const next: BuildRecord = { ...current, ...patch };
-      const { seq: _seq, id: _id, status, tenant, createdAt: _createdAt, ...data } = next;
-      this.s.save.run(status, tenant, JSON.stringify(data satisfies Data), id);
+      const { seq: _seq, id: _id, status, tenant, createdAt: _createdAt, finishedAt, filesRemovedAt, ...data } = next;
+      this.s.save.run(status, tenant, finishedAt, filesRemovedAt, JSON.stringify(data satisfies Data), id);
       return next;
     })();
   }
 
-  ownerOf = (id: string): string | null => this.s.owner.get(id)?.tenant ?? null;
+  async ownerOf(id: string): Promise<string | null> {
+    return this.ownerOfNow(id);
+  }
+
+  /**
+   * The same answer without waiting, for the auth policy (whose owner lookup
+   * is synchronous): SQLite answers in-process. A backend over the network
+   * cannot offer this; see the README on running several API processes.
+   */
+  ownerOfNow = (id: string): string | null => this.s.owner.get(id)?.tenant ?? null;
+
+  async endedBefore(cutoff: number, limit: number): Promise<BuildRecord[]> {
+    return this.s.endedBefore.all(cutoff, limit).map(toRecord);
+  }
+
+  private getSync(id: string): BuildRecord | null {
+    const row = this.s.get.get(id);
+    return row ? toRecord(row) : null;
+  }
 }
 
 function toRecord(row: Row): BuildRecord {
-  const data = JSON.parse(row.data) as Data;
-  return { ...data, seq: row.seq, id: row.id, status: row.status, tenant: row.tenant, createdAt: row.created_at };
-}
-
-/** Where a build's files live: `builds/<id>/{source.tar.gz, build.log, result.json}`. */
-export class BuildFiles {
-  constructor(private readonly dirs: DataDir) {}
-
-  dir(id: string): string {
-    return this.dirs.buildDir(id);
-  }
-  /** The ids that have a directory. */
-  async ids(): Promise<string[]> {
-    const entries = await readdir(this.dirs.buildsRoot, { withFileTypes: true }).catch(() => []);
-    return entries.filter((e) => e.isDirectory()).map((e) => e.name);
-  }
-  /** The uploaded source, gzip-compressed. */
-  source(id: string): string {
-    return path.join(this.dir(id), 'source.tar.gz');
-  }
-  /** The source while it is being received. */
-  partialSource(id: string): string {
-    return path.join(this.dir(id), 'source.upload');
-  }
-  log(id: string): string {
-    return path.join(this.dir(id), 'build.log');
-  }
-  /** The build's final record, written when it ends. */
-  result(id: string): string {
-    return path.join(this.dir(id), 'result.json');
-  }
-  /** The FROM repos the submitter was checked to be allowed to pull. */
-  pullRepos(id: string): string {
-    return path.join(this.dir(id), 'pull-repos.json');
-  }
+  // Rows written before these fields existed lack them; finishedAt was kept in the JSON then.
+  const data = JSON.parse(row.data) as Omit<Data, 'baseRefs' | 'secretIds'> & Partial<Pick<Data, 'baseRefs' | 'secretIds'>> & { finishedAt?: number | null };
+  const { finishedAt: legacyFinishedAt, baseRefs, secretIds, ...rest } = data;
+  return {
+    ...rest,
+    baseRefs: baseRefs ?? [],
+    secretIds: secretIds ?? [],
+    seq: row.seq,
+    id: row.id,
+    status: row.status,
+    tenant: row.tenant,
+    createdAt: row.created_at,
+    finishedAt: row.finished_at ?? legacyFinishedAt ?? null,
+    filesRemovedAt: row.files_removed_at,
+  };
 }

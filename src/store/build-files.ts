@@ -1,0 +1,42 @@
+// Where a build's files live in the data directory: builds/<id>/ holds
+// source.tar.gz, build.log and result.json.
+import { lstat, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { DataDir } from './data-dir.js';
+
+export class BuildFiles {
+  constructor(private readonly dirs: DataDir) {}
+
+  dir(id: string): string {
+    return this.dirs.buildDir(id);
+  }
+  /** The ids that have a directory. */
+  async ids(): Promise<string[]> {
+    const entries = await readdir(this.dirs.buildsRoot, { withFileTypes: true }).catch(() => []);
+    return entries.filter((e) => e.isDirectory()).map((e) => e.name);
+  }
+  /** The uploaded source, gzip-compressed. */
+  source(id: string): string {
+    return path.join(this.dir(id), 'source.tar.gz');
+  }
+  /** The source while it is being received. */
+  partialSource(id: string): string {
+    return path.join(this.dir(id), 'source.upload');
+  }
+  log(id: string): string {
+    return path.join(this.dir(id), 'build.log');
+  }
+  /** The build's final record, written when it ends. */
+  result(id: string): string {
+    return path.join(this.dir(id), 'result.json');
+  }
+  /** Removes the build's directory; resolves with the bytes its files took. */
+  async remove(id: string): Promise<number> {
+    let bytes = 0;
+    for (const name of await readdir(this.dir(id)).catch(() => [] as string[])) {
+      bytes += (await lstat(path.join(this.dir(id), name)).catch(() => null))?.size ?? 0;
+    }
+    await rm(this.dir(id), { recursive: true, force: true });
+    return bytes;
+  }
+}
