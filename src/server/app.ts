@@ -134,6 +134,10 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   gc.onBeforeRun(() => pulls.flush());
   registerGcRoutes(app, gc, authorizer);
   gc.addRootSource('builds', () => builds.gcRoots());
+  gc.addReclaimer('builds', async (dryRun) => {
+    const taken = await builds.reclaim({ dryRun });
+    return { items: taken.builds.map((id) => `builds/${id}`), bytes: taken.bytes };
+  });
 
   const janitor = setInterval(() => {
     registry.expireUploads(Date.now() - config.gc.uploadTtlMs).catch((err) => log.error({ err }, 'upload cleanup failed'));

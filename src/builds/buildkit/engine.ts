@@ -103,7 +103,7 @@ export class BuildkitEngine {
       let reopen: (() => Promise<void>) | null = null;
       try {
         reopen = await isolateBridge(bridge.name);
-        job.note(`==> BuildKit: a new daemon for this build, ready in ${((Date.now() - started) / 1000).toFixed(1)} s; RUN steps on ${bridge.subnet}, no host network`);
+        job.note(`==> BuildKit: a new daemon for this build, ready in ${((Date.now() - started) / 1000).toFixed(1)} s; RUN steps on bridge ${bridge.name} (${bridge.subnet}), no host network`);
         return await use(daemon.addr);
       } finally {
         const report = await daemon.stop();
