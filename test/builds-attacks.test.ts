@@ -157,6 +157,17 @@ describe('hostile builds cannot reach the host', { skip: skipReason ?? false }, 
     assert.ok(!log.includes(TOKEN_USER_B64));
   });
 
+  // (--security=insecure needs the labs Dockerfile frontend, an image from outside; the daemon grants neither entitlement.)
+  it('a Dockerfile cannot get host networking', async () => {
+    const accepted = await submitBuild(kiln.url, {
+      files: { Dockerfile: `FROM ${kiln.host}/library/base\nRUN --network=host true\n` },
+      headers: k.acme,
+    });
+    const build = await waitForBuild(kiln.url, accepted.id, ended, k.acme);
+    assert.equal(build.status, 'failed');
+    assert.match(await logOf(kiln.url, build.id, k.acme), /network\.host is not allowed/);
+  });
+
   it('a source whose links chain out of the context is refused', async () => {
     const res = await postBuild(kiln.url, {
       files: {

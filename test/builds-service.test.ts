@@ -7,6 +7,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { buildkitdToml } from '../src/builds/buildkit/daemon-config.js';
+import { startEphemeralDaemon, type RunningDaemon } from '../src/builds/buildkit/daemon.js';
+import { locateBuildkit } from '../src/builds/buildkit/locate.js';
 import type { BuildView } from '../src/builds/service.js';
 import { runKilnCli } from './helpers/cli.js';
 import {
@@ -238,5 +241,46 @@ describe('the build queue across a restart', { skip: skipReason ?? false }, () =
     assert.ok(a.image.name?.startsWith(`${restarted.host}/`), 'the plan uses the address of the new process');
     assert.ok(Date.parse(b.started_at!) >= Date.parse(a.started_at!), 'in order');
     assert.equal((await getBuild(restarted.url, second.id)).status, 'cancelled');
+  });
+});
+
+describe('a pool of long-running daemons (BUILDKIT_HOST)', { skip: skipReason ?? false }, () => {
+  let scratch = '';
+  let kiln: TestKiln;
+  const daemons: RunningDaemon[] = [];
+
+  before(async () => {
+    scratch = await tempDir('kiln-builds-pool-');
+  });
+
+  after(async () => {
+    await kiln?.close();
+    for (const daemon of daemons) await daemon.stop();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('builds on the operator\'s daemon, and refuses one that runs RUN steps on the host network', async () => {
+    const located = await locateBuildkit({ dir: buildkitEnv().KILN_BUILDKIT_DIR, usesPool: false });
+    assert.ok('tools' in located);
+    const bridgedDir = path.join(scratch, 'bridged');
+    const hostDir = path.join(scratch, 'host');
+    kiln = await startKiln({ env: { ...buildkitEnv(), BUILDKIT_HOST: `unix://${bridgedDir}/buildkitd.sock,unix://${hostDir}/buildkitd.sock` } });
+    await pushBaseImage(kiln.url, 'library/base', 'latest');
+    const config = buildkitdToml({ registry: kiln.host, insecure: true, bridge: { name: 'kbkpool', subnet: '10.213.250.0/24' }, cniBinDir: located.cniBinDir });
+    const start = (dir: string, text: string) =>
+      startEphemeralDaemon({ tools: located.tools, dir, config: text, startTimeoutMs: 60_000, signal: new AbortController().signal }).then((d) => (daemons.push(d), d));
+    await start(bridgedDir, config);
+    await start(hostDir, config.replace('networkMode = "bridge"', 'networkMode = "host"'));
+
+    // Builds take the pool's daemons in turn: the first gets the bridged one, the second the host-network one.
+    const files = { Dockerfile: `FROM ${kiln.host}/library/base\nRUN echo pooled > /pooled.txt\n` };
+    const first = await waitForBuild(kiln.url, (await submitBuild(kiln.url, { files })).id, ended);
+    assert.equal(first.status, 'ready', first.error ?? '');
+    assert.match(await logOf(kiln.url, first.id), new RegExp(`==> BuildKit daemon from the pool \\(BUILDKIT_HOST\\): unix://${bridgedDir}/buildkitd.sock`));
+    const disk = await verifiedDisk(kiln.url, first.image.digest!, path.join(scratch, 'pooled.ext4'));
+    assert.equal(await diskFile(disk, '/pooled.txt'), 'pooled\n');
+    const second = await waitForBuild(kiln.url, (await submitBuild(kiln.url, { files })).id, ended);
+    assert.equal(second.status, 'failed');
+    assert.match(second.error ?? '', /runs RUN steps on the host network; start it with --oci-worker-net=bridge/);
   });
 });
