@@ -167,10 +167,18 @@ describe('builds on Kiln, auth off', { skip: skipReason ?? false }, () => {
     await writeFile(path.join(dir, 'sub', 'data.txt'), 'from the cli\n');
     await writeFile(path.join(dir, 'Dockerfile'), 'FROM scratch\n');
     const custom = path.join(scratch, 'Custom.Dockerfile');
-    await writeFile(custom, `ARG GREETING=unset\nFROM ${kiln.host}/library/base\nARG GREETING\nCOPY sub/data.txt /data.txt\nRUN echo "$GREETING" > /greeting.txt\n`);
-    const ok = await runKilnCli(['build', dir, '-f', custom, '--build-arg', 'GREETING=hi there', '--follow', '--url', kiln.url]);
+    await writeFile(
+      custom,
+      `ARG GREETING=unset\nFROM ${kiln.host}/library/base\nARG GREETING\nCOPY sub/data.txt /data.txt\nRUN echo "$GREETING" > /greeting.txt\n` +
+        'RUN --mount=type=secret,id=from_env --mount=type=secret,id=from_file cat /run/secrets/from_env /run/secrets/from_file | wc -c > /secret-bytes.txt\n',
+    );
+    await writeFile(path.join(scratch, 'secret-file'), 'file-secret-value');
+    const ok = await runKilnCli(
+      ['build', dir, '-f', custom, '--build-arg', 'GREETING=hi there', '--secret', 'id=from_env,env=KILN_TEST_SECRET', '--secret', `id=from_file,src=${path.join(scratch, 'secret-file')}`, '--follow', '--url', kiln.url],
+      { KILN_TEST_SECRET: 'env-secret-value' },
+    );
     assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, /\[3\/3\] RUN echo "hi there" > \/greeting\.txt/);
+    assert.match(ok.stdout, /3\/4\] RUN echo "hi there" > \/greeting\.txt/);
     const ref = new RegExp(`^${kiln.host.replace(/\./g, '\\.')}/builds/[a-z0-9-]+@sha256:[0-9a-f]{64}$`, 'm');
     assert.match(ok.stdout, ref);
     assert.match(ok.stdout, /^disk ready \(/m);
@@ -178,6 +186,7 @@ describe('builds on Kiln, auth off', { skip: skipReason ?? false }, () => {
     const disk = await verifiedDisk(kiln.url, digest, path.join(scratch, 'cli.ext4'));
     assert.equal(await diskFile(disk, '/greeting.txt'), 'hi there\n');
     assert.equal(await diskFile(disk, '/data.txt'), 'from the cli\n');
+    assert.equal((await diskFile(disk, '/secret-bytes.txt')).trim(), String('env-secret-value'.length + 'file-secret-value'.length), 'both secrets reached the step');
 
     await writeFile(path.join(dir, 'Dockerfile'), `FROM ${kiln.host}/library/base\nRUN echo about to fail && exit 3\n`);
     const bad = await runKilnCli(['build', dir, '--url', kiln.url]);
