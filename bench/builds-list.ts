@@ -7,8 +7,8 @@
 //   node --import tsx bench/builds-list.ts [--builds 100000] [--runs 21]
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { openSqlite } from '../src/store/sqlite-db.js';
-import { SqliteBuildStore } from '../src/store/sqlite-build-store.js';
+import { openSqlite } from '../src/store/sqlite/db.js';
+import { SqliteBuildStore } from '../src/store/sqlite/build-store.js';
 import type { NewBuild } from '../src/store/build-store.js';
 import { runBench, scratchDir } from './lib/proc.js';
 import { format, loadAverage, pairedRatio, printTable, progress, summarize, verdict } from './lib/stats.js';

@@ -37,7 +37,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createGzip } from 'node:zlib';
 import type { BuildTokenRequest, SignedToken } from '../auth/index.js';
 import { tenantScope } from '../auth/tenant.js';
-import type { BuildFiles } from '../store/build-files.js';
+import type { BuildFiles } from '../store/fs/build-files.js';
 import {
   TERMINAL_BUILD_STATUSES,
   type BuildBaseRef,

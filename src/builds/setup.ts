@@ -2,9 +2,9 @@
 // services are taken by shape (what the builds module reads of them), so this
 // module depends on neither.
 import type { AuthMode, BuildTokenRequest, SignedToken } from '../auth/index.js';
-import { BuildFiles } from '../store/build-files.js';
 import type { BuildStore } from '../store/build-store.js';
 import type { DataDir } from '../store/data-dir.js';
+import type { BuildFiles } from '../store/fs/build-files.js';
 import type { RegistryReader } from './base-images.js';
 import { BuildkitEngine } from './buildkit/engine.js';
 import { locateBuildkit } from './buildkit/locate.js';
@@ -30,6 +30,7 @@ interface Logger {
 export interface BuildSetup {
   config: BuildsConfig;
   store: BuildStore;
+  files: BuildFiles;
   dirs: DataDir;
   registry: RegistryShape;
   diskOf: DiskLookup;
@@ -79,7 +80,7 @@ export async function createBuildService(setup: BuildSetup): Promise<BuildServic
   else setup.log.info({ builder: builder.runner.name, pool: setup.config.buildkitPool, maxConcurrent: setup.config.maxConcurrent }, 'builds enabled');
   const service = new BuildService({
     store: setup.store,
-    files: new BuildFiles(setup.dirs),
+    files: setup.files,
     scratchRoot: setup.dirs.scratchRoot,
     runner: 'runner' in builder ? builder.runner : null,
     unavailable: 'unavailable' in builder ? builder.unavailable : undefined,

@@ -1,32 +1,10 @@
-// Builds in SQLite: one row per build, the fields the queries filter on as
-// columns (status, owner, end time, whether the files are kept), the rest as
-// JSON. Listings are paged in the database by owner (tenant, seq) and status.
-import type { BuildListQuery, BuildPatch, BuildRecord, BuildStatus, BuildStore, NewBuild } from './build-store.js';
-import { TERMINAL_BUILD_STATUSES } from './build-store.js';
-import type { SqliteDatabase } from './sqlite-db.js';
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS builds (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  id TEXT NOT NULL UNIQUE,
-  status TEXT NOT NULL,
-  tenant TEXT,
-  created_at INTEGER NOT NULL,
-  data TEXT NOT NULL
-);
-`;
-
-// Columns added after the first release: added to older databases in place.
-const ADDED_COLUMNS: Array<[string, string]> = [
-  ['finished_at', 'INTEGER'],
-  ['files_removed_at', 'INTEGER'],
-];
-
-const INDEXES = `
-CREATE INDEX IF NOT EXISTS builds_status ON builds(status, seq);
-CREATE INDEX IF NOT EXISTS builds_tenant ON builds(tenant, seq);
-CREATE INDEX IF NOT EXISTS builds_retention ON builds(finished_at) WHERE files_removed_at IS NULL AND finished_at IS NOT NULL;
-`;
+// BuildStore on SQLite: one row per build, the fields the queries filter on
+// as columns (status, owner, end time, whether the files are kept), the rest
+// as JSON. Listings are paged in the database by owner (tenant, seq) and
+// status. The schema is in migrations.ts.
+import type { BuildListQuery, BuildPatch, BuildRecord, BuildStatus, BuildStore, NewBuild } from '../build-store.js';
+import { TERMINAL_BUILD_STATUSES } from '../build-store.js';
+import type { SqliteDatabase } from './db.js';
 
 interface Row {
   seq: number;
@@ -47,10 +25,6 @@ export class SqliteBuildStore implements BuildStore {
   private readonly s;
 
   constructor(private readonly db: SqliteDatabase) {
-    db.exec(SCHEMA);
-    const have = new Set((db.prepare('PRAGMA table_info(builds)').all() as Array<{ name: string }>).map((c) => c.name));
-    for (const [name, type] of ADDED_COLUMNS) if (!have.has(name)) db.exec(`ALTER TABLE builds ADD COLUMN ${name} ${type}`);
-    db.exec(INDEXES);
     this.s = {
       insert: db.prepare('INSERT INTO builds (id, status, tenant, created_at, data) VALUES (?, ?, ?, ?, ?)'),
       get: db.prepare<[string], Row>('SELECT * FROM builds WHERE id = ?'),
@@ -153,7 +127,7 @@ export class SqliteBuildStore implements BuildStore {
 }
 
 function toRecord(row: Row): BuildRecord {
-  // Rows written before these fields existed lack them; finishedAt was kept in the JSON then.
+  // Rows written before these fields existed lack them; finishedAt was kept in the JSON then (migration 2 copied it out).
   const data = JSON.parse(row.data) as Omit<Data, 'baseRefs' | 'secretIds'> & Partial<Pick<Data, 'baseRefs' | 'secretIds'>> & { finishedAt?: number | null };
   const { finishedAt: legacyFinishedAt, baseRefs, secretIds, ...rest } = data;
   return {

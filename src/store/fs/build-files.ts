@@ -1,9 +1,9 @@
-// Where a build's files live in the data directory: builds/<id>/ holds
-// source.tar.gz, build.log and result.json.
+// Where a build's files live in the data directory.
 import { lstat, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { DataDir } from './data-dir.js';
+import type { DataDir } from '../data-dir.js';
 
+/** Where a build's files live: `builds/<id>/{source.tar.gz, build.log, result.json}`. */
 export class BuildFiles {
   constructor(private readonly dirs: DataDir) {}
 
