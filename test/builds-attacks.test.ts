@@ -28,6 +28,7 @@ import {
   postBuild,
   pushBaseImage,
   submitBuild,
+  testKeys,
   verifiedDisk,
   waitForBuild,
   type Headers,
@@ -41,13 +42,6 @@ if (skipReason !== null) console.log(`builds-attacks skipped: ${skipReason}`);
 const JWT = /eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\./;
 // base64 of "kiln-build:" (the user name of the build token in config.json and Basic headers).
 const TOKEN_USER_B64 = Buffer.from('kiln-build:').toString('base64').slice(0, 12);
-
-async function keys(kiln: TestKiln) {
-  const key = async (request: { tenant?: string; admin?: boolean }) => ({
-    authorization: `Bearer ${(await kiln.kiln.auth.tokens.createApiKey({ ...request, ttlSeconds: 3600 })).token}`,
-  });
-  return { admin: await key({ admin: true }), acme: await key({ tenant: 'acme' }), beta: await key({ tenant: 'beta' }) };
-}
 
 /** The bridge a build's daemon used, from its log. */
 function bridgeOf(log: string): string {
@@ -71,14 +65,14 @@ describe('hostile builds cannot reach the host', { skip: skipReason ?? false }, 
   let scratch = '';
   let hostService: Server;
   let hostPort = 0;
-  let k: Awaited<ReturnType<typeof keys>>;
+  let k: Awaited<ReturnType<typeof testKeys>>;
   const canary = `canary-${randomBytes(8).toString('hex')}`;
   const pwned = `/tmp/kiln-pwned-${randomBytes(6).toString('hex')}`;
 
   before(async () => {
     scratch = await tempDir('kiln-builds-attacks-');
     kiln = await startKiln({ env: { ...buildkitEnv(), KILN_AUTH: 'token' } });
-    k = await keys(kiln);
+    k = await testKeys(kiln);
     await pushBaseImage(kiln.url, 'library/base', 'latest', k.admin);
     await writeFile(path.join(kiln.dataDir, 'host-canary.txt'), canary);
     // A service on all interfaces of the host, as a careless operator might run one.
@@ -208,7 +202,7 @@ describe('hostile builds cannot reach the host', { skip: skipReason ?? false }, 
 
 describe('fair and bounded builds', { skip: skipReason ?? false }, () => {
   let kiln: TestKiln;
-  let k: Awaited<ReturnType<typeof keys>>;
+  let k: Awaited<ReturnType<typeof testKeys>>;
   const logCap = 48 * 1024;
 
   before(async () => {
@@ -222,7 +216,7 @@ describe('fair and bounded builds', { skip: skipReason ?? false }, () => {
         KILN_BUILD_SSE_HEARTBEAT_SECONDS: '0.3',
       },
     });
-    k = await keys(kiln);
+    k = await testKeys(kiln);
     await pushBaseImage(kiln.url, 'library/base', 'latest', k.admin);
   });
 

@@ -25,6 +25,7 @@ import {
   pushBaseImage,
   submitBuild,
   tagsOf,
+  testKeys,
   verifiedDisk,
   waitForBuild,
   type Headers,
@@ -52,12 +53,7 @@ describe('the seed: platform base image, global cache, tenants', { skip: skipRea
   before(async () => {
     scratch = await tempDir('kiln-builds-seed-');
     kiln = await startKiln({ env: { ...buildkitEnv(), KILN_AUTH: 'token' } });
-    const key = async (request: { tenant?: string; admin?: boolean }) => ({
-      authorization: `Bearer ${(await kiln.kiln.auth.tokens.createApiKey({ ...request, ttlSeconds: 3600 })).token}`,
-    });
-    admin = await key({ admin: true });
-    acme = await key({ tenant: 'acme' });
-    beta = await key({ tenant: 'beta' });
+    ({ admin, acme, beta } = await testKeys(kiln));
   });
 
   after(async () => {

@@ -13,11 +13,20 @@ import { locateBuildkit } from '../../src/builds/buildkit/locate.js';
 import { isOnPath } from '../../src/builds/process.js';
 import type { BuildView } from '../../src/builds/service.js';
 import { parseEvent } from '../../src/cli/build-command.js';
+import type { TestKiln } from './kiln.js';
 import { buildkitFixtures, repoRoot } from './paths.js';
 
 const run = promisify(execFile);
 
 export type Headers = Record<string, string>;
+
+/** Bearer headers of an admin key and of tenants `acme` and `beta` (servers with KILN_AUTH=token). */
+export async function testKeys(kiln: TestKiln): Promise<{ admin: Headers; acme: Headers; beta: Headers }> {
+  const key = async (request: { tenant?: string; admin?: boolean }) => ({
+    authorization: `Bearer ${(await kiln.kiln.auth.tokens.createApiKey({ ...request, ttlSeconds: 3600 })).token}`,
+  });
+  return { admin: await key({ admin: true }), acme: await key({ tenant: 'acme' }), beta: await key({ tenant: 'beta' }) };
+}
 
 /** BuildKit extracted by scripts/install-deps.sh, if it did. */
 const localBuildkit = path.join(repoRoot, '.tools', 'buildkit');
