@@ -2,7 +2,11 @@
 // on this machine, in one run, interleaved (Kiln, distribution, Kiln, …).
 //
 //   node --import tsx bench/registry.ts [--images small,debian] [--runs N]
-//        [--load-runs N] [--skip-load] [--corpus DIR] [--self-check]
+//        [--load-runs N] [--skip-load] [--corpus DIR] [--self-check] [--store fs|s3]
+//
+// --store s3 puts both registries on one throwaway Ceph RGW (test/helpers/rgw.ts):
+// Kiln with KILN_S3_*, distribution with its S3 driver (`regionendpoint`), each
+// launch on a fresh bucket.
 //
 // Prints, for both registries and as the paired ratio Kiln/distribution:
 // skopeo push and pull time per corpus image, requests/s and p99 of HEAD blob
@@ -15,7 +19,9 @@ import { hey, wrk, type LoadResult } from './lib/load.js';
 import { makeWarmupLayout, readLayout, skopeoPull, skopeoPush, type Layout } from './lib/oci.js';
 import { removeTree, runBench, scratchDir } from './lib/proc.js';
 import { peakRssMiB, resetPeakRss, waitIdle } from './lib/procfs.js';
-import { distributionStorage, freePort, kilnIsBuilt, startDistribution, startKiln, startStaticFloor, type Launcher, type Server } from './lib/servers.js';
+import { startBenchS3, type BenchS3 } from './lib/s3.js';
+import { startPostgres, type TestPostgres } from '../test/helpers/postgres.js';
+import { distributionStorage, freePort, kilnIsBuilt, kilnOnPostgres, startDistribution, startKiln, startStaticFloor, type Launcher, type Server } from './lib/servers.js';
 import { format, loadAverage, pairedRatio, printTable, progress, summarize, verdict, type Target } from './lib/stats.js';
 
 const { values: opts } = parseArgs({
@@ -28,8 +34,14 @@ const { values: opts } = parseArgs({
     // Runs a second docker-registry in Kiln's place, restarted the way Kiln is.
     // Checks the harness and shows the noise floor: every ratio should be ≈ 1.
     'self-check': { type: 'boolean', default: false },
+    // sqlite (the embedded default) or postgres: Kiln on a throwaway PostgreSQL cluster, a fresh database per start.
+    database: { type: 'string', default: 'sqlite' },
+    store: { type: 'string', default: 'fs' },
   },
 });
+if (!['sqlite', 'postgres'].includes(opts.database)) throw new Error(`--database must be sqlite or postgres, not ${opts.database}`);
+if (opts.store !== 'fs' && opts.store !== 's3') throw new Error(`--store ${opts.store}: use fs or s3`);
+if (opts.store === 's3' && opts.database === 'postgres') throw new Error('--store s3 runs on SQLite for now; drop --database postgres');
 
 const IMAGES = opts.images.split(',').filter(Boolean);
 const RUNS = Number(opts.runs);
@@ -211,10 +223,15 @@ runBench(async () => {
 
   const root = scratchDir('kiln-bench-registry');
   const warmup = await makeWarmupLayout(path.join(root, 'warmup'));
-  const kilnLabel = opts['self-check'] ? 'kiln (self-check: distribution)' : 'kiln';
+  const onS3: BenchS3 | null = opts.store === 's3' ? await startBenchS3() : null;
+  const kilnLabel = opts['self-check'] ? 'kiln (self-check: distribution)' : opts.database === 'postgres' ? 'kiln (postgres)' : 'kiln';
+  const cluster: TestPostgres | undefined = opts.database === 'postgres' && !opts['self-check'] ? await startPostgres() : undefined;
+  const distribution = onS3 ? onS3.distribution : startDistribution;
+  const launchKiln = opts['self-check'] ? distribution : onS3 ? onS3.kiln : cluster ? kilnOnPostgres(() => cluster.database()) : startKiln;
   const sides: [Side, Side] = [
-    new Side(kilnLabel, root, await freePort(), opts['self-check'] ? startDistribution : startKiln, 'restart'),
-    new Side('distribution', root, await freePort(), startDistribution, 'wipe'),
+    new Side(kilnLabel, root, await freePort(), launchKiln, 'restart'),
+    // A bucket is emptied by starting on a new one.
+    new Side('distribution', root, await freePort(), distribution, onS3 ? 'restart' : 'wipe'),
   ];
   const loadAtStart = loadAverage();
   try {
@@ -243,7 +260,7 @@ runBench(async () => {
       if (name === BIG_IMAGE) r[4] = `Kiln max ≤ ${RSS_LIMIT_MIB} MiB ${Math.max(...m.kiln) <= RSS_LIMIT_MIB ? 'met' : 'MISSED'}`;
       rows.push(r);
     }
-    console.log(`\nKiln vs distribution 2.8.2 — ${new Date().toISOString()}, ${RUNS} push/pull runs, ${load ? `${LOAD_RUNS} load rounds of ${LOAD.seconds} s at ${LOAD.connections} connections on ${loadTarget}` : 'load skipped'}`);
+    console.log(`\nKiln vs distribution 2.8.2${onS3 ? ', both on S3 (one Ceph RGW, presigned redirects on)' : ''} — ${new Date().toISOString()}, ${RUNS} push/pull runs, ${load ? `${LOAD_RUNS} load rounds of ${LOAD.seconds} s at ${LOAD.connections} connections on ${loadTarget}` : 'load skipped'}`);
     console.log(`Load average (1 min, 2 cores) at start ${loadAtStart}, at end ${loadAverage()}.`);
     console.log('Figures: median (min–max). Ratio: median of the per-pair ratios Kiln/distribution (min–max).\n');
     printTable(['figure', kilnLabel, 'distribution', 'ratio', 'target'], rows);
@@ -255,5 +272,7 @@ runBench(async () => {
     }
   } finally {
     for (const side of sides) await side.stop();
+    await cluster?.stop();
+    await onS3?.stop();
   }
 });

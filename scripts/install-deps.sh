@@ -3,7 +3,9 @@
 #   run:  what `kiln serve` needs: e2fsprogs for disks, zstd for zstd layers; for
 #         builds runc, the CNI plugins and iptables (RUN steps get a network of
 #         their own, closed to the host), and BuildKit (below)
-#   test: plus the real clients and tools the test suite drives
+#   test: plus the real clients and tools the test suite drives, and the
+#         servers it starts: Ceph's RADOS Gateway for S3 (ceph-mon ceph-osd
+#         radosgw) and a private Docker daemon (docker.io)
 #
 # BuildKit is not packaged for Debian 12. When ../shared/tools/buildkit/ holds
 # the release tarball, buildkitd and buildctl are extracted into .tools/buildkit/
@@ -13,7 +15,9 @@ cd "$(dirname "$0")/.."
 profile=${1:-test}
 packages=(e2fsprogs zstd runc containernetworking-plugins iptables)
 if [ "$profile" = test ]; then
-  packages+=(skopeo buildah umoci attr)
+  # postgresql: the tests start throwaway clusters of it (test/helpers/postgres.ts);
+  # ceph-mon ceph-osd radosgw: a throwaway S3 server (test/helpers/rgw.ts); docker.io: a private dockerd
+  packages+=(skopeo buildah umoci attr postgresql podman docker.io ceph-mon ceph-osd radosgw)
 fi
 
 missing=()

@@ -358,7 +358,7 @@ describe('garbage collection on a store', () => {
     const b = blob(randomBytes(80));
     await mkdir(path.dirname(h.dirs.blobPath(b.digest)), { recursive: true });
     await writeFile(h.dirs.blobPath(b.digest), b.bytes);
-    const release = h.registry.pins.pin(b.digest);
+    const release = await h.registry.pins.pin(b.digest);
     h.config.graceMs = 0;
     assert.equal((await h.gc()).deleted.blobs, 0);
     assert.ok(h.hasFile(b.digest));

@@ -10,7 +10,7 @@ import { fsck } from '../src/gc/fsck.js';
 import { openOffline } from '../src/gc/offline.js';
 import { rm } from 'node:fs/promises';
 import { pushWithRetry, verifyPulls, type Pushed, type UploadMode } from './helpers/gc.js';
-import { startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
+import { startKiln, tempDir, testDatabaseUrl, type TestKiln } from './helpers/kiln.js';
 import { OCI_LAYER_GZIP, OCI_MANIFEST, TEST_CONFIG, blob, descriptor, manifestBlob, randomBlob } from './helpers/registry.js';
 
 const WORKERS = Number(process.env.KILN_GC_CONC_WORKERS ?? 8);
@@ -104,9 +104,9 @@ describe('GC concurrent with pushes sharing layers', () => {
     assert.match(metrics, /kiln_gc_items_deleted_total\{kind="manifest",mode="sweep"\} \d+/);
 
     await server.close();
-    const offline = await openOffline(dataDir, 'test fsck');
+    const offline = await openOffline(dataDir, 'test fsck', await testDatabaseUrl(dataDir));
     try {
-      const report = await fsck({ dirs: offline.stores.dirs, store: offline.stores.gc });
+      const report = await fsck({ dirs: offline.stores.dirs, store: offline.stores.gc, blobs: offline.stores.blobs });
       assert.deepEqual(report.problems, []);
     } finally {
       await offline.close();

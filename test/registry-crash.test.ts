@@ -6,21 +6,9 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { pushUntilKilled } from './helpers/crash.js';
 import { spawnKiln, tempDir, type SpawnedKiln } from './helpers/kiln.js';
-import {
-  OCI_LAYER_GZIP,
-  OCI_MANIFEST,
-  RegistryClient,
-  TEST_CONFIG,
-  blob,
-  corruptBlobs,
-  descriptor,
-  manifestBlob,
-  randomBlob,
-  rawRequest,
-  waitFor,
-  type Blob,
-} from './helpers/registry.js';
+import { RegistryClient, corruptBlobs, randomBlob, rawRequest, waitFor } from './helpers/registry.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 after(async () => {
@@ -39,24 +27,11 @@ async function ownedServer(dataDir: string, options: { cwd?: string; env?: Recor
   return s;
 }
 
-interface Acked {
-  blobs: { repo: string; blob: Blob }[];
-  manifests: { repo: string; tag: string; manifest: Blob }[];
-}
-
-/** Uploads with one of the three ways clients do it; resolves true on 201. */
-async function upload(c: RegistryClient, repo: string, b: Blob, how: number): Promise<boolean> {
-  if (how === 0) return (await c.pushBlobMonolithic(repo, b)).status === 201;
-  if (how === 1) return (await c.pushBlob(repo, b)).status === 201;
-  return (await c.pushBlobChunked(repo, b)).status === 201;
-}
-
 describe('kill -9 during parallel pushes', () => {
   it('every acknowledged blob, manifest and tag survives; no partial blob is visible', async () => {
     const dataDir = await ownedDir('kiln-crash-');
     const first = await ownedServer(dataDir);
     const c = new RegistryClient(first.url);
-    const acked: Acked = { blobs: [], manifests: [] };
     const shared = randomBlob(256 * 1024);
 
     // A session with one acknowledged chunk, to be resumed after the restart.
@@ -66,42 +41,13 @@ describe('kill -9 during parallel pushes', () => {
     const firstChunk = await fetch(resumeAt, { method: 'PATCH', body: resumable.bytes.subarray(0, 60_000), headers: { 'content-range': '0-59999' } });
     assert.equal(firstChunk.status, 202);
 
-    let stop = false;
-    let inFlight = 0;
-    let inFlightAtKill = -1;
-    let killed!: () => void;
-    const killNow = new Promise<void>((resolve) => (killed = resolve));
     const KILL_AFTER = 24;
-    const worker = async (w: number) => {
-      const repo = `crash/w${w}`;
-      for (let i = 0; !stop; i++) {
-        inFlight++;
-        try {
-          const layers = [shared, randomBlob(16 * 1024 + ((w * 7919 + i * 104729) % (384 * 1024)))];
-          const config = blob(JSON.stringify({ worker: w, i, r: Math.random() }));
-          for (const [k, b] of [config, ...layers].entries()) {
-            if (await upload(c, repo, b, (w + i + k) % 3)) acked.blobs.push({ repo, blob: b });
-            else return;
-          }
-          const manifest = manifestBlob({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: descriptor(config, TEST_CONFIG), layers: layers.map((l) => descriptor(l, OCI_LAYER_GZIP)) });
-          const tag = `t${i}`;
-          const res = await c.putManifest(repo, tag, manifest.bytes, OCI_MANIFEST);
-          if (res.status !== 201) return;
-          acked.manifests.push({ repo, tag, manifest });
-          if (acked.manifests.length === KILL_AFTER) killed();
-        } catch {
-          return; // the server is gone
-        } finally {
-          inFlight--;
-        }
-      }
-    };
-    const workers = Array.from({ length: 6 }, (_, w) => worker(w));
-    await killNow;
-    inFlightAtKill = inFlight;
-    await first.kill9();
-    stop = true;
-    await Promise.all(workers);
+    const { acked, inFlightAtKill } = await pushUntilKilled(c, first, {
+      workers: 6,
+      killAfter: KILL_AFTER,
+      shared,
+      layerSize: (w, i) => 16 * 1024 + ((w * 7919 + i * 104729) % (384 * 1024)),
+    });
     assert.ok(acked.manifests.length >= KILL_AFTER);
     assert.ok(inFlightAtKill > 0, 'the kill happened while pushes were in flight');
 

@@ -88,8 +88,14 @@ export function runBench(main: () => Promise<void>): void {
 }
 
 /** Spawn a long-running child in its own process group; it is stopped by cleanup() if nobody stops it before. */
-export function spawnTracked(cmd: string, args: string[], stdout: 'pipe' | 'ignore' | number = 'ignore', stderr: 'pipe' | 'ignore' | number = 'pipe'): ChildProcess {
-  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', stdout, stderr] });
+export function spawnTracked(
+  cmd: string,
+  args: string[],
+  stdout: 'pipe' | 'ignore' | number = 'ignore',
+  stderr: 'pipe' | 'ignore' | number = 'pipe',
+  env: Record<string, string> = {},
+): ChildProcess {
+  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', stdout, stderr], env: { ...process.env, ...env } });
   if (child.pid === undefined) throw new Error(`could not start ${cmd}`);
   groups.add(child.pid);
   child.once('exit', () => groups.delete(child.pid!));

@@ -85,9 +85,14 @@ export const startDistribution: Launcher = async (label, dataDir, port) => {
   const log = openSync(logFile, 'a');
   const child = spawnTracked('docker-registry', ['serve', config], log, log);
   closeSync(log); // the child has its own copy
-  await waitForV2(host, child, () => readFileSync(logFile, 'utf8').slice(-2000));
-  return server(label, host, child, dataDir);
+  return distributionServer(label, host, child, dataDir, () => readFileSync(logFile, 'utf8').slice(-2000));
 };
+
+/** A started docker-registry, once it answers `GET /v2/`. */
+export async function distributionServer(label: string, host: string, child: ChildProcess, dataDir: string, logTail: () => string): Promise<Server> {
+  await waitForV2(host, child, logTail);
+  return server(label, host, child, dataDir);
+}
 
 /** Where distribution keeps its content; deleting this empties the registry (BASELINES wipes `data/docker`). */
 export function distributionStorage(dataDir: string): string {
@@ -99,10 +104,23 @@ export function kilnIsBuilt(): boolean {
 }
 
 /** `kiln serve`, ready when it prints its URL and answers `GET /v2/`. */
-export const startKiln: Launcher = async (label, dataDir, port) => {
+export const startKiln: Launcher = (label, dataDir, port) => launchKiln(label, dataDir, port, {});
+
+/** `kiln serve` with extra environment (e.g. the KILN_S3_* settings). */
+export const kilnLauncher =
+  (env: Record<string, string>): Launcher =>
+  (label, dataDir, port) =>
+    launchKiln(label, dataDir, port, env);
+
+/** `kiln serve` on PostgreSQL: each start gets a database of its own from `database`, as each start gets an empty data dir. */
+export function kilnOnPostgres(database: () => Promise<string>): Launcher {
+  return async (label, dataDir, port) => launchKiln(label, dataDir, port, { KILN_DATABASE_URL: await database() });
+}
+
+async function launchKiln(label: string, dataDir: string, port: number, env: Record<string, string>): Promise<Server> {
   if (!kilnIsBuilt()) throw new Error(`${KILN_COMPILED_MAIN} is missing: run \`cd ${REPO_ROOT} && npx tsc -p .\` first`);
   const host = `127.0.0.1:${port}`;
-  const child = spawnTracked('node', [KILN_BIN, 'serve', '--listen', host, '--data-dir', dataDir, '--log-level', 'warn'], 'pipe', 'pipe');
+  const child = spawnTracked('node', [KILN_BIN, 'serve', '--listen', host, '--data-dir', dataDir, '--log-level', 'warn'], 'pipe', 'pipe', env);
   // Keep reading both pipes for the whole life of the server: a full pipe would block it.
   let output = '';
   let announced = false;
@@ -120,7 +138,7 @@ export const startKiln: Launcher = async (label, dataDir, port) => {
   }
   await waitForV2(host, child, () => output);
   return server(label, host, child, dataDir);
-};
+}
 
 /**
  * The cheapest registry there can be, to show how fast a pull could possibly

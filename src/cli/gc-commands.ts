@@ -2,21 +2,26 @@
 //
 // `kiln gc --url URL` asks a running server (POST /api/v1/gc, admin API key in
 // KILN_TOKEN): the server's collector is the one that knows its in-flight
-// requests. Without --url, `kiln gc` works on the data directory itself and
-// refuses while a server holds it (pid lock): stop the server first, or use
-// --url. `kiln fsck` always works on the data directory, offline.
+// requests. Without --url, `kiln gc` works on the stores itself. On SQLite it
+// refuses while a server holds the data directory (pid lock): stop the server
+// first, or use --url. On PostgreSQL it is one more collector beside the
+// servers (the database coordinates them). `kiln fsck` works on the stores
+// directly; on SQLite with the server stopped.
 import type { Command } from 'commander';
 import { loadGcConfig, parseGcDuration } from '../gc/config.js';
 import type { GcReport } from '../gc/collector.js';
 import { formatFsckReport, fsck } from '../gc/fsck.js';
 import { formatBytes } from '../util/format-bytes.js';
 import { openOffline } from '../gc/offline.js';
+import { databaseUrlFrom } from '../server/config.js';
 import { DataDirInUseError } from '../store/dir-lock.js';
+import { loadS3Config } from '../store/s3/config.js';
 import { clientFromEnv } from './api-client.js';
 
 interface GcOptions {
   dryRun?: boolean;
   dataDir?: string;
+  databaseUrl?: string;
   url?: string;
   grace?: string;
   json?: boolean;
@@ -28,6 +33,7 @@ export function registerGcCommands(program: Command): void {
     .description('delete unreferenced manifests, blobs, disks and stale uploads (offline on --data-dir, or on a running server with --url)')
     .option('--dry-run', 'report what would be deleted, delete nothing')
     .option('--data-dir <dir>', 'data directory to collect while no server runs (env KILN_DATA_DIR, default ./kiln-data)')
+    .option('--database-url <url>', 'the PostgreSQL database of the deployment (env KILN_DATABASE_URL); servers may keep running')
     .option('--url <url>', 'collect on a running server instead (POST /api/v1/gc; needs an admin key in KILN_TOKEN)')
     .option('--grace <duration>', 'offline only: keep unreferenced content younger than this (default KILN_GC_GRACE or 1h)')
     .option('--json', 'print the full report as JSON')
@@ -43,7 +49,7 @@ export function registerGcCommands(program: Command): void {
       } else {
         const config = loadGcConfig(process.env);
         const dataDir = opts.dataDir ?? process.env.KILN_DATA_DIR ?? './kiln-data';
-        const opened = await openOffline(dataDir, 'kiln gc').catch((err: unknown) => {
+        const opened = await openOffline(dataDir, 'kiln gc', databaseUrlFrom(opts.databaseUrl)).catch((err: unknown) => {
           if (err instanceof DataDirInUseError) {
             throw new Error(`${err.message}; to collect on the running server use \`kiln gc --url <its URL>\``);
           }
@@ -64,13 +70,19 @@ export function registerGcCommands(program: Command): void {
     .command('fsck')
     .description('verify blobs, manifests, tags and baked disks against the database; quarantine corrupt blobs (server must be stopped)')
     .option('--data-dir <dir>', 'data directory (env KILN_DATA_DIR, default ./kiln-data)')
+    .option('--database-url <url>', 'the PostgreSQL database of the deployment (env KILN_DATABASE_URL)')
     .option('--no-quarantine', 'only report corrupt blobs, do not move them aside')
+    .option('--deep', 're-hash every blob (the default on the data directory; on S3 the default lists every object and checks its size)')
+    .option('--no-deep', 'only list blobs and check their sizes')
     .option('--json', 'print the report as JSON')
-    .action(async (opts: { dataDir?: string; quarantine: boolean; json?: boolean }) => {
+    .action(async (opts: { dataDir?: string; databaseUrl?: string; quarantine: boolean; deep?: boolean; json?: boolean }) => {
       const dataDir = opts.dataDir ?? process.env.KILN_DATA_DIR ?? './kiln-data';
-      const opened = await openOffline(dataDir, 'kiln fsck');
+      const opened = await openOffline(dataDir, 'kiln fsck', databaseUrlFrom(opts.databaseUrl));
       try {
-        const report = await fsck({ dirs: opened.stores.dirs, store: opened.stores.gc, quarantine: opts.quarantine });
+        // Reading every object back from S3 costs a full download: only when asked.
+        const deep = opts.deep ?? loadS3Config(process.env) === null;
+        const { dirs, gc: store, blobs } = opened.stores;
+        const report = await fsck({ dirs, store, blobs, deep, quarantine: opts.quarantine });
         process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatFsckReport(report));
         if (!report.ok) process.exitCode = 1;
       } finally {

@@ -3,8 +3,8 @@ import { createAuth } from '../auth/index.js';
 import { openStores } from '../store/open.js';
 import type { TokenCommandAuth } from './token-command.js';
 
-export async function openLocalAuth(dataDir: string): Promise<TokenCommandAuth> {
-  const stores = await openStores({ dataDir, owner: 'kiln token', shared: true });
+export async function openLocalAuth(dataDir: string, databaseUrl?: string): Promise<TokenCommandAuth> {
+  const stores = await openStores({ dataDir, databaseUrl, owner: 'kiln token', shared: true });
   try {
     const auth = await createAuth({
       mode: 'token',

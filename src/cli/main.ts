@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { registerBuildCommand } from './build-command.js';
 import { registerGcCommands } from './gc-commands.js';
 import { registerImageCommands } from './image-commands.js';
+import { databaseUrlFrom } from '../server/config.js';
 import { openLocalAuth } from './local-auth.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerTokenCommands } from './token-command.js';
@@ -13,7 +14,7 @@ registerServeCommand(program);
 registerImageCommands(program);
 registerBuildCommand(program);
 registerGcCommands(program);
-registerTokenCommands(program, ({ dataDir }) => openLocalAuth(dataDir ?? process.env.KILN_DATA_DIR ?? './kiln-data'));
+registerTokenCommands(program, ({ dataDir, databaseUrl }) => openLocalAuth(dataDir ?? process.env.KILN_DATA_DIR ?? './kiln-data', databaseUrlFrom(databaseUrl)));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`kiln: ${err instanceof Error ? err.message : String(err)}\n`);

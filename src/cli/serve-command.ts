@@ -10,9 +10,10 @@ export function registerServeCommand(program: Command): void {
     .description('run the registry and bake service')
     .option('--listen <addr>', 'address to listen on (env KILN_LISTEN)', undefined)
     .option('--data-dir <dir>', 'data directory (env KILN_DATA_DIR)', undefined)
+    .option('--database-url <url>', 'postgres://… to keep metadata in PostgreSQL, shared by several kiln processes (env KILN_DATABASE_URL)', undefined)
     .option('--log-level <level>', 'trace|debug|info|warn|error (env KILN_LOG_LEVEL)', undefined)
     .option('--insecure-no-auth', 'allow KILN_AUTH=off on a non-loopback address (trusted networks only)')
-    .action(async (opts: { listen?: string; dataDir?: string; logLevel?: string; insecureNoAuth?: boolean }) => {
+    .action(async (opts: { listen?: string; dataDir?: string; databaseUrl?: string; logLevel?: string; insecureNoAuth?: boolean }) => {
       const config = loadConfig(opts);
       // Blob traffic allocates a buffer per socket read, so V8 runs a major GC
       // every 64 MiB received. Marking on a helper thread takes a core from the
@@ -38,6 +39,6 @@ export function registerServeCommand(program: Command): void {
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
       // Announced only once a SIGTERM would drain: supervisors and tests may stop it the moment they read this.
-      process.stdout.write(`kiln listening on ${url} (data dir ${kiln.dirs.root}, auth ${config.authMode})\n`);
+      process.stdout.write(`kiln listening on ${url} (data dir ${kiln.dirs.root}, database ${kiln.stores.backend}, auth ${config.authMode})\n`);
     });
 }

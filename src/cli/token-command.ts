@@ -26,14 +26,15 @@ const processOutput: TokenCommandOutput = {
 
 export function registerTokenCommands(
   program: Command,
-  openAuth: (options: { dataDir?: string }) => Promise<TokenCommandAuth>,
+  openAuth: (options: { dataDir?: string; databaseUrl?: string }) => Promise<TokenCommandAuth>,
   output: TokenCommandOutput = processOutput,
 ): void {
   const token = program
     .command('token')
     .description('create and revoke API keys')
-    .option('--data-dir <dir>', 'the data directory of the Kiln whose keys to manage (env KILN_DATA_DIR, default ./kiln-data)');
-  const open = () => openAuth(token.opts<{ dataDir?: string }>());
+    .option('--data-dir <dir>', 'the data directory of the Kiln whose keys to manage (env KILN_DATA_DIR, default ./kiln-data)')
+    .option('--database-url <url>', 'its PostgreSQL database, when it uses one (env KILN_DATABASE_URL)');
+  const open = () => openAuth(token.opts<{ dataDir?: string; databaseUrl?: string }>());
 
   token
     .command('create')

@@ -12,59 +12,78 @@
 // image record is live while its manifest exists in some repo or a bake of it
 // is pending.
 //
-// Safety under concurrency (one process; SQLite via better-sqlite3):
+// Safety under concurrency. The collector talks to a GcStore; how the store
+// keeps writers out differs by backend, the rules below hold on both.
 //
-// 1. Snapshot, mark and row deletion run inside ONE synchronous SQLite
-//    transaction (SqliteGcStore.collect). Node runs it to completion on the
-//    JS thread, so no request handler of this process interleaves with it:
-//    every handler sees the metadata either before or after the sweep.
-// 2. Handlers that make content visible span several awaits, and the sweep
+// 1. Snapshot, mark and row deletion are one atomic step against every writer
+//    that makes content reachable (GcStore.collect):
+//    - SQLite (one process): one synchronous better-sqlite3 transaction; Node
+//      runs it to completion on the JS thread, so no request handler
+//      interleaves with it.
+//    - PostgreSQL (many processes): the collector holds the advisory lock
+//      `reach` exclusively (a session lock taken before its REPEATABLE READ
+//      transaction begins, so the snapshot is taken after every writer that
+//      held it has committed). Every write that makes content reachable (blob
+//      link, manifest insert with its tag, pin) holds `reach` shared for its
+//      transaction. No such write commits between snapshot and delete, in any
+//      process.
+// 2. Handlers that make content visible span several awaits, and a sweep
 //    may fall between them. Each such window is closed:
 //    a. Manifest PUT checks its references, then (awaits later) inserts the
 //       manifest. The insert transaction re-checks that every referenced blob
 //       link and child manifest row still exists and fails with
-//       MANIFEST_BLOB_UNKNOWN otherwise (SqliteMetadataStore.putManifest), so
-//       a sweep between check and insert turns into a clean error, never a
-//       manifest whose blobs are gone.
+//       MANIFEST_BLOB_UNKNOWN otherwise (putManifest of both metadata
+//       stores; on PostgreSQL under `reach` shared, so it sees any deletion
+//       committed by a collector), so a sweep between check and insert turns
+//       into a clean error, never a manifest whose blobs are gone.
 //    b. A blob file renamed into blobs/ before its row is written (upload
 //       commit, manifest bytes, cross-repo mount between its check and its
-//       link): the request pins the digest (DigestPins) for the whole span,
+//       link): the request pins the digest (PinStore) for the whole span,
 //       and the sweep never deletes a row or file of a pinned digest. Pins are
 //       taken before the first await that matters and released after the row
-//       is committed. Without pins (another process), the grace period covers
-//       it: a file is only an orphan when its mtime is older than the grace.
-//    c. Files go only after their rows: the row deletion commits first, then
-//       each file is unlinked with unlinkSync in the same tick as a fresh
-//       check that its row is still absent and its digest unpinned. A blob
-//       uploaded again after its row was deleted therefore either pinned the
-//       digest (so the unlink is skipped) or already has its row back (also
-//       skipped): a stale delete never removes a fresh file.
-//    d. Disks: an image directory is renamed into tmp/ (same tick as the check
-//       that no image record or pending bake wants it) and removed there, so
-//       a bake that writes the digest again later is untouched. Temporary bake
-//       directories are left alone while their bake is pending.
-//    e. Upload files without a session are removed only when older than the
-//       grace period and, online, at least a minute (a session's file exists
+//       is committed. SQLite: in memory (DigestPins). PostgreSQL: also a row
+//       in digest_pins, inserted under `reach` shared, with a lease (a pin of
+//       a process that died expires); the snapshot and each guarded sweep
+//       step read them.
+//    c. Bytes go only after their rows: the row deletion commits first, then
+//       stored blobs are deleted through the blob store in guarded steps
+//       (GcStore.guard): the check that a blob's row is still absent and its
+//       digest unpinned, and the delete, happen with no writer able to commit
+//       in between (PostgreSQL: `reach` held exclusive until the step's
+//       deletes have returned). An object-store delete is a round trip, so
+//       within the process the step also holds each doomed digest
+//       (PinStore.holdForDelete) from the check until its delete returns, and
+//       a pin of it waits for that (SQLite: the guard is one tick of the JS
+//       thread, the hold covers the awaits). A blob uploaded again after its
+//       row was deleted therefore either pinned the digest (so the delete is
+//       skipped) or pins it after the delete and writes the bytes anew: a
+//       stale delete never removes fresh bytes. A crash between the row
+//       deletion and the byte deletion leaves bytes without a row: an orphan
+//       the next run deletes once it is older than the grace period.
+//    d. Disks: an image directory is renamed into tmp/ in a guarded step with
+//       the check that no image record or pending bake wants it, and removed
+//       there, so a bake that writes the digest again later is untouched.
+//       Temporary bake directories are left alone while their bake is pending.
+//    e. Upload data without a session is removed only when older than the
+//       grace period and, online, at least a minute (a session's data exists
 //       a moment before its row; manifest bytes are staged in uploads/ too).
-// 3. One run at a time per process (runs queue behind each other).
+// 3. One run at a time (GcStore.runExclusive): per process the runs queue
+//    behind each other; on PostgreSQL the advisory lock `gcRun` also keeps
+//    replicas (and `kiln gc --database-url`) from collecting at once.
 //
-// Multiple processes on one data directory are excluded by the pid lock
-// (store/dir-lock.ts): `kiln gc --data-dir` refuses to run under a live server.
-// A deployment with several server processes (PostgreSQL, S3) cannot rely on
-// the JS thread or on in-memory pins: it needs the sweep under database locks
-// (e.g. SELECT … FOR UPDATE on the blob rows plus an advisory lock that the
-// commit path takes in shared mode) and a generation number or a
-// mark-timestamp check on blob rows so a blob re-linked after the mark is not
-// deleted.
+// A SQLite data directory has one process: the pid lock (store/dir-lock.ts)
+// makes `kiln gc --data-dir` refuse under a live server. On PostgreSQL the
+// processes share the database and the data directory, and an offline
+// `kiln gc` is one more collector beside the servers.
 import { randomUUID } from 'node:crypto';
-import { lstatSync, readdirSync, renameSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, renameSync, type Stats } from 'node:fs';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { DataDir } from '../store/data-dir.js';
-import type { DigestPins } from '../store/pins.js';
+import type { PinStore } from '../store/pins.js';
 import type { GcStore } from '../store/gc-store.js';
-import type { BlobStore } from '../store/types.js';
+import type { BlobStore, StoredBlob, StoredUpload } from '../store/types.js';
 import type { GcConfig } from './config.js';
 import { deletionOf, planCollection, type GcPlan } from './mark.js';
 import type { GcMetrics } from './metrics.js';
@@ -75,6 +94,8 @@ const ONLINE_UPLOAD_FLOOR_MS = 60_000;
 const REPORT_ITEMS = 1000;
 /** Files handled per turn of the event loop during the sweep. */
 const BATCH = 256;
+/** Blob deletes in flight at once (an object store answers each in a round trip). */
+const DELETES_AT_ONCE = 16;
 
 export type GcTrigger = 'interval' | 'api' | 'cli' | 'test';
 
@@ -130,7 +151,7 @@ export interface CollectorDeps {
   dirs: DataDir;
   store: GcStore;
   blobs: BlobStore;
-  pins: DigestPins;
+  pins: PinStore;
   config: GcConfig;
   /** True inside a running server: requests may be in flight. */
   online: boolean;
@@ -189,7 +210,7 @@ export class GarbageCollector {
   run(options: GcRunOptions = {}): Promise<GcReport> {
     const next = this.queue.catch(() => undefined).then(() => {
       if (this.stopped) throw new Error('the collector is stopped (the server is shutting down)');
-      return this.collect(options);
+      return this.deps.store.runExclusive(() => this.collect(options));
     });
     this.queue = next;
     return next;
@@ -232,12 +253,13 @@ export class GarbageCollector {
     const startedAt = this.clock();
     const report = emptyReport(dryRun, trigger, startedAt, graceMs, config.cacheMaxAgeMs);
     const plan: GcPlan = await store.collect((snapshot) => {
+      const pinnedElsewhere = new Set(snapshot.pinned);
       const p = planCollection(snapshot, {
         now: this.clock(),
         graceMs,
         cacheMaxAgeMs: config.cacheMaxAgeMs,
         keepGlobalCache: config.keepGlobalCache,
-        isPinned: (d) => pins.has(d),
+        isPinned: (d) => pins.has(d) || pinnedElsewhere.has(d),
         extraRoots,
       });
       return { result: p, deletion: dryRun ? null : deletionOf(p) };
@@ -274,65 +296,46 @@ export class GarbageCollector {
     return report;
   }
 
-  /** Blob files whose row is gone (deleted now, or never written and older than the grace period). */
+  /** Stored blobs whose row is gone (deleted now, or never written and older than the grace period). */
   private async sweepBlobs(plan: GcPlan, dryRun: boolean, cutoff: number, report: GcReport, items: ItemLists): Promise<void> {
-    const { dirs } = this.deps;
     const planned = new Set(plan.blobs.map((b) => b.digest));
-    // Directory listings are synchronous (async readdir waits behind upload I/O
-    // in libuv's thread pool and made a collection under load take seconds);
-    // files are checked and removed in guarded batches, between which requests run.
-    let batch: { digest: string; file: string }[] = [];
-    for (const algorithm of readdirSyncOrEmpty(dirs.blobsRoot)) {
-      for (const fan of readdirSyncOrEmpty(path.join(dirs.blobsRoot, algorithm))) {
-        for (const hex of readdirSyncOrEmpty(path.join(dirs.blobsRoot, algorithm, fan))) {
-          const digest = `${algorithm}:${hex}`;
-          let file: string;
-          try {
-            file = dirs.blobPath(digest);
-          } catch {
-            continue; // not a blob name; fsck reports it
-          }
-          if (path.basename(path.dirname(file)) !== fan) continue;
-          batch.push({ digest, file });
-          if (batch.length >= BATCH) {
-            await this.sweepBlobBatch(batch, planned, dryRun, cutoff, report, items);
-            batch = [];
-            await yieldToLoop();
-          }
-        }
+    // Checked in guarded batches and deleted between them, while requests run.
+    let batch: StoredBlob[] = [];
+    for await (const blob of this.deps.blobs.list()) {
+      batch.push(blob);
+      if (batch.length >= BATCH) {
+        await this.sweepBlobBatch(batch, planned, dryRun, cutoff, report, items);
+        batch = [];
         await yieldToLoop();
       }
     }
     await this.sweepBlobBatch(batch, planned, dryRun, cutoff, report, items);
   }
 
-  private async sweepBlobBatch(
-    batch: { digest: string; file: string }[],
-    planned: Set<string>,
-    dryRun: boolean,
-    cutoff: number,
-    report: GcReport,
-    items: ItemLists,
-  ): Promise<void> {
+  private async sweepBlobBatch(batch: StoredBlob[], planned: Set<string>, dryRun: boolean, cutoff: number, report: GcReport, items: ItemLists): Promise<void> {
     if (batch.length === 0) return;
-    const { store, pins } = this.deps;
-    // Check and unlink under the store's guard (safety rule 2c).
-    await store.guard({ blobs: batch.map((b) => b.digest) }, (view) => {
-      for (const { digest, file } of batch) {
+    const { store, pins, blobs } = this.deps;
+    // The check, the holds and the deletes in one guarded step (safety rule 2c).
+    await store.guard({ blobs: batch.map((b) => b.digest) }, async (view) => {
+      const doomed = batch.flatMap((blob) => {
+        const { digest } = blob;
+        const rowGone = dryRun ? planned.has(digest) || !view.blobRowExists(digest) : !view.blobRowExists(digest);
+        if (!rowGone || pins.has(digest) || view.pinned(digest)) return [];
+        if (!planned.has(digest) && blob.modifiedAt.getTime() >= cutoff) return [];
+        return [{ blob, release: dryRun ? () => undefined : pins.holdForDelete(digest) }];
+      });
+      await forEachLimited(doomed, DELETES_AT_ONCE, async ({ blob, release }) => {
         try {
-          const rowGone = dryRun ? planned.has(digest) || !view.blobRowExists(digest) : !view.blobRowExists(digest);
-          if (!rowGone || pins.has(digest)) continue;
-          const st = statOrNull(file);
-          if (!st?.isFile()) continue;
-          if (!planned.has(digest) && st.mtimeMs >= cutoff) continue;
-          if (!dryRun) unlinkSync(file);
+          if (!dryRun) await blobs.delete(blob.digest);
           report.deleted.blobs++;
-          report.bytesFreed.blobs += st.size;
-          items.add('blobs', digest);
+          report.bytesFreed.blobs += blob.size;
+          items.add('blobs', blob.digest);
         } catch (err) {
-          this.fileError(report, file, err);
+          this.fileError(report, `blob ${blob.digest}`, err);
+        } finally {
+          release();
         }
-      }
+      });
     });
   }
 
@@ -379,45 +382,41 @@ export class GarbageCollector {
     }
   }
 
-  /** Upload sessions idle past the upload TTL, and upload files without a session. */
+  /** Upload sessions idle past the upload TTL, and stored upload data without a session. */
   private async sweepUploads(dryRun: boolean, cutoff: number, report: GcReport, items: ItemLists): Promise<void> {
-    const { dirs, store, blobs, config } = this.deps;
+    const { store, blobs, config } = this.deps;
     for (const session of await store.uploadsIdleSince(this.clock() - config.uploadTtlMs)) {
-      const st = statOrNull(dirs.uploadPath(session.id));
+      const size = await blobs.uploadSize(session.id).catch(() => null);
       if (!dryRun) {
         try {
           await blobs.abortUpload(session.id);
           await store.deleteUpload(session.id);
         } catch (err) {
-          this.fileError(report, dirs.uploadPath(session.id), err);
+          this.fileError(report, `upload ${session.id}`, err);
           continue;
         }
       }
       report.deleted.uploads++;
-      report.bytesFreed.uploads += st?.size ?? 0;
+      report.bytesFreed.uploads += size ?? 0;
       items.add('uploads', `${session.repo} ${session.id} (idle session)`);
     }
     const orphanCutoff = Math.min(cutoff, this.deps.online ? this.clock() - ONLINE_UPLOAD_FLOOR_MS : cutoff);
-    const names = readdirSyncOrEmpty(dirs.uploadsRoot);
-    for (let i = 0; i < names.length; i += BATCH) {
-      const batch = names.slice(i, i + BATCH);
-      // Under the store's guard: the session row is absent and the file is old.
-      await store.guard({ uploads: batch }, (view) => {
-        for (const name of batch) {
-          const file = path.join(dirs.uploadsRoot, name);
-          try {
-            if (view.uploadSessionExists(name)) continue;
-            const st = lstatOrNull(file);
-            if (!st?.isFile() || st.mtimeMs >= orphanCutoff) continue;
-            if (!dryRun) unlinkSync(file);
-            report.deleted.uploads++;
-            report.bytesFreed.uploads += st.size;
-            items.add('uploads', `${name} (no session)`);
-          } catch (err) {
-            this.fileError(report, file, err);
-          }
+    const stored: StoredUpload[] = [];
+    for await (const upload of blobs.listUploads()) if (upload.modifiedAt.getTime() < orphanCutoff) stored.push(upload);
+    for (let i = 0; i < stored.length; i += BATCH) {
+      const batch = stored.slice(i, i + BATCH);
+      // Under the store's guard: the session row is absent (the data is old, so no session is about to be written for it).
+      const orphans = await store.guard({ uploads: batch.map((u) => u.id) }, (view) => batch.filter((u) => !view.uploadSessionExists(u.id)));
+      for (const upload of orphans) {
+        try {
+          if (!dryRun) await blobs.abortUpload(upload.id);
+          report.deleted.uploads++;
+          report.bytesFreed.uploads += upload.size;
+          items.add('uploads', `${upload.id} (no session)`);
+        } catch (err) {
+          this.fileError(report, `upload ${upload.id}`, err);
         }
-      });
+      }
     }
   }
 
@@ -476,15 +475,6 @@ function emptyReport(dryRun: boolean, trigger: GcTrigger, startedAt: number, gra
   };
 }
 
-function statOrNull(file: string): Stats | null {
-  try {
-    return statSync(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-}
-
 function lstatOrNull(file: string): Stats | null {
   try {
     return lstatSync(file);
@@ -501,6 +491,14 @@ function readdirSyncOrEmpty(dir: string): string[] {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
     throw err;
   }
+}
+
+async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 async function readdirOrEmpty(dir: string): Promise<string[]> {

@@ -1,26 +1,29 @@
 // `kiln fsck`: checks a data directory against itself.
 //
-// - every blob file hashes to its name, and its size matches its row;
-// - every blob row has its file; every repo link has its blob row;
+// - every stored blob is listed with the size its row says, and (deep, the
+//   default on the filesystem; `--deep` on S3) hashes to its digest;
+// - every blob row has its bytes; every repo link has its blob row;
 // - every manifest parses, and everything it references exists (children,
 //   config, layers, index blob entries);
 // - every tag points at a manifest of its repo;
 // - every finished bake has its disk and a config.json that matches it;
-// - upload sessions and upload files agree; the database's own integrity check.
+// - upload sessions and stored upload data agree; the database's own integrity check.
 //
-// A corrupt blob is moved to quarantine/ and its row is deleted, so it reads
+// Blobs are read through the BlobStore, so the same checks run on the data
+// directory and on S3. A corrupt blob is moved to quarantine/ and its row is deleted, so it reads
 // as missing everywhere: the registry answers BLOB_UNKNOWN (never a corrupt
 // byte), HEAD says 404, mounts fall back to uploads, and the next push of the
 // blob repairs every repo that links it. Errors are problems with data that
 // should be there; warnings are leftovers `kiln gc` reclaims.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { parseDigest } from '../oci/digest.js';
 import { parseManifest, type Manifest } from '../oci/manifest.js';
 import { isNonDistributable } from '../oci/media-types.js';
 import type { DataDir } from '../store/data-dir.js';
 import type { GcStore } from '../store/gc-store.js';
+import type { BlobStore, StoredBlob } from '../store/types.js';
 import { formatBytes } from '../util/format-bytes.js';
 
 export type Severity = 'error' | 'warning';
@@ -34,6 +37,8 @@ export interface FsckProblem {
 
 export interface FsckReport {
   ok: boolean;
+  /** Every blob was re-hashed (else only listed and its size checked). */
+  deep: boolean;
   durationMs: number;
   checked: { blobFiles: number; bytesHashed: number; manifests: number; tags: number; repoLinks: number; disks: number; uploads: number };
   quarantined: { digest: string; movedTo: string }[];
@@ -43,6 +48,9 @@ export interface FsckReport {
 export interface FsckOptions {
   dirs: DataDir;
   store: GcStore;
+  blobs: BlobStore;
+  /** Re-hash every blob (default true); false checks that every blob is listed with the size its row says. */
+  deep?: boolean;
   /** Move corrupt blobs aside (default true); false only reports. */
   quarantine?: boolean;
   /** Files hashed at once. */
@@ -51,10 +59,12 @@ export interface FsckOptions {
 
 export async function fsck(options: FsckOptions): Promise<FsckReport> {
   const started = Date.now();
-  const { dirs, store } = options;
+  const { dirs, store, blobs } = options;
   const quarantine = options.quarantine ?? true;
+  const deep = options.deep ?? true;
   const report: FsckReport = {
     ok: true,
+    deep,
     durationMs: 0,
     checked: { blobFiles: 0, bytesHashed: 0, manifests: 0, tags: 0, repoLinks: 0, disks: 0, uploads: 0 },
     quarantined: [],
@@ -68,65 +78,48 @@ export async function fsck(options: FsckOptions): Promise<FsckReport> {
   const nameOf = (id: number) => repoName.get(id) ?? `#${id}`;
   const blobRows = new Map(snap.blobs.map((b) => [b.digest, b.size]));
 
-  // ---- blob files ------------------------------------------------------------
-  const files = new Map<string, number>(); // digest -> size, of good files
+  // ---- stored blobs ----------------------------------------------------------
+  const files = new Map<string, number>(); // digest -> size, of good blobs
   const corrupt = new Set<string>();
-  const toHash: { digest: string; algorithm: string; hex: string; file: string }[] = [];
-  for (const algorithm of await readdirOrEmpty(dirs.blobsRoot)) {
-    const algDir = path.join(dirs.blobsRoot, algorithm);
-    for (const fan of await readdirOrEmpty(algDir)) {
-      for (const hex of await readdirOrEmpty(path.join(algDir, fan))) {
-        const file = path.join(algDir, fan, hex);
-        const digest = `${algorithm}:${hex}`;
-        let expected: string | null = null;
-        try {
-          expected = dirs.blobPath(digest);
-        } catch {
-          // not a digest name
-        }
-        if (expected !== file) {
-          problem('warning', 'stray-file', file, 'a file in blobs/ whose name is not a digest in its fan-out directory; remove it');
-          continue;
-        }
-        toHash.push({ digest, algorithm, hex, file });
+  for await (const stray of blobs.strays()) {
+    problem('warning', 'stray-file', stray, 'an entry where blobs are stored whose name is not a digest in its fan-out place; remove it');
+  }
+  const listed: StoredBlob[] = [];
+  for await (const blob of blobs.list()) listed.push(blob);
+  await forEachLimited(listed, options.concurrency ?? 4, async ({ digest, size }) => {
+    report.checked.blobFiles++;
+    const rowSize = blobRows.get(digest);
+    if (deep) {
+      const actual = await hashBlob(blobs, digest);
+      if (actual === null) return; // deleted meanwhile: reported below as missing if a row wants it
+      report.checked.bytesHashed += actual.size;
+      if (actual.hex !== parseDigest(digest).hex || actual.size !== size) {
+        corrupt.add(digest);
+        const what = actual.size !== size ? `${actual.size} bytes were read where the store lists ${size}` : `content hashes to ${parseDigest(digest).algorithm}:${actual.hex}`;
+        problem('error', 'corrupt-blob', digest, `${what}${quarantine ? '; moved to quarantine, push it again' : ''}`);
+        return;
       }
     }
-  }
-  await forEachLimited(toHash, options.concurrency ?? 4, async ({ digest, algorithm, hex, file }) => {
-    report.checked.blobFiles++;
-    const st = await stat(file).catch(() => null);
-    if (!st?.isFile()) {
-      problem('error', 'stray-file', file, 'not a regular file');
-      return;
-    }
-    const actual = await hashFile(file, algorithm);
-    report.checked.bytesHashed += st.size;
-    const rowSize = blobRows.get(digest);
-    if (actual !== hex) {
-      corrupt.add(digest);
-      problem('error', 'corrupt-blob', digest, `content hashes to ${algorithm}:${actual}${quarantine ? '; moved to quarantine, push it again' : ''}`);
-      return;
-    }
-    files.set(digest, st.size);
+    files.set(digest, size);
     if (rowSize === undefined) {
-      problem('warning', 'unreferenced-blob', digest, `blob file of ${st.size} bytes with no row; \`kiln gc\` reclaims it`);
-    } else if (rowSize !== st.size) {
-      problem('error', 'blob-size', digest, `the database says ${rowSize} bytes but the (correct) file has ${st.size}`);
+      problem('warning', 'unreferenced-blob', digest, `blob of ${size} bytes with no row; \`kiln gc\` reclaims it`);
+    } else if (rowSize !== size) {
+      // Bytes that are not what the row says are as bad as corrupt ones.
+      if (!deep) corrupt.add(digest);
+      problem('error', 'blob-size', digest, `the database says ${rowSize} bytes but the store holds ${size}${!deep && quarantine ? '; moved to quarantine, push it again' : ''}`);
     }
   });
   if (quarantine && corrupt.size > 0) {
     for (const digest of corrupt) {
-      const target = dirs.quarantinePath(digest);
-      await mkdir(path.dirname(target), { recursive: true });
-      await rename(dirs.blobPath(digest), target);
-      report.quarantined.push({ digest, movedTo: target });
+      files.delete(digest);
+      report.quarantined.push({ digest, movedTo: await blobs.quarantine(digest) });
     }
     await store.deleteBlobRows([...corrupt]);
   }
 
   for (const [digest] of blobRows) {
     if (!files.has(digest) && !corrupt.has(digest)) {
-      problem('error', 'missing-blob', digest, 'the database knows this blob but its file is missing; push it again');
+      problem('error', 'missing-blob', digest, 'the database knows this blob but the store does not have it; push it again');
     }
   }
   const blobOk = (digest: string) => files.has(digest) && blobRows.has(digest);
@@ -153,7 +146,8 @@ export async function fsck(options: FsckOptions): Promise<FsckReport> {
     }
     let manifest: Manifest;
     try {
-      const bytes = await readFile(dirs.blobPath(m.digest));
+      const bytes = await blobs.readBytes(m.digest);
+      if (!bytes) throw new Error('the stored manifest went missing during the check');
       if (bytes.length !== m.size) problem('error', 'manifest-size', name, `the database says ${m.size} bytes, the stored manifest has ${bytes.length}`);
       manifest = parseManifest(bytes, m.mediaType);
     } catch (err) {
@@ -210,13 +204,14 @@ export async function fsck(options: FsckOptions): Promise<FsckReport> {
 
   // ---- uploads ---------------------------------------------------------------------
   const sessions = new Set((await store.uploads()).map((u) => u.id));
-  const uploadFiles = new Set(await readdirOrEmpty(dirs.uploadsRoot));
+  const stored = new Set<string>();
+  for await (const upload of blobs.listUploads()) stored.add(upload.id);
   for (const id of sessions) {
     report.checked.uploads++;
-    if (!uploadFiles.has(id)) problem('warning', 'upload-without-file', id, 'an upload session whose data file is gone; the client must start again');
+    if (!stored.has(id)) problem('warning', 'upload-without-file', id, 'an upload session whose stored data is gone; the client must start again');
   }
-  for (const name of uploadFiles) {
-    if (!sessions.has(name)) problem('warning', 'orphan-upload', path.join(dirs.uploadsRoot, name), 'an upload file without a session; `kiln gc` removes it');
+  for (const id of stored) {
+    if (!sessions.has(id)) problem('warning', 'orphan-upload', id, 'upload data without a session; `kiln gc` removes it');
   }
 
   report.ok = !report.problems.some((p) => p.severity === 'error');
@@ -247,10 +242,17 @@ async function checkDisk(dir: string, recordedSize: number | null, manifest: Man
   return null;
 }
 
-async function hashFile(file: string, algorithm: string): Promise<string> {
-  const hash = createHash(algorithm);
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+/** Hex digest (in the blob's own algorithm) and length of what the store serves for `digest`; null when it is gone. */
+async function hashBlob(blobs: BlobStore, digest: string): Promise<{ hex: string; size: number } | null> {
+  const stream = await blobs.open(digest);
+  if (!stream) return null;
+  const hash = createHash(parseDigest(digest).algorithm);
+  let size = 0;
+  for await (const chunk of stream) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { hex: hash.digest('hex'), size };
 }
 
 async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -277,7 +279,7 @@ export function formatFsckReport(report: FsckReport): string {
   const errors = report.problems.filter((p) => p.severity === 'error').length;
   const warnings = report.problems.length - errors;
   lines.push(
-    `checked ${c.blobFiles} blob files (${formatBytes(c.bytesHashed)} hashed), ${c.manifests} manifests, ${c.tags} tags, ${c.repoLinks} repo links, ${c.disks} disks, ${c.uploads} uploads in ${(report.durationMs / 1000).toFixed(1)} s`,
+    `checked ${c.blobFiles} blobs (${report.deep ? `${formatBytes(c.bytesHashed)} hashed` : 'sizes only; --deep re-hashes them'}), ${c.manifests} manifests, ${c.tags} tags, ${c.repoLinks} repo links, ${c.disks} disks, ${c.uploads} uploads in ${(report.durationMs / 1000).toFixed(1)} s`,
   );
   if (report.quarantined.length > 0) lines.push(`quarantined ${report.quarantined.length} corrupt blob(s) under ${path.dirname(path.dirname(report.quarantined[0]!.movedTo))}`);
   lines.push(report.ok ? `clean${warnings > 0 ? ` (${warnings} warning(s): leftovers \`kiln gc\` reclaims)` : ''}` : `${errors} error(s), ${warnings} warning(s)`);

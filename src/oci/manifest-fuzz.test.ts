@@ -55,13 +55,15 @@ const mediaType = fc.constantFrom(
   'application/vnd.oci.image.layer.nondistributable.v1.tar',
   'application/vnd.in-toto+json',
 );
+// Any RFC 6838 name pair: artifact types are free-form but must be media types.
+const artifactType = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,12}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,12}$/);
 const annotations = fc.option(fc.dictionary(fc.string({ maxLength: 20 }), fc.string({ maxLength: 30 }), { maxKeys: 4 }), { nil: undefined });
 const platform = fc.record(
   { architecture: fc.constantFrom('amd64', 'arm64', 'unknown'), os: fc.constantFrom('linux', 'windows', 'unknown'), variant: fc.constantFrom('v8', 'v7') },
   { requiredKeys: ['architecture', 'os'] },
 );
 const descriptor = fc.record(
-  { mediaType, digest, size: fc.nat({ max: 2 ** 40 }), annotations, platform, urls: fc.array(fc.webUrl(), { maxLength: 2 }), artifactType: fc.string({ minLength: 1, maxLength: 20 }) },
+  { mediaType, digest, size: fc.nat({ max: 2 ** 40 }), annotations, platform, urls: fc.array(fc.webUrl(), { maxLength: 2 }), artifactType },
   { requiredKeys: ['mediaType', 'digest', 'size'] },
 );
 const imageManifest = fc.record(
@@ -72,7 +74,7 @@ const imageManifest = fc.record(
     layers: fc.array(descriptor, { minLength: 1, maxLength: 5 }),
     subject: descriptor,
     annotations,
-    artifactType: fc.string({ minLength: 1, maxLength: 30 }),
+    artifactType,
   },
   { requiredKeys: ['schemaVersion', 'mediaType', 'config', 'layers'] },
 ).map((m) => {

@@ -11,6 +11,7 @@ import {
   OCI_INDEX,
   OCI_MANIFEST,
   baseMediaType,
+  isMediaType,
 } from './media-types.js';
 
 /** Largest manifest accepted (the distribution spec recommends at least 4 MiB). */
@@ -102,10 +103,12 @@ export function parseManifest(bytes: Uint8Array, contentType?: string): Manifest
 
   let mediaType = bodyType || (GENERIC_TYPES.has(declared) ? '' : declared);
   if (!mediaType) mediaType = Array.isArray(doc.manifests) ? OCI_INDEX : OCI_MANIFEST;
+  requireMediaType(mediaType, 'the manifest media type');
 
   const common: ManifestCommon = { mediaType };
   if (doc.artifactType !== undefined) {
     if (typeof doc.artifactType !== 'string' || !doc.artifactType) throw new ManifestError('"artifactType" must be a non-empty string');
+    requireMediaType(doc.artifactType, '"artifactType"');
     common.artifactType = doc.artifactType;
   }
   if (doc.subject !== undefined) common.subject = parseDescriptor(doc.subject, 'subject');
@@ -136,6 +139,14 @@ export function parseManifest(bytes: Uint8Array, contentType?: string): Manifest
   return { kind: 'image', ...common, config, layers };
 }
 
+/** Media types are stored and compared as given, so they must be what the spec allows (RFC 6838). */
+function requireMediaType(value: string, where: string): void {
+  if (!isMediaType(value)) {
+    const shown = JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+    throw new ManifestError(`${where} ${shown} is not a media type: it must be type/subtype of letters, digits and !#$&^_.+- (RFC 6838)`);
+  }
+}
+
 /** Every descriptor a manifest points at, except its subject. */
 export function referencedDescriptors(manifest: Manifest): Descriptor[] {
   return manifest.kind === 'index' ? manifest.manifests : [manifest.config, ...manifest.layers];
@@ -145,6 +156,7 @@ function parseDescriptor(value: unknown, where: string): Descriptor {
   if (!isObject(value)) throw new ManifestError(`${where} must be a descriptor object`);
   const { mediaType, digest, size } = value;
   if (typeof mediaType !== 'string' || !mediaType) throw new ManifestError(`${where}.mediaType must be a non-empty string`);
+  requireMediaType(mediaType, `${where}.mediaType`);
   if (typeof digest !== 'string') throw new ManifestError(`${where}.digest must be a string`);
   try {
     parseDigest(digest);
@@ -162,6 +174,7 @@ function parseDescriptor(value: unknown, where: string): Descriptor {
   if (value.annotations !== undefined) out.annotations = parseAnnotations(value.annotations, `${where}.annotations`);
   if (value.artifactType !== undefined) {
     if (typeof value.artifactType !== 'string') throw new ManifestError(`${where}.artifactType must be a string`);
+    requireMediaType(value.artifactType, `${where}.artifactType`);
     out.artifactType = value.artifactType;
   }
   if (value.platform !== undefined) out.platform = parsePlatform(value.platform, `${where}.platform`);

@@ -97,3 +97,12 @@ const DOCKER_TO_OCI: ReadonlyMap<string, string> = new Map([
 export function toOciMediaType(mediaType: string): string {
   return DOCKER_TO_OCI.get(mediaType) ?? mediaType;
 }
+
+// RFC 6838 §4.2 names: type "/" subtype, each a restricted-name; parameters after ";" in printable ASCII.
+const RESTRICTED_NAME = "[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}";
+const MEDIA_TYPE_RE = new RegExp(`^${RESTRICTED_NAME}/${RESTRICTED_NAME}(?:\\s*;[\\x20-\\x7e]*)?$`);
+
+/** Whether `value` is a media type as the image spec requires (RFC 6838), e.g. `application/vnd.oci.image.manifest.v1+json`. */
+export function isMediaType(value: string): boolean {
+  return MEDIA_TYPE_RE.test(value);
+}

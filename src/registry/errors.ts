@@ -8,6 +8,7 @@ import {
   ReferencesMissingError,
   SizeMismatchError,
   StorageFullError,
+  StorageUnavailableError,
   isNoSpace,
   UploadBusyError,
   UploadNotFoundError,
@@ -32,6 +33,7 @@ export type ErrorCode =
   | 'RANGE_INVALID'
   | 'PAYLOAD_TOO_LARGE'
   | 'STORAGE_FULL'
+  | 'STORAGE_UNAVAILABLE'
   | 'INTERNAL';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -53,6 +55,7 @@ const STATUS: Record<ErrorCode, number> = {
   RANGE_INVALID: 416,
   PAYLOAD_TOO_LARGE: 413,
   STORAGE_FULL: 507,
+  STORAGE_UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 
@@ -61,6 +64,7 @@ const WIRE_CODE: Partial<Record<ErrorCode, string>> = {
   RANGE_INVALID: 'BLOB_UPLOAD_INVALID',
   PAYLOAD_TOO_LARGE: 'MANIFEST_INVALID',
   STORAGE_FULL: 'UNSUPPORTED',
+  STORAGE_UNAVAILABLE: 'UNKNOWN',
   INTERNAL: 'UNKNOWN',
 };
 
@@ -106,6 +110,7 @@ export function toRegistryError(err: unknown): RegistryError {
   if (err instanceof UploadNotFoundError) return new RegistryError('BLOB_UPLOAD_UNKNOWN', err.message);
   if (err instanceof UploadBusyError) return new RegistryError('RANGE_INVALID', err.message);
   if (err instanceof StorageFullError) return new RegistryError('STORAGE_FULL', err.message);
+  if (err instanceof StorageUnavailableError) return new RegistryError('STORAGE_UNAVAILABLE', err.message, undefined, { 'retry-after': '5' });
   if (isNoSpace(err)) return new RegistryError('STORAGE_FULL', new StorageFullError(err).message);
   // The garbage collector removed a referenced blob between the reference check and the insert.
   if (err instanceof ReferencesMissingError) return new RegistryError('MANIFEST_BLOB_UNKNOWN', err.message, { digests: err.digests });

@@ -220,6 +220,11 @@ async function getBlob(ctx: Ctx, name: string, digest: string): Promise<void> {
   }
   const bytes = range ?? { start: 0, end: size - 1 };
   const length = bytes.end - bytes.start + 1;
+  // An object store serves the bytes (and the Range) itself; HEAD and the headers stay Kiln's.
+  const redirect = req.method === 'GET' && length > 0 ? await deps.service.blobRedirect(digest) : null;
+  if (redirect) {
+    return void reply.code(307).header('location', redirect).header('docker-content-digest', digest).header('cache-control', 'no-store').header('content-length', 0).send();
+  }
   // Opened (or checked) before any header is set: a blob missing from disk must be a clean 404, not a 206 carrying an error body.
   const source = req.method === 'HEAD' || length === 0 ? null : await deps.service.openBlob(name, digest, bytes);
   if (!source) await deps.service.assertBlobStored(name, digest);

@@ -8,7 +8,7 @@ import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type Manifest } fro
 import { OCI_INDEX, isNonDistributable } from '../oci/media-types.js';
 import { explainInvalidName, isValidRepoName, isValidTag } from '../oci/names.js';
 import type { BlobSource, BlobStore, ByteRange, ManifestRecord, ManifestReference, MetadataStore, Page } from '../store/types.js';
-import { DigestPins } from '../store/pins.js';
+import { DigestPins, type PinStore } from '../store/pins.js';
 import { ManifestCache } from './manifest-cache.js';
 import { RegistryError } from './errors.js';
 
@@ -36,12 +36,11 @@ export class RegistryService {
   private readonly manifestCache = new ManifestCache(64 * 1024 * 1024);
   private readonly listeners: ManifestListener[] = [];
   private readonly pullListeners: ((repo: string, tag: string) => void)[] = [];
-  /** Digests being made visible right now; the garbage collector leaves them alone (src/gc/collector.ts). */
-  readonly pins = new DigestPins();
-
   constructor(
     readonly blobs: BlobStore,
     readonly meta: MetadataStore,
+    /** Digests being made visible right now; the garbage collector leaves them alone (src/gc/collector.ts). */
+    readonly pins: PinStore = new DigestPins(),
   ) {}
 
   onManifestPushed(listener: ManifestListener): void {
@@ -86,6 +85,11 @@ export class RegistryService {
     return source;
   }
 
+  /** A short-lived URL the client can fetch the blob from directly (an object store's presigned GET), or null: Kiln serves it. */
+  async blobRedirect(digest: string): Promise<string | null> {
+    return this.blobs.redirectUrl(digest);
+  }
+
   async deleteBlob(repo: string, digest: string): Promise<void> {
     parseDigest(digest);
     if (!(await this.meta.unlinkBlob(repo, digest))) throw blobUnknown(repo, digest);
@@ -103,7 +107,7 @@ export class RegistryService {
   /** Links a blob from another repo; null when it cannot be mounted (the client then uploads). */
   async mountBlob(repo: string, from: string, digest: string): Promise<number | null> {
     if (!isValidRepoName(from) || !tryParseDigest(digest)) return null;
-    const release = this.pins.pin(digest);
+    const release = await this.pins.pin(digest);
     try {
       const size = await this.meta.repoBlobSize(from, digest);
       if (size === null || !(await this.blobs.stat(digest))) return null;
@@ -132,15 +136,19 @@ export class RegistryService {
   async finishUpload(repo: string, id: string, digest: ParsedDigest, body?: Readable, length?: number): Promise<number> {
     await this.requireUpload(repo, id);
     if (body) await this.blobs.appendUpload(id, body, { expectedLength: length });
-    const release = this.pins.pin(digest.digest);
+    const release = await this.pins.pin(digest.digest);
+    let committed = false;
     try {
       const blob = await this.blobs.commitUpload(id, digest);
+      committed = true;
       await this.meta.linkBlob(repo, blob.digest, blob.size);
       return blob.size;
     } finally {
       release();
       // Done or failed verification: either way the session is over (the client restarts on failure).
-      await this.dropUpload(id);
+      // A commit removed the stored session itself; only its row is left.
+      if (committed) await this.meta.deleteUpload(id);
+      else await this.dropUpload(id);
     }
   }
 
@@ -152,8 +160,9 @@ export class RegistryService {
     const id = await this.startUpload(repo);
     try {
       return await this.finishUpload(repo, id, digest, body, length);
-    } finally {
+    } catch (err) {
       await this.dropUpload(id);
+      throw err;
     }
   }
 
@@ -204,7 +213,7 @@ export class RegistryService {
     }
 
     const manifest = parseManifest(bytes, contentType);
-    const release = this.pins.pin(digest);
+    const release = await this.pins.pin(digest);
     try {
       return await this.storeManifest(repo, reference, byDigest !== null, bytes, digest, manifest);
     } finally {

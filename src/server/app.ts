@@ -52,13 +52,26 @@ export interface KilnOptions {
 
 export async function createKiln(config: ServerConfig, options: KilnOptions = {}): Promise<Kiln> {
   // No offline `kiln gc`/`kiln fsck` (or other server) may work on a SQLite data directory meanwhile.
-  const stores = await openStores({ dataDir: config.dataDir, durable: config.durable, owner: 'kiln serve' });
+  // Background errors of the database pool (an idle connection dropped); logged once the logger exists.
+  let logDatabaseError: (err: unknown) => void = () => undefined;
+  const stores = await openStores({
+    dataDir: config.dataDir,
+    databaseUrl: config.databaseUrl,
+    poolSize: config.databasePool,
+    durable: config.durable,
+    s3: config.s3,
+    owner: 'kiln serve',
+    onError: (err) => logDatabaseError(err),
+  });
   const { dirs, blobs } = stores;
-  // Scratch trees of jobs that died with the last process are worthless now.
-  await rm(dirs.scratchRoot, { recursive: true, force: true });
-  await dirs.ensure();
+  if (!stores.shared) {
+    // Scratch trees of jobs that died with the last process are worthless now
+    // (with a shared data directory they may belong to another process).
+    await rm(dirs.scratchRoot, { recursive: true, force: true });
+    await dirs.ensure();
+  }
 
-  const registry = new RegistryService(blobs, stores.meta);
+  const registry = new RegistryService(blobs, stores.meta, stores.pins);
   const jobs = new JobQueue(stores.jobs);
   const metrics = new Metrics();
   const auth = await createAuth({
@@ -84,6 +97,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     keepAliveTimeout: 75_000,
   });
   const log = app.log;
+  logDatabaseError = (err) => log.error({ err }, 'database connection error');
   if (config.logLevel === 'debug' || config.logLevel === 'trace') {
     app.addHook('onResponse', async (req, reply) => {
       req.log.debug({ method: req.method, url: req.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request');

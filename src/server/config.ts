@@ -4,11 +4,16 @@ import { decideAuthMode, type AuthMode } from '../auth/mode.js';
 import { DEFAULT_PUBLIC_REPOS_SETTING, parsePublicRepos, type PublicRepos } from '../auth/public-repos.js';
 import { loadBuildsConfig, type BuildsConfig } from '../builds/config.js';
 import { loadGcConfig, type GcConfig } from '../gc/config.js';
+import { loadS3Config, type S3Config } from '../store/s3/config.js';
 
 export interface ServerConfig {
   host: string;
   port: number;
   dataDir: string;
+  /** `postgres://…` (KILN_DATABASE_URL, --database-url): metadata in PostgreSQL, shared by several processes; unset: SQLite in the data dir. */
+  databaseUrl?: string;
+  /** Connections of the PostgreSQL pool (KILN_DATABASE_POOL). */
+  databasePool: number;
   logLevel: string;
   /** fsync blobs before acknowledging them. */
   durable: boolean;
@@ -22,6 +27,8 @@ export interface ServerConfig {
   publicRepos: PublicRepos;
   /** Garbage collection: KILN_GC_GRACE, KILN_GC_INTERVAL, KILN_CACHE_MAX_AGE, KILN_CACHE_KEEP_GLOBAL. */
   gc: GcConfig;
+  /** S3 for every byte Kiln keeps (KILN_S3_BUCKET, …; src/store/s3/config.ts); null: the data directory. */
+  s3: S3Config | null;
   /** Builds: KILN_MAX_CONCURRENT_BUILDS, KILN_REGISTRY_HOST, KILN_REGISTRY_INSECURE, KILN_BUILDKIT_DIR, … (src/builds/config.ts). */
   builds: BuildsConfig;
 }
@@ -29,6 +36,7 @@ export interface ServerConfig {
 export interface ConfigFlags {
   listen?: string;
   dataDir?: string;
+  databaseUrl?: string;
   logLevel?: string;
   insecureNoAuth?: boolean;
 }
@@ -41,6 +49,8 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     host,
     port,
     dataDir: flags.dataDir ?? env.KILN_DATA_DIR ?? './kiln-data',
+    databaseUrl: databaseUrlFrom(flags.databaseUrl, env),
+    databasePool: positiveNumber(env.KILN_DATABASE_POOL, 20, 'KILN_DATABASE_POOL'),
     logLevel: flags.logLevel ?? env.KILN_LOG_LEVEL ?? 'info',
     durable: env.KILN_FSYNC !== 'false',
     platforms: (env.KILN_PLATFORMS ?? 'linux/amd64').split(',').map((p) => p.trim()).filter(Boolean),
@@ -49,8 +59,19 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     authKeyFile: env.KILN_AUTH_KEY_FILE || undefined,
     publicRepos: parsePublicRepos(env.KILN_PUBLIC_REPOS ?? DEFAULT_PUBLIC_REPOS_SETTING),
     gc: loadGcConfig(env),
+    s3: loadS3Config(env),
     builds: loadBuildsConfig(env),
   };
+}
+
+/** The database URL from the flag or KILN_DATABASE_URL; only PostgreSQL URLs are understood. */
+export function databaseUrlFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const url = flag ?? env.KILN_DATABASE_URL;
+  if (url === undefined || url === '') return undefined;
+  if (!/^postgres(ql)?:\/\//.test(url)) {
+    throw new Error('--database-url / KILN_DATABASE_URL must be a postgres:// (or postgresql://) URL; leave it unset for SQLite in the data directory');
+  }
+  return url;
 }
 
 /** `host:port`, `[v6]:port` or `:port` (all interfaces). */

@@ -46,6 +46,14 @@ export class StorageFullError extends Error {
   }
 }
 
+/** The object store failed or refused a call (an outage, revoked keys): nothing was stored. */
+export class StorageUnavailableError extends Error {
+  constructor(what: string, cause: unknown) {
+    super(`the registry's object store failed (${what}); nothing was stored, try again later`, { cause });
+    this.name = 'StorageUnavailableError';
+  }
+}
+
 export function isNoSpace(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   // SQLITE_FULL: the database could not grow (better-sqlite3 puts SQLite's code in `code`).

@@ -63,6 +63,8 @@ export interface GcSnapshot {
   blobs: GcBlobRow[];
   jobRoots: GcJobRoot[];
   images: GcImageRow[];
+  /** Digests pinned by requests of any process, as far as the database knows them (this process's own are in its PinStore). */
+  pinned: string[];
 }
 
 /** Rows to delete, as decided by the mark phase. */
@@ -98,6 +100,8 @@ export interface GcSubjects {
 /** Synchronous answers, true for as long as the guarded function runs. */
 export interface GcPointView {
   blobRowExists(digest: string): boolean;
+  /** Pinned in the database by a request of some process. */
+  pinned(digest: string): boolean;
   uploadSessionExists(id: string): boolean;
   /** An image record exists, or a bake of it is queued or running. */
   imageWanted(digest: string): boolean;
@@ -105,6 +109,8 @@ export interface GcPointView {
 }
 
 export interface GcStore {
+  /** Runs `fn` while no other collection runs, in this or any other process. */
+  runExclusive<T>(fn: () => Promise<T>): Promise<T>;
   /**
    * Takes a snapshot, lets `decide` mark it, and deletes what `decide`
    * returns, with no writer (of any process) committing in between.
@@ -116,7 +122,10 @@ export interface GcStore {
   /**
    * Runs `fn` with point checks about `subjects` that no writer can falsify
    * until `fn` returns, so `fn` may remove a file in the same step as the
-   * check that nothing wants it. `fn` must not await.
+   * check that nothing wants it. `fn` reads the view before its first await;
+   * when it returns a promise (object-store deletes), a backend that keeps
+   * other processes' writers out (PostgreSQL) does so until it settles, and
+   * within the process the collector's holds (PinStore.holdForDelete) do.
    */
   guard<T>(subjects: GcSubjects, fn: (view: GcPointView) => T): Promise<T>;
 

@@ -6,6 +6,9 @@ import type { BuildStore } from './build-store.js';
 import { DataDir } from './data-dir.js';
 import { lockDataDir } from './dir-lock.js';
 import { FsBlobStore } from './fs/blob-store.js';
+import { createS3Client } from './s3/client.js';
+import type { S3Config } from './s3/config.js';
+import { S3BlobStore } from './s3/s3-blob-store.js';
 import { BuildFiles } from './fs/build-files.js';
 import type { GcStore } from './gc-store.js';
 import type { ImageStore } from './image-store.js';
@@ -17,13 +20,31 @@ import { SqliteGcStore } from './sqlite/gc-store.js';
 import { SqliteImageStore } from './sqlite/image-store.js';
 import { SqliteJobStore } from './sqlite/job-store.js';
 import { SqliteMetadataStore } from './sqlite/metadata-store.js';
+import { DigestPins, type PinStore } from './pins.js';
+import { PostgresApiKeyStore } from './postgres/api-key-store.js';
+import { openPostgres } from './postgres/db.js';
+import { PostgresGcStore } from './postgres/gc-store.js';
+import { PostgresMetadataStore } from './postgres/metadata-store.js';
+import { PostgresPins } from './postgres/pins.js';
 import type { BlobStore, MetadataStore } from './types.js';
 
 export interface StoreConfig {
   /** The data directory (blobs, uploads, disks, builds; the SQLite database). */
   dataDir: string;
+  /**
+   * `postgres://…`: metadata, API keys and GC state live in PostgreSQL and
+   * several processes may share it and the data directory. Unset: SQLite in
+   * the data directory, for one process.
+   */
+  databaseUrl?: string;
+  /** Connections of the PostgreSQL pool. */
+  poolSize?: number;
   /** fsync blobs before acknowledging them (default true). */
   durable?: boolean;
+  /** Keep the bytes in this S3 bucket instead of the data directory (KILN_S3_*; store/s3/config.ts). */
+  s3?: S3Config | null;
+  /** Where background database errors go (a dropped idle connection). */
+  onError?: (err: unknown) => void;
   /** Who holds the data directory while the stores are open, for the lock's error message (`kiln serve`, `kiln gc`). */
   owner: string;
   /**
@@ -34,7 +55,9 @@ export interface StoreConfig {
 }
 
 export interface Stores {
-  backend: 'sqlite';
+  backend: 'sqlite' | 'postgres';
+  /** Other processes may use the same database and data directory (PostgreSQL). */
+  shared: boolean;
   dirs: DataDir;
   blobs: BlobStore;
   meta: MetadataStore;
@@ -50,6 +73,8 @@ export interface Stores {
   buildFiles: BuildFiles;
   apiKeys: ApiKeyStore;
   gc: GcStore;
+  /** Pins of in-flight digests, seen by every collector that may run. */
+  pins: PinStore;
   /** Closes the database and releases the data directory. */
   close(): Promise<void>;
 }
@@ -57,41 +82,67 @@ export interface Stores {
 export async function openStores(config: StoreConfig): Promise<Stores> {
   const dirs = new DataDir(config.dataDir);
   await mkdir(dirs.root, { recursive: true });
-  // One process per SQLite data directory: it alone sees its in-flight requests (src/gc/collector.ts).
-  const unlock = config.shared ? async () => undefined : await lockDataDir(dirs, config.owner);
+  const postgres = config.databaseUrl !== undefined && config.databaseUrl !== '';
+  // One process per SQLite data directory: it alone sees its in-flight requests
+  // (src/gc/collector.ts). On PostgreSQL the database coordinates the processes.
+  const unlock = config.shared || postgres ? async () => undefined : await lockDataDir(dirs, config.owner);
+  const opened: { close(): Promise<void> | void }[] = [];
+  const closeAll = async () => {
+    for (const o of opened.reverse()) await o.close();
+    await unlock();
+  };
   try {
     await dirs.ensure();
+    // Bake jobs, image records and builds stay in SQLite on both backends until their stores move.
     const db = openSqlite(dirs.database);
-    const blobs = new FsBlobStore(dirs, { durable: config.durable });
-    try {
-      await blobs.init();
-    } catch (err) {
-      db.close();
-      throw err;
-    }
-    let closed = false;
+    opened.push({ close: () => void db.close() });
+    const blobs = config.s3 ? new S3BlobStore(createS3Client(config.s3), config.s3) : new FsBlobStore(dirs, { durable: config.durable });
+    await blobs.init();
     const builds = new SqliteBuildStore(db);
-    return {
-      backend: 'sqlite',
-      dirs,
-      blobs,
-      meta: new SqliteMetadataStore(db),
+    const local = {
       jobs: new SqliteJobStore(db),
       images: new SqliteImageStore(db),
       builds,
       ownerOfBuildNow: builds.ownerOfNow,
       buildFiles: new BuildFiles(dirs),
-      apiKeys: new SqliteApiKeyStore(db),
-      gc: new SqliteGcStore(db),
-      async close() {
-        if (closed) return;
-        closed = true;
-        db.close();
-        await unlock();
-      },
+    };
+    const sqliteGc = new SqliteGcStore(db);
+    let closed = false;
+    const close = async () => {
+      if (closed) return;
+      closed = true;
+      await closeAll();
+    };
+    if (!postgres) {
+      return {
+        backend: 'sqlite',
+        shared: false,
+        dirs,
+        blobs,
+        ...local,
+        meta: new SqliteMetadataStore(db),
+        apiKeys: new SqliteApiKeyStore(db),
+        gc: sqliteGc,
+        pins: new DigestPins(),
+        close,
+      };
+    }
+    const pool = await openPostgres(config.databaseUrl!, { poolSize: config.poolSize, onError: config.onError });
+    opened.push({ close: () => pool.end() });
+    return {
+      backend: 'postgres',
+      shared: true,
+      dirs,
+      blobs,
+      ...local,
+      meta: new PostgresMetadataStore(pool),
+      apiKeys: new PostgresApiKeyStore(pool),
+      gc: new PostgresGcStore(pool, sqliteGc),
+      pins: new PostgresPins(pool, config.onError),
+      close,
     };
   } catch (err) {
-    await unlock();
+    await closeAll();
     throw err;
   }
 }

@@ -10,6 +10,19 @@ export interface BlobInfo {
   size: number;
 }
 
+/** A blob as listed by the store: the garbage collector keeps young unreferenced ones. */
+export interface StoredBlob extends BlobInfo {
+  modifiedAt: Date;
+}
+
+/** Stored upload data, with or without a session row (the collector removes old ones without). */
+export interface StoredUpload {
+  id: string;
+  modifiedAt: Date;
+  /** Bytes it takes up in the store. */
+  size: number;
+}
+
 export interface ByteRange {
   /** First byte, inclusive. */
   start: number;
@@ -46,11 +59,21 @@ export interface BlobStore {
    * object store could pipe or redirect).
    */
   openSource(digest: string, range: ByteRange): Promise<BlobSource | null>;
+  /**
+   * A URL the client can fetch the blob from directly (ranges included),
+   * valid for a short while; null when this store serves the bytes itself.
+   * The registry answers a blob GET with a 307 to it.
+   */
+  redirectUrl(digest: string): Promise<string | null>;
   /** Writes a small in-memory object (a manifest), verified against `expected` when given. */
   putBytes(data: Uint8Array, expected: ParsedDigest): Promise<BlobInfo>;
   readBytes(digest: string): Promise<Buffer | null>;
   delete(digest: string): Promise<boolean>;
-  list(): AsyncIterable<BlobInfo>;
+  list(): AsyncIterable<StoredBlob>;
+  /** Entries where blobs live that are not blobs (names that are no digest): fsck reports them. */
+  strays(): AsyncIterable<string>;
+  /** Moves a corrupt blob aside where nothing serves it (fsck); returns where it went, for the report. */
+  quarantine(digest: string): Promise<string>;
 
   createUpload(id: string): Promise<void>;
   /** Appends a streamed chunk, hashing as it is written; returns the new upload size. */
@@ -59,7 +82,7 @@ export interface BlobStore {
   /** Verifies the upload against `expected` and moves it into place; the upload is gone afterwards. */
   commitUpload(id: string, expected: ParsedDigest): Promise<BlobInfo>;
   abortUpload(id: string): Promise<void>;
-  listUploads(): AsyncIterable<{ id: string; modifiedAt: Date }>;
+  listUploads(): AsyncIterable<StoredUpload>;
 }
 
 export interface ManifestRecord {

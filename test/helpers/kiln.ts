@@ -8,11 +8,41 @@ import path from 'node:path';
 import { createKiln, type Kiln, type KilnOptions } from '../../src/server/app.js';
 import { loadConfig } from '../../src/server/config.js';
 import { repoRoot } from './paths.js';
+import { startPostgres, type TestPostgres } from './postgres.js';
 
 export { repoRoot, sharedDir, buildkitFixtures } from './paths.js';
 
 export async function tempDir(prefix = 'kiln-test-'): Promise<string> {
   return mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+/**
+ * KILN_TEST_DATABASE=postgres runs every server of a test file on PostgreSQL:
+ * one throwaway cluster per test process, one database per data directory
+ * (a server restarted on the same directory finds its database again).
+ */
+export const onPostgres = process.env.KILN_TEST_DATABASE === 'postgres';
+let cluster: Promise<TestPostgres> | null = null;
+const databases = new Map<string, Promise<string>>();
+
+/** The PostgreSQL database of a test data directory, or undefined on SQLite. */
+export async function testDatabaseUrl(dataDir: string): Promise<string | undefined> {
+  if (!onPostgres) return undefined;
+  const key = path.resolve(dataDir);
+  let url = databases.get(key);
+  if (!url) {
+    cluster ??= startPostgres();
+    url = cluster.then((pg) => pg.database());
+    databases.set(key, url);
+  }
+  return url;
+}
+
+/** The environment that points a server at the data directory's database (empty on SQLite). */
+async function databaseEnv(dataDir: string, env: Record<string, string> | undefined): Promise<Record<string, string>> {
+  if (env?.KILN_DATABASE_URL !== undefined) return {};
+  const url = await testDatabaseUrl(dataDir);
+  return url ? { KILN_DATABASE_URL: url } : {};
 }
 
 export interface TestKiln {
@@ -30,8 +60,10 @@ export async function startKiln(
 ): Promise<TestKiln> {
   const owned = !options.dataDir;
   const dataDir = options.dataDir ?? (await tempDir());
-  const config = loadConfig({ listen: '127.0.0.1:0', dataDir, logLevel: process.env.KILN_TEST_LOG ?? 'error' }, { ...options.env });
+  const env = { ...(await databaseEnv(dataDir, options.env)), ...options.env };
+  const config = loadConfig({ listen: '127.0.0.1:0', dataDir, logLevel: process.env.KILN_TEST_LOG ?? 'error' }, env);
   const kiln = await createKiln(config, { ownerOfBuild: options.ownerOfBuild });
+  if (onPostgres && kiln.stores.backend !== 'postgres') throw new Error('KILN_TEST_DATABASE=postgres but the server opened SQLite');
   const url = await kiln.listen();
   return {
     url,
@@ -64,8 +96,9 @@ export interface SpawnedKiln {
 export async function spawnKiln(dataDir: string, env: Record<string, string> = {}, options: { cwd?: string } = {}): Promise<SpawnedKiln> {
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = fromSource ? ['--import', import.meta.resolve('tsx'), path.join(repoRoot, 'src', 'cli', 'main.ts')] : [path.join(repoRoot, 'bin', 'kiln.js')];
+  const database = await databaseEnv(dataDir, env);
   const proc = spawn(process.execPath, [...entry, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--log-level', 'warn'], {
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...database, ...env },
     cwd: options.cwd ?? repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -77,7 +110,8 @@ export async function spawnKiln(dataDir: string, env: Record<string, string> = {
     const timer = setTimeout(() => reject(new Error(`kiln did not start in 20 s: ${stderr}`)), 20_000);
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
+      const m = /listening on (http:\/\/\S+) .*database (\w+)/.exec(out);
+      if (m && onPostgres && !env.KILN_DATABASE_URL && m[2] !== 'postgres') reject(new Error(`KILN_TEST_DATABASE=postgres but the server opened ${m[2]}`));
       if (m) {
         clearTimeout(timer);
         resolve(m[1]!);

@@ -5,8 +5,8 @@
 // either no blob or a complete, verified one; stray upload files are swept
 // by the upload janitor.
 import { randomUUID, type Hash } from 'node:crypto';
-import { createReadStream, open as openCallback } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { createReadStream, open as openCallback, readdirSync, statSync, type Stats } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
@@ -24,7 +24,7 @@ import {
 } from '../errors.js';
 import { copyFileRange } from './file-copy.js';
 import { UploadWriter } from './upload-writer.js';
-import type { AppendOptions, BlobInfo, BlobSource, BlobStore, ByteRange } from '../types.js';
+import type { AppendOptions, BlobInfo, BlobSource, BlobStore, ByteRange, StoredBlob, StoredUpload } from '../types.js';
 
 /** Incremental hash of an upload, valid while the process that wrote it lives. */
 interface UploadState {
@@ -78,6 +78,11 @@ export class FsBlobStore implements BlobStore {
     return { copyTo: (dest) => copyFileRange(fd, range.start, range.end + 1, dest) };
   }
 
+  /** The filesystem store serves its bytes itself. */
+  async redirectUrl(): Promise<string | null> {
+    return null;
+  }
+
   async readBytes(digest: string): Promise<Buffer | null> {
     try {
       return await readFile(this.dirs.blobPath(digest));
@@ -119,17 +124,46 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async *list(): AsyncIterable<BlobInfo> {
-    for (const algorithm of await readdirOrEmpty(this.dirs.blobsRoot)) {
+  async *list(): AsyncIterable<StoredBlob> {
+    for (const entry of this.walkBlobs()) {
+      if (!entry.digest) continue;
+      const s = statSyncOrNull(entry.file);
+      if (s?.isFile()) yield { digest: entry.digest, size: s.size, modifiedAt: s.mtime };
+    }
+  }
+
+  async *strays(): AsyncIterable<string> {
+    for (const entry of this.walkBlobs()) if (!entry.digest || !statSyncOrNull(entry.file)?.isFile()) yield entry.file;
+  }
+
+  /**
+   * Every entry of blobs/<alg>/<fan>/, with its digest when its name and place
+   * are a blob's. Synchronous listings: async readdir waits behind upload I/O
+   * in libuv's thread pool and made a collection under load take seconds.
+   */
+  private *walkBlobs(): Iterable<{ file: string; digest: string | null }> {
+    for (const algorithm of readdirSyncOrEmpty(this.dirs.blobsRoot)) {
       const algDir = path.join(this.dirs.blobsRoot, algorithm);
-      for (const fan of await readdirOrEmpty(algDir)) {
-        const fanDir = path.join(algDir, fan);
-        for (const hex of await readdirOrEmpty(fanDir)) {
-          const s = await stat(path.join(fanDir, hex)).catch(() => null);
-          if (s?.isFile()) yield { digest: `${algorithm}:${hex}`, size: s.size };
+      for (const fan of readdirSyncOrEmpty(algDir)) {
+        for (const hex of readdirSyncOrEmpty(path.join(algDir, fan))) {
+          const file = path.join(algDir, fan, hex);
+          let digest: string | null = `${algorithm}:${hex}`;
+          try {
+            if (this.dirs.blobPath(digest) !== file) digest = null;
+          } catch {
+            digest = null;
+          }
+          yield { file, digest };
         }
       }
     }
+  }
+
+  async quarantine(digest: string): Promise<string> {
+    const target = this.dirs.quarantinePath(digest);
+    await mkdir(path.dirname(target), { recursive: true });
+    await rename(this.dirs.blobPath(digest), target);
+    return target;
   }
 
   async createUpload(id: string): Promise<void> {
@@ -210,10 +244,10 @@ export class FsBlobStore implements BlobStore {
     await rm(this.dirs.uploadPath(id), { force: true });
   }
 
-  async *listUploads(): AsyncIterable<{ id: string; modifiedAt: Date }> {
-    for (const name of await readdirOrEmpty(this.dirs.uploadsRoot)) {
-      const s = await stat(path.join(this.dirs.uploadsRoot, name)).catch(() => null);
-      if (s) yield { id: name, modifiedAt: s.mtime };
+  async *listUploads(): AsyncIterable<StoredUpload> {
+    for (const name of readdirSyncOrEmpty(this.dirs.uploadsRoot)) {
+      const s = statSyncOrNull(path.join(this.dirs.uploadsRoot, name));
+      if (s?.isFile()) yield { id: name, modifiedAt: s.mtime, size: s.size };
     }
   }
 
@@ -289,11 +323,20 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-async function readdirOrEmpty(dir: string): Promise<string[]> {
+function readdirSyncOrEmpty(dir: string): string[] {
   try {
-    return await readdir(dir);
+    return readdirSync(dir);
   } catch (err) {
-    if (isNotFound(err)) return [];
+    if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+    throw err;
+  }
+}
+
+function statSyncOrNull(file: string): Stats | null {
+  try {
+    return statSync(file);
+  } catch (err) {
+    if (isNotFound(err)) return null;
     throw err;
   }
 }

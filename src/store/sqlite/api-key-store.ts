@@ -1,18 +1,7 @@
 // ApiKeyStore on SQLite.
-import type { ApiKeyStore, IssuedKey, IssuedKeyKind, RevokeOutcome } from '../api-key-store.js';
+import type { ApiKeyStore, IssuedKey, RevokeOutcome } from '../api-key-store.js';
+import { toIssuedKey, type ApiKeyRow } from '../sql-rows.js';
 import type { SqliteDatabase } from './db.js';
-
-interface Row {
-  jti: string;
-  kind: IssuedKeyKind;
-  subject: string;
-  role: IssuedKey['role'];
-  tenant: string | null;
-  build_id: string | null;
-  issued_at: number;
-  expires_at: number;
-  revoked_at: number | null;
-}
 
 export class SqliteApiKeyStore implements ApiKeyStore {
   constructor(private readonly db: SqliteDatabase) {}
@@ -27,8 +16,8 @@ export class SqliteApiKeyStore implements ApiKeyStore {
   }
 
   async find(jti: string): Promise<IssuedKey | null> {
-    const row = this.db.prepare('SELECT * FROM api_keys WHERE jti = ?').get(jti) as Row | undefined;
-    return row ? fromRow(row) : null;
+    const row = this.db.prepare('SELECT * FROM api_keys WHERE jti = ?').get(jti) as ApiKeyRow | undefined;
+    return row ? toIssuedKey(row) : null;
   }
 
   async revoke(jti: string, at: Date): Promise<RevokeOutcome> {
@@ -41,18 +30,4 @@ export class SqliteApiKeyStore implements ApiKeyStore {
   async purgeExpired(before: Date): Promise<number> {
     return this.db.prepare('DELETE FROM api_keys WHERE expires_at < ?').run(before.getTime()).changes;
   }
-}
-
-function fromRow(row: Row): IssuedKey {
-  return {
-    jti: row.jti,
-    kind: row.kind,
-    subject: row.subject,
-    role: row.role,
-    tenant: row.tenant,
-    buildId: row.build_id,
-    issuedAt: new Date(row.issued_at),
-    expiresAt: new Date(row.expires_at),
-    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
-  };
 }

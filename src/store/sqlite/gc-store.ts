@@ -81,6 +81,8 @@ export class SqliteGcStore implements GcStore {
 
   private readonly view: GcPointView = {
     blobRowExists: (digest) => this.s.blobRow.get(digest) !== undefined,
+    // One process per SQLite data directory: its pins are all in its own PinStore.
+    pinned: () => false,
     uploadSessionExists: (id) => this.s.upload.get(id) !== undefined,
     imageWanted: (digest) => this.s.image.get(digest) !== undefined || this.view.bakeActive(digest),
     bakeActive: (digest) => {
@@ -88,6 +90,11 @@ export class SqliteGcStore implements GcStore {
       return status === 'queued' || status === 'running';
     },
   };
+
+  /** The pid lock keeps other processes out; runs of this one queue in the collector. */
+  async runExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return fn();
+  }
 
   async collect<T>(decide: (snapshot: GcSnapshot) => GcDecision<T>): Promise<T> {
     return this.db.transaction(() => {
@@ -125,6 +132,7 @@ export class SqliteGcStore implements GcStore {
       blobs: this.s.blobs.all(),
       jobRoots,
       images: this.s.images.all(),
+      pinned: [],
     };
   }
 

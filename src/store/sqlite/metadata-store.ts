@@ -1,6 +1,7 @@
 // MetadataStore on SQLite (better-sqlite3, WAL). Calls are synchronous inside
 // and exposed as promises so a networked database can implement the same interface.
 import { ReferencesMissingError } from '../errors.js';
+import { toManifestRecord, toReferrers, toUploadSession, type ManifestRow, type UploadRow } from '../sql-rows.js';
 import type { SqliteDatabase } from './db.js';
 import type {
   ManifestRecord,
@@ -10,18 +11,6 @@ import type {
   Referrer,
   UploadSession,
 } from '../types.js';
-
-interface ManifestRow {
-  name: string;
-  digest: string;
-  media_type: string;
-  size: number;
-  artifact_type: string | null;
-  config_media_type: string | null;
-  subject: string | null;
-  annotations: string | null;
-  created_at: number;
-}
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly s;
@@ -79,12 +68,12 @@ export class SqliteMetadataStore implements MetadataStore {
          FROM manifests m JOIN repos r ON r.id = m.repo_id WHERE r.name = ? AND m.subject = ? ORDER BY m.created_at, m.digest`,
       ),
       createUpload: db.prepare('INSERT INTO uploads (id, repo, created_at, updated_at) VALUES (?, ?, ?, ?)'),
-      getUpload: db.prepare<[string], { id: string; repo: string; created_at: number; updated_at: number }>(
+      getUpload: db.prepare<[string], UploadRow>(
         'SELECT id, repo, created_at, updated_at FROM uploads WHERE id = ?',
       ),
       touchUpload: db.prepare('UPDATE uploads SET updated_at = ? WHERE id = ?'),
       deleteUpload: db.prepare('DELETE FROM uploads WHERE id = ?'),
-      staleUploads: db.prepare<[number], { id: string; repo: string; created_at: number; updated_at: number }>(
+      staleUploads: db.prepare<[number], UploadRow>(
         'SELECT id, repo, created_at, updated_at FROM uploads WHERE updated_at < ?',
       ),
     };
@@ -186,18 +175,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listReferrers(repo: string, subject: string, artifactType?: string): Promise<Referrer[]> {
-    return this.s.referrers
-      .all(repo, subject)
-      .map(toManifestRecord)
-      .map((m) => ({
-        mediaType: m.mediaType,
-        digest: m.digest,
-        size: m.size,
-        // Per image-spec: a manifest without artifactType is typed by its config media type.
-        artifactType: m.artifactType ?? m.configMediaType,
-        annotations: m.annotations,
-      }))
-      .filter((r) => artifactType === undefined || r.artifactType === artifactType);
+    return toReferrers(this.s.referrers.all(repo, subject), artifactType);
   }
 
   async createUpload(id: string, repo: string): Promise<void> {
@@ -207,7 +185,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async getUpload(id: string): Promise<UploadSession | null> {
     const row = this.s.getUpload.get(id);
-    return row ? { id: row.id, repo: row.repo, createdAt: row.created_at, updatedAt: row.updated_at } : null;
+    return row ? toUploadSession(row) : null;
   }
 
   async touchUpload(id: string): Promise<void> {
@@ -219,22 +197,6 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listUploadsOlderThan(cutoffMs: number): Promise<UploadSession[]> {
-    return this.s.staleUploads
-      .all(cutoffMs)
-      .map((row) => ({ id: row.id, repo: row.repo, createdAt: row.created_at, updatedAt: row.updated_at }));
+    return this.s.staleUploads.all(cutoffMs).map(toUploadSession);
   }
-}
-
-function toManifestRecord(row: ManifestRow): ManifestRecord {
-  return {
-    repo: row.name,
-    digest: row.digest,
-    mediaType: row.media_type,
-    size: row.size,
-    artifactType: row.artifact_type,
-    configMediaType: row.config_media_type,
-    subject: row.subject,
-    annotations: row.annotations ? (JSON.parse(row.annotations) as Record<string, string>) : null,
-    createdAt: row.created_at,
-  };
 }

@@ -1,0 +1,98 @@
+// The PostgreSQL schema, as numbered steps recorded in `kiln_schema`;
+// src/store/postgres/db.ts applies the missing ones at start. Never edit a
+// step that has shipped: add the next one. Names and tags compare byte-wise
+// (COLLATE "C"), as in SQLite, so paging order is the same on both backends.
+
+export interface PostgresMigration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
+  {
+    version: 1,
+    name: 'registry metadata, api keys, gc state',
+    sql: `
+CREATE TABLE repos (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name TEXT COLLATE "C" NOT NULL UNIQUE,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE blobs (
+  digest TEXT PRIMARY KEY,
+  size BIGINT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE repo_blobs (
+  repo_id BIGINT NOT NULL,
+  digest TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (repo_id, digest)
+);
+CREATE INDEX repo_blobs_digest ON repo_blobs (digest);
+CREATE TABLE manifests (
+  repo_id BIGINT NOT NULL,
+  digest TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  size BIGINT NOT NULL,
+  artifact_type TEXT,
+  config_media_type TEXT,
+  subject TEXT,
+  annotations TEXT,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (repo_id, digest)
+);
+CREATE INDEX manifests_subject ON manifests (repo_id, subject) WHERE subject IS NOT NULL;
+CREATE INDEX manifests_digest ON manifests (digest);
+CREATE TABLE manifest_refs (
+  repo_id BIGINT NOT NULL,
+  manifest_digest TEXT NOT NULL,
+  child_digest TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  PRIMARY KEY (repo_id, manifest_digest, child_digest, kind)
+);
+CREATE INDEX manifest_refs_child ON manifest_refs (child_digest);
+CREATE TABLE tags (
+  repo_id BIGINT NOT NULL,
+  name TEXT COLLATE "C" NOT NULL,
+  digest TEXT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (repo_id, name)
+);
+CREATE INDEX tags_digest ON tags (repo_id, digest);
+CREATE TABLE uploads (
+  id TEXT PRIMARY KEY,
+  repo TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE INDEX uploads_updated ON uploads (updated_at);
+CREATE TABLE tag_pulls (
+  repo TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  pulled_at BIGINT NOT NULL,
+  PRIMARY KEY (repo, tag)
+);
+CREATE TABLE api_keys (
+  jti TEXT PRIMARY KEY,
+  kind TEXT NOT NULL CHECK (kind IN ('api_key', 'build')),
+  subject TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('admin', 'tenant', 'build')),
+  tenant TEXT,
+  build_id TEXT,
+  issued_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  revoked_at BIGINT
+);
+CREATE INDEX api_keys_expires_at ON api_keys (expires_at);
+-- Digests a request of some process is making visible (src/store/postgres/pins.ts).
+CREATE TABLE digest_pins (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  digest TEXT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX digest_pins_digest ON digest_pins (digest);
+`,
+  },
+];
