@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Kiln needs. Usage: install-deps.sh [run|test]
-#   run:  what `kiln serve` needs (e2fsprogs for disks, zstd for zstd layers)
+# Installs what Kiln needs. Usage: install-deps.sh [run|test]
+#   run:  what `kiln serve` needs: e2fsprogs for disks, zstd for zstd layers; for
+#         builds runc, the CNI plugins and iptables (RUN steps get a network of
+#         their own, closed to the host), and BuildKit (below)
 #   test: plus the real clients and tools the test suite drives, and the
 #         servers it starts: Ceph's RADOS Gateway for S3 (ceph-mon ceph-osd
 #         radosgw) and a private Docker daemon (docker.io)
+#
+# BuildKit is not packaged for Debian 12. When ../shared/tools/buildkit/ holds
+# the release tarball, buildkitd and buildctl are extracted into .tools/buildkit/
+# in the checkout (scripts/test.sh and scripts/run.sh put that on PATH).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 profile=${1:-test}
-packages=(e2fsprogs zstd)
+packages=(e2fsprogs zstd runc containernetworking-plugins iptables)
 if [ "$profile" = test ]; then
   # postgresql: the tests start throwaway clusters of it (test/helpers/postgres.ts);
   # ceph-mon ceph-osd radosgw: a throwaway S3 server (test/helpers/rgw.ts); docker.io, containerd: a private dockerd (and its containerd for ctr)
@@ -17,11 +24,22 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+sudo_cmd=""
+[ "$(id -u)" = 0 ] || sudo_cmd=sudo
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
-  sudo_cmd=""
-  [ "$(id -u)" = 0 ] || sudo_cmd=sudo
   export DEBIAN_FRONTEND=noninteractive
-  $sudo_cmd apt-get update -qq
-  $sudo_cmd apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
+  $sudo_cmd apt-get -o DPkg::Lock::Timeout=300 update -qq
+  $sudo_cmd apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+buildkit_version=v0.20.2
+tarball=../shared/tools/buildkit/buildkit-${buildkit_version}-linux-amd64.tar.gz
+tools=.tools/buildkit
+if [ -f "$tarball" ] && ! "$tools/buildkitd" --version 2>/dev/null | grep -q " ${buildkit_version} "; then
+  echo "extracting BuildKit ${buildkit_version} into ${tools}" >&2
+  rm -rf "$tools" && mkdir -p "$tools"
+  tar -xzf "$tarball" -C "$tools"
+  # The tarball holds the binaries at its top level or under bin/, depending on who made it.
+  if [ -d "$tools/bin" ]; then mv "$tools"/bin/* "$tools"/ && rmdir "$tools/bin"; fi
 fi

@@ -1,79 +1,57 @@
-// The builds table: FIFO order, status changes that only apply from the
-// expected state, owners for the auth policy, and survival across a reopen.
+// The BuildStore contract against SQLite (test/contracts/build-store.ts), plus
+// what only SQLite has: databases made before finished_at was a column.
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import type { NewBuild } from '../src/store/build-store.js';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { SqliteBuildStore } from '../src/store/sqlite/build-store.js';
-import { openSqlite, type SqliteDatabase } from '../src/store/sqlite/db.js';
+import { openSqlite } from '../src/store/sqlite/db.js';
+import { buildStoreContract, newBuild } from './contracts/build-store.js';
 import { tempDir } from './helpers/kiln.js';
 
-const build = (id: string, tenant: string | null): NewBuild => ({
-  id,
-  tenant,
-  requestedBy: tenant ?? 'admin',
-  admin: tenant === null,
-  globalKey: null,
-  buildArgs: { A: '1' },
-  platform: null,
-  timeoutSeconds: 60,
-  dockerfile: null,
-  sourceSha256: 'sha256:' + '0'.repeat(64),
+buildStoreContract('SQLite', async () => {
+  const dir = await tempDir('kiln-build-store-');
+  const file = path.join(dir, 'kiln.db');
+  let db = openSqlite(file);
+  return {
+    store: new SqliteBuildStore(db),
+    async reopen() {
+      db.close();
+      db = openSqlite(file);
+      return new SqliteBuildStore(db);
+    },
+    async close() {
+      db.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 });
 
-describe('SqliteBuildStore', () => {
-  let dir = '';
-  let db: SqliteDatabase;
-  before(async () => {
-    dir = await tempDir('kiln-build-store-');
-    db = openSqlite(path.join(dir, 'kiln.db'));
-  });
-  after(async () => {
-    db.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  it('keeps builds in submission order and applies changes only from the expected status', () => {
-    const store = new SqliteBuildStore(db);
-    for (const [id, tenant] of [['b1', 'acme'], ['b2', null], ['b3', 'beta']] as const) store.create(build(id, tenant));
-    assert.deepEqual(store.withStatus(['queued']).map((b) => b.id), ['b1', 'b2', 'b3']);
-    assert.deepEqual(store.list().map((b) => b.id), ['b3', 'b2', 'b1']);
-    const fresh = store.get('b1')!;
-    assert.equal(fresh.status, 'queued');
-    assert.deepEqual(fresh.buildArgs, { A: '1' });
-    assert.deepEqual(fresh.cacheImports, []);
-    assert.equal(fresh.finishedAt, null);
-
-    assert.equal(store.update('b1', { status: 'building', startedAt: 1 }, ['queued'])?.status, 'building');
-    assert.equal(store.update('b1', { status: 'building' }, ['queued']), null, 'a second claim fails');
-    assert.deepEqual(store.withStatus(['queued']).map((b) => b.id), ['b2', 'b3']);
-    store.update('b1', { cacheUse: { totalSteps: 3, cachedSteps: 2 }, provenance: { source: { sha256: 'x' } } });
-    const after = store.get('b1')!;
-    assert.equal(after.status, 'building');
-    assert.equal(after.startedAt, 1);
-    assert.deepEqual(after.cacheUse, { totalSteps: 3, cachedSteps: 2 });
-    assert.deepEqual(after.provenance, { source: { sha256: 'x' } });
-    assert.equal(store.update('nope', { status: 'failed' }), null);
-  });
-
-  it('answers who owns a build', () => {
-    const store = new SqliteBuildStore(db);
-    assert.equal(store.ownerOf('b1'), 'acme');
-    assert.equal(store.ownerOf('b2'), null, 'an admin build without a tenant belongs to no tenant');
-    assert.equal(store.ownerOf('missing'), null);
-  });
-
-  it('survives a reopen of the database', () => {
-    db.close();
-    db = openSqlite(path.join(dir, 'kiln.db'));
-    const store = new SqliteBuildStore(db);
-    assert.deepEqual(store.withStatus(['queued', 'building']).map((b) => [b.id, b.status]), [
-      ['b1', 'building'],
-      ['b2', 'queued'],
-      ['b3', 'queued'],
-    ]);
-    store.create(build('b4', 'acme'));
-    assert.ok(store.get('b4')!.seq > store.get('b3')!.seq);
+describe('SqliteBuildStore on an older database', () => {
+  it('migrates a builds table that kept finishedAt in its JSON, and reads its rows', async () => {
+    const dir = await tempDir('kiln-build-store-old-');
+    const file = path.join(dir, 'kiln.db');
+    const old = new Database(file);
+    old.exec('CREATE TABLE builds (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, status TEXT NOT NULL, tenant TEXT, created_at INTEGER NOT NULL, data TEXT NOT NULL)');
+    const { id, tenant, baseRefs: _b, secretIds: _s, ...rest } = newBuild('old1', 'acme');
+    const insert = old.prepare('INSERT INTO builds (id, status, tenant, created_at, data) VALUES (?, ?, ?, ?, ?)');
+    insert.run(id, 'ready', tenant, 1, JSON.stringify({ ...rest, finishedAt: 42, cacheImports: [] }));
+    insert.run('old2', 'queued', 'acme', 2, JSON.stringify({ ...rest, finishedAt: null, cacheImports: [] }));
+    old.close();
+    const db = openSqlite(file);
+    try {
+      const store = new SqliteBuildStore(db);
+      const ended = (await store.get('old1'))!;
+      assert.equal(ended.finishedAt, 42);
+      assert.deepEqual(ended.baseRefs, []);
+      assert.deepEqual(ended.secretIds, []);
+      assert.equal(ended.filesRemovedAt, null);
+      assert.deepEqual((await store.endedBefore(100, 10)).map((b) => b.id), ['old1'], 'the end time moved into its column');
+      assert.deepEqual((await store.list({ tenant: 'acme', limit: 10 })).map((b) => b.id), ['old2', 'old1']);
+    } finally {
+      db.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

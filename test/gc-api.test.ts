@@ -47,7 +47,7 @@ describe('POST /api/v1/gc with auth', () => {
     assert.equal(report.dryRun, true);
     assert.equal(report.trigger, 'api');
     assert.equal(report.graceSeconds, 3600);
-    assert.deepEqual(Object.keys(report.deleted).sort(), ['blobs', 'disks', 'manifests', 'repoLinks', 'repos', 'tags', 'uploads']);
+    assert.deepEqual(Object.keys(report.deleted).sort(), ['blobs', 'buildFiles', 'disks', 'manifests', 'repoLinks', 'repos', 'tags', 'uploads']);
     const real = await gc(keys.admin!);
     assert.equal(real.status, 200);
     assert.equal(((await real.json()) as GcReport).dryRun, false);

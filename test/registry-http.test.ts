@@ -804,6 +804,21 @@ describe('manifests: references and validation', () => {
     await reg.mustPutManifest(repo, 'docker', docker, DOCKER_MANIFEST);
   });
 
+  it('a non-distributable layer naming a blob of another repo is refused (no blob without its repo)', async () => {
+    // Another repo (another tenant's) holds a layer; knowing its digest and size must not make it readable here.
+    const secret = randomBlob(64);
+    await reg.mustPushBlob('refs/owner-of-secret', secret);
+    const repo = 'refs/nondist-thief';
+    const config = blob('{"thief":1}');
+    await reg.mustPushBlob(repo, config);
+    for (const mediaType of ['application/vnd.oci.image.layer.nondistributable.v1.tar+gzip', 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', OCI_LAYER_GZIP]) {
+      const m = manifestBlob({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: descriptor(config, TEST_CONFIG), layers: [descriptor(secret, mediaType)] });
+      const error = await expectError(await reg.putManifest(repo, 'stolen', m.bytes, OCI_MANIFEST), { status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
+      assert.match(error.message, new RegExp(secret.digest));
+    }
+    await expectError(await reg.fetch(`/v2/${repo}/blobs/${secret.digest}`), { status: 404, code: 'BLOB_UNKNOWN' });
+  });
+
   it('a descriptor size that disagrees with the blob is refused', async () => {
     const repo = 'refs/size';
     const config = blob('{"s":1}');

@@ -71,7 +71,7 @@ describe('SQLite schema migrations', () => {
     try {
       const key = await stores.apiKeys.find('fixture-key');
       assert.equal(key?.tenant, 'acme');
-      assert.equal(stores.builds.get('b-fixture')?.error, 'fixture');
+      assert.equal((await stores.builds.get('b-fixture'))?.error, 'fixture');
       assert.deepEqual(stores.images.get(MANIFEST)?.names.map((n) => `${n.repo}:${n.tag}`), ['acme/app:v1']);
       assert.equal(stores.images.get(MANIFEST)?.diskSize, 4194304);
       assert.equal((await stores.gc.read()).tags.length, 2);
@@ -86,6 +86,9 @@ describe('SQLite schema migrations', () => {
     assert.deepEqual(asBefore, before, 'every row of every table is still there');
     // Step 2: the open upload from before counts as started and belongs to no tenant's quota.
     assert.deepEqual(after.get('uploads')!.map((row) => pick(row, { owner: 0, started: 0 })), [{ owner: '', started: 1 }]);
+    // Step 3: a build's end time comes from its row.
+    const build = (after.get('builds') as Array<Record<string, unknown>>)[0]!;
+    assert.equal(build.finished_at, JSON.parse(build.data as string).finishedAt);
     const fresh = openSqlite(':memory:');
     assert.deepEqual(schemaOf(upgraded), schemaOf(fresh), 'the upgraded schema is the current one');
     fresh.close();

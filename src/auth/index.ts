@@ -6,6 +6,7 @@ import { TokenSigner } from './jwt.js';
 import { loadOrCreateSigningKey, loadSigningKey } from './keys.js';
 import type { AuthMode } from './mode.js';
 import type { OwnerOfBuild } from './policy.js';
+import type { PublicRepos } from './public-repos.js';
 import { DEFAULT_SERVICE, TokenAuthorizer } from './token-authorizer.js';
 import { tokenRoutes } from './token-routes.js';
 import { TokenService } from './token-service.js';
@@ -20,6 +21,8 @@ export interface CreateAuthOptions {
   keys: ApiKeyStore;
   /** Which tenant owns a build (the builds module); by default no build is known. */
   ownerOfBuild?: OwnerOfBuild;
+  /** KILN_PUBLIC_REPOS: the platform's base images (default `library/**`). */
+  publicRepos?: PublicRepos;
   /** The `service` of challenges and the issuer/audience of tokens. */
   service?: string;
   accessTokenTtlSeconds?: number;
@@ -49,6 +52,7 @@ export async function createAuth(options: CreateAuthOptions): Promise<Auth> {
     signer: new TokenSigner(signingKey, service),
     keys,
     ownerOfBuild: options.ownerOfBuild,
+    publicRepos: options.publicRepos,
     accessTokenTtlSeconds: options.accessTokenTtlSeconds,
     clock,
   });
@@ -72,6 +76,7 @@ export { AuthModeError, decideAuthMode, isLoopbackHost, type AuthMode } from './
 export { parseDuration } from './duration.js';
 export { tenantScope, tenantNameProblem } from './tenant.js';
 export type { OwnerOfBuild } from './policy.js';
+export { parsePublicRepos, DEFAULT_PUBLIC_REPOS_SETTING, type PublicRepos } from './public-repos.js';
 export type { ApiKeyStore } from '../store/api-key-store.js';
 export { TokenRequestError, type BuildTokenRequest, type ApiKeyRequest, type IssuedApiKey } from './token-service.js';
 export type { SignedToken } from './jwt.js';

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { Action, Principal } from './authorizer.js';
-import { allowedActions, buildTokenAccess, classifyRepo, grantAccess, isBaseImageRepo, type OwnerOfBuild } from './policy.js';
+import { allowedActions, buildTokenAccess, classifyRepo, grantAccess, isBaseImageRepo, visibleRepos, type OwnerOfBuild } from './policy.js';
+import { NO_PUBLIC_REPOS, parsePublicRepos } from './public-repos.js';
+import { tenantNameProblem } from './tenant.js';
 import { tenantScope } from './tenant.js';
 
 const ACME_CACHE = `cache/${tenantScope('acme')}`;
@@ -52,6 +54,9 @@ const repos = [
   `${ACME_CACHE}/extra`,
   'builds/b-acme/extra',
   'builds',
+  'library/base',
+  'library/team/node',
+  'library',
 ] as const;
 
 const P = 'pull';
@@ -69,6 +74,7 @@ const table: Record<string, Record<(typeof repos)[number], string>> = {
     'builds/b-acme': PD, 'builds/b-beta': NONE, 'builds/b-admin': PD, 'builds/b-unknown': NONE,
     alpine: NONE, acme: NONE, cache: NONE, 'cache/global': NONE, 'cache/acme': NONE, [`${ACME_CACHE}/extra`]: NONE,
     'builds/b-acme/extra': NONE, builds: NONE,
+    'library/base': P, 'library/team/node': P, library: NONE,
   },
   admin: Object.fromEntries(repos.map((r) => [r, ALL])) as Record<(typeof repos)[number], string>,
   'admin of acme': Object.fromEntries(repos.map((r) => [r, ALL])) as Record<(typeof repos)[number], string>,
@@ -80,6 +86,7 @@ const table: Record<string, Record<(typeof repos)[number], string>> = {
     'builds/b-acme': PP, 'builds/b-beta': NONE, 'builds/b-admin': NONE, 'builds/b-unknown': NONE,
     alpine: NONE, acme: NONE, cache: NONE, 'cache/global': NONE, 'cache/acme': NONE, [`${ACME_CACHE}/extra`]: NONE,
     'builds/b-acme/extra': NONE, builds: NONE,
+    'library/base': NONE, 'library/team/node': NONE, library: NONE,
   },
   'tenant build (acme, no key)': {
     'acme/app': NONE, 'acme/team/app': NONE, 'beta/app': NONE,
@@ -88,6 +95,7 @@ const table: Record<string, Record<(typeof repos)[number], string>> = {
     'builds/b-acme': PP, 'builds/b-beta': NONE, 'builds/b-admin': NONE, 'builds/b-unknown': NONE,
     alpine: NONE, acme: NONE, cache: NONE, 'cache/global': NONE, 'cache/acme': NONE, [`${ACME_CACHE}/extra`]: NONE,
     'builds/b-acme/extra': NONE, builds: NONE,
+    'library/base': NONE, 'library/team/node': NONE, library: NONE,
   },
   'admin build (acme, key node20)': {
     'acme/app': NONE, 'acme/team/app': NONE, 'beta/app': NONE,
@@ -96,6 +104,7 @@ const table: Record<string, Record<(typeof repos)[number], string>> = {
     'builds/b-acme': NONE, 'builds/b-beta': NONE, 'builds/b-admin': PP, 'builds/b-unknown': NONE,
     alpine: NONE, acme: NONE, cache: NONE, 'cache/global': NONE, 'cache/acme': NONE, [`${ACME_CACHE}/extra`]: NONE,
     'builds/b-acme/extra': NONE, builds: NONE,
+    'library/base': NONE, 'library/team/node': NONE, library: NONE,
   },
   'admin build (no tenant, no key)': {
     'acme/app': NONE, 'acme/team/app': NONE, 'beta/app': NONE,
@@ -104,6 +113,7 @@ const table: Record<string, Record<(typeof repos)[number], string>> = {
     'builds/b-acme': NONE, 'builds/b-beta': NONE, 'builds/b-admin': PP, 'builds/b-unknown': NONE,
     alpine: NONE, acme: NONE, cache: NONE, 'cache/global': NONE, 'cache/acme': NONE, [`${ACME_CACHE}/extra`]: NONE,
     'builds/b-acme/extra': NONE, builds: NONE,
+    'library/base': NONE, 'library/team/node': NONE, library: NONE,
   },
   'tenant without a tenant name': Object.fromEntries(repos.map((r) => [r, NONE])) as Record<(typeof repos)[number], string>,
 };
@@ -115,7 +125,7 @@ describe('allowedActions: caller × repo × action', () => {
       for (const action of ['pull', 'push', 'delete'] as Action[]) {
         const allow = expected.split(',').includes(action);
         it(`${callerName} ${allow ? 'may' : 'may not'} ${action} ${repo}`, () => {
-          assert.equal(allowedActions(principal, repo, ownerOfBuild).includes(action), allow);
+          assert.equal(allowedActions(principal, repo, { ownerOfBuild }).includes(action), allow);
         });
       }
     }
@@ -236,7 +246,7 @@ describe('grantAccess', () => {
     },
   ];
   for (const c of cases) {
-    it(c.name, () => assert.deepEqual(grantAccess(c.principal, c.requested, ownerOfBuild), c.granted));
+    it(c.name, () => assert.deepEqual(grantAccess(c.principal, c.requested, { ownerOfBuild }), c.granted));
   }
 });
 
@@ -254,7 +264,7 @@ describe('build tokens with pullRepos', () => {
   const expected = (name: string, repo: string): string => {
     if (['acme/base', 'beta/app', 'alpine'].includes(repo)) return P;
     // Everything else, listed under cache/ or builds/ or not listed at all, is the table's answer.
-    return allowedActions(callers[name], repo, ownerOfBuild).join(',');
+    return allowedActions(callers[name], repo, { ownerOfBuild }).join(',');
   };
   for (const name of buildCallers) {
     for (const repo of probes) {
@@ -262,25 +272,25 @@ describe('build tokens with pullRepos', () => {
       for (const action of ['pull', 'push', 'delete'] as Action[]) {
         const allow = want.split(',').includes(action);
         it(`${name} with pullRepos ${allow ? 'may' : 'may not'} ${action} ${repo}`, () => {
-          assert.equal(allowedActions(withList(name), repo, ownerOfBuild).includes(action), allow);
+          assert.equal(allowedActions(withList(name), repo, { ownerOfBuild }).includes(action), allow);
         });
       }
     }
   }
   it('without the list a build token pulls no tenant image (the table\'s column)', () => {
-    for (const name of buildCallers) assert.deepEqual(allowedActions(callers[name], 'acme/base', ownerOfBuild), [], name);
+    for (const name of buildCallers) assert.deepEqual(allowedActions(callers[name], 'acme/base', { ownerOfBuild }), [], name);
   });
   it('the list gives nothing to callers that are not builds', () => {
     const tenant: Principal = { ...callers['tenant acme'], pullRepos: ['beta/app'] };
-    assert.deepEqual(allowedActions(tenant, 'beta/app', ownerOfBuild), []);
+    assert.deepEqual(allowedActions(tenant, 'beta/app', { ownerOfBuild }), []);
     const anonymous: Principal = { ...callers.anonymous, pullRepos: ['acme/app'] };
-    assert.deepEqual(allowedActions(anonymous, 'acme/app', ownerOfBuild), []);
+    assert.deepEqual(allowedActions(anonymous, 'acme/app', { ownerOfBuild }), []);
   });
   it('a listed cache/ or builds/ repo does not widen the table: no push on the global cache, no other build', () => {
     const build: Principal = { ...callers['tenant build (acme, key node20)'], pullRepos: ['cache/global/node20', BETA_CACHE, 'builds/b-beta'] };
-    assert.deepEqual(allowedActions(build, 'cache/global/node20', ownerOfBuild), ['pull']);
-    assert.deepEqual(allowedActions(build, BETA_CACHE, ownerOfBuild), []);
-    assert.deepEqual(allowedActions(build, 'builds/b-beta', ownerOfBuild), []);
+    assert.deepEqual(allowedActions(build, 'cache/global/node20', { ownerOfBuild }), ['pull']);
+    assert.deepEqual(allowedActions(build, BETA_CACHE, { ownerOfBuild }), []);
+    assert.deepEqual(allowedActions(build, 'builds/b-beta', { ownerOfBuild }), []);
   });
   it('grantAccess cuts a requested push or delete on a listed repo down to pull', () => {
     const build = withList('tenant build (acme, no key)');
@@ -288,7 +298,7 @@ describe('build tokens with pullRepos', () => {
       { type: 'repository', name: 'acme/base', actions: ['pull', 'push', 'delete'] },
       { type: 'repository', name: 'acme/other', actions: ['pull'] },
       { type: 'repository', name: BETA_CACHE, actions: ['pull'] },
-    ], ownerOfBuild);
+    ], { ownerOfBuild });
     assert.deepEqual(granted, [{ type: 'repository', name: 'acme/base', actions: ['pull'] }]);
   });
   const baseRepoCases: [string, boolean][] = [
@@ -380,8 +390,8 @@ describe('grantAccess never grants more than was asked or is allowed', () => {
     fc.assert(
       fc.property(principal, fc.array(fc.record({ name: repo, actions })), (who, asked) => {
         const requested = asked.map((a) => ({ type: 'repository', ...a }));
-        for (const entry of grantAccess(who, requested, ownerOfBuild)) {
-          const allowed: string[] = allowedActions(who, entry.name, ownerOfBuild);
+        for (const entry of grantAccess(who, requested, { ownerOfBuild })) {
+          const allowed: string[] = allowedActions(who, entry.name, { ownerOfBuild });
           const askedFor = requested.filter((r) => r.name === entry.name).flatMap((r) => r.actions);
           for (const action of entry.actions) {
             assert.ok(allowed.includes(action), `${who.subject} got ${action} on ${entry.name}`);
@@ -390,5 +400,93 @@ describe('grantAccess never grants more than was asked or is allowed', () => {
         }
       }),
     );
+  });
+});
+
+describe('public repos (KILN_PUBLIC_REPOS, platform base images)', () => {
+  const tenant: Principal = { subject: 'acme', role: 'tenant', tenant: 'acme' };
+  const buildWithFrom: Principal = {
+    subject: 'build:b-acme', role: 'build', tenant: 'acme', buildId: 'b-acme', adminBuild: false, globalCacheKey: null, pullRepos: ['library/base'],
+  };
+  const publicRepos = parsePublicRepos('library/**, platform/*/base, tools/node');
+  // caller → repo → actions, with the patterns above.
+  const table: Array<[string, Principal, string, string]> = [
+    ['tenant', tenant, 'library/base', P],
+    ['tenant', tenant, 'library/a/b/c', P],
+    ['tenant', tenant, 'platform/x/base', P],
+    ['tenant', tenant, 'platform/x/other', NONE],
+    ['tenant', tenant, 'platform/x/y/base', NONE],
+    ['tenant', tenant, 'tools/node', P],
+    ['tenant', tenant, 'tools/python', NONE],
+    ['tenant', tenant, 'acme/app', ALL],
+    ['admin', callers.admin, 'library/base', ALL],
+    ['anonymous', callers.anonymous, 'library/base', NONE],
+    ['build token listing its FROM image', buildWithFrom, 'library/base', P],
+    ['build token listing its FROM image', buildWithFrom, 'library/other', NONE],
+    ['build token without FROM images', callers['tenant build (acme, no key)'], 'library/base', NONE],
+  ];
+  for (const [who, principal, repo, want] of table) {
+    it(`${who}: ${repo} → ${want || 'nothing'}`, () => assert.equal(allowedActions(principal, repo, { publicRepos }).join(','), want));
+  }
+
+  it('a tenant named like a public namespace owns nothing there, and the name is reserved', () => {
+    const library: Principal = { subject: 'library', role: 'tenant', tenant: 'library' };
+    assert.deepEqual(allowedActions(library, 'library/base'), ['pull']);
+    assert.deepEqual(allowedActions(library, 'library/anything'), ['pull']);
+    assert.deepEqual(allowedActions(tenant, 'platform/own', { publicRepos }), [], 'a reserved namespace outside the patterns belongs to nobody');
+    assert.match(tenantNameProblem('library', parsePublicRepos('library/**').reservedNamespaces) ?? '', /reserved for the platform's public images \(KILN_PUBLIC_REPOS\)/);
+    assert.equal(tenantNameProblem('library', NO_PUBLIC_REPOS.reservedNamespaces), null);
+  });
+
+  it('without public repos library/* is an ordinary tenant namespace', () => {
+    assert.deepEqual(allowedActions(tenant, 'library/base', { publicRepos: NO_PUBLIC_REPOS }), []);
+    const library: Principal = { subject: 'library', role: 'tenant', tenant: 'library' };
+    assert.deepEqual(allowedActions(library, 'library/base', { publicRepos: NO_PUBLIC_REPOS }), ['pull', 'push', 'delete']);
+  });
+
+  it('grants a tenant a pull token, never push, on a public repo', () => {
+    const granted = grantAccess(tenant, [{ type: 'repository', name: 'library/base', actions: ['pull', 'push'] }]);
+    assert.deepEqual(granted, [{ type: 'repository', name: 'library/base', actions: ['pull'] }]);
+  });
+
+  const patterns: Array<[string, string[] | RegExp]> = [
+    ['library/**', ['library']],
+    ['library/**,tools/*', ['library', 'tools']],
+    ['  ', []],
+    ['*/base', /must start with a plain repository name component/],
+    ['**', /must start with a plain/],
+    ['cache/**', /may not cover cache\//],
+    ['builds/x', /may not cover builds\//],
+    ['library/**/x', /\*\* only as its last component/],
+    ['library/Base', /neither a repository name component/],
+  ];
+  for (const [setting, want] of patterns) {
+    it(`parsePublicRepos(${JSON.stringify(setting)})`, () => {
+      if (want instanceof RegExp) assert.throws(() => parsePublicRepos(setting), (err: Error) => /^KILN_PUBLIC_REPOS: /.test(err.message) && want.test(err.message));
+      else assert.deepEqual(parsePublicRepos(setting).reservedNamespaces, want);
+    });
+  }
+  const prefixes: Array<[string, string[]]> = [
+    ['library/**', ['library/']],
+    ['library/**, platform/*/base, tools/node', ['library/', 'platform/', 'tools/node']],
+    ['a/b/*', ['a/b/']],
+    ['', []],
+  ];
+  for (const [setting, want] of prefixes) {
+    it(`listing prefixes of ${JSON.stringify(setting)} hold every match`, () => {
+      assert.deepEqual(parsePublicRepos(setting).listingPrefixes, want);
+    });
+  }
+  it("a tenant's listing ranges include the public repos; an anonymous caller's do not", () => {
+    const publicRepos = parsePublicRepos('library/**, tools/node');
+    const ranges = visibleRepos(tenant, publicRepos);
+    assert.ok(!ranges.all && ranges.prefixes.includes('library/') && ranges.prefixes.includes('tools/node'));
+    assert.deepEqual(visibleRepos({ subject: 'anonymous', role: 'anonymous', tenant: null }, publicRepos), { all: false, prefixes: [], names: [] });
+  });
+  it('`**` needs at least one component', () => {
+    const p = parsePublicRepos('library/**');
+    assert.equal(p.matches('library'), false);
+    assert.equal(p.matches('library/a'), true);
+    assert.equal(p.matches('librar/a'), false);
   });
 });

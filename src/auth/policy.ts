@@ -1,18 +1,22 @@
-// Who may do what to which repository (issue 4, "Repository policy"). Pure.
+// Who may do what to which repository (issue 4, "Repository policy"; issue 11, public repos). Pure.
 //
-// | repo                        | tenant T          | admin | build token of tenant T, build B        |
-// | T/**                        | pull, push, delete| all   | —                                        |
-// | cache/<scope(T)>            | pull, push        | all   | pull, push (tenant builds)               |
-// | cache/global/**             | pull              | all   | pull; push only for admin builds, on its key |
-// | builds/<B> (owned by T)     | pull, delete      | all   | pull, push                               |
-// | anything else               | —                 | all   | —                                        |
+// | repo                         | tenant T          | admin | build token of tenant T, build B        |
+// | T/**                         | pull, push, delete| all   | pull on its FROM images only             |
+// | public (KILN_PUBLIC_REPOS)   | pull              | all   | pull on its FROM images only             |
+// | cache/<scope(T)>             | pull, push        | all   | pull, push (tenant builds)               |
+// | cache/global/**              | pull              | all   | pull; push only for admin builds, on its key |
+// | builds/<B> (owned by T)      | pull, delete      | all   | pull, push                               |
+// | anything else                | —                 | all   | —                                        |
 //
 // A build token may also carry `pullRepos`: the repositories of its FROM images
 // that the submitter was allowed to pull. They give `pull` and nothing more, on
 // exactly those repositories, and never on anything under `cache/` or `builds/`
-// (those follow the table whatever the list says).
+// (those follow the table whatever the list says). Public repos (by default
+// `library/**`) are the platform's base images: no tenant owns them (their
+// first component is reserved as a tenant name) and only admins write them.
 import { isValidRepoName } from '../oci/names.js';
 import type { Action, Principal, RepoVisibility } from './authorizer.js';
+import { DEFAULT_PUBLIC_REPOS, type PublicRepos } from './public-repos.js';
 import { intersectScopes, type AccessEntry, type ResourceScope } from './scope.js';
 import { isValidTenantName, tenantScope } from './tenant.js';
 
@@ -20,6 +24,14 @@ import { isValidTenantName, tenantScope } from './tenant.js';
 export type OwnerOfBuild = (buildId: string) => string | null;
 
 export const noBuildsKnown: OwnerOfBuild = () => null;
+
+/** What the policy needs to know besides the caller and the repo. */
+export interface PolicyContext {
+  /** Which tenant owns a build; by default no build is known. */
+  ownerOfBuild?: OwnerOfBuild;
+  /** KILN_PUBLIC_REPOS; by default `library/**`. */
+  publicRepos?: PublicRepos;
+}
 
 export const ALL_ACTIONS: readonly Action[] = ['pull', 'push', 'delete'];
 
@@ -29,9 +41,10 @@ export type RepoKind =
   | { kind: 'tenant-cache'; scope: string }
   | { kind: 'global-cache'; key: string }
   | { kind: 'build'; buildId: string }
+  | { kind: 'public' }
   | { kind: 'other' };
 
-export function classifyRepo(repo: string): RepoKind {
+export function classifyRepo(repo: string, publicRepos: PublicRepos = DEFAULT_PUBLIC_REPOS): RepoKind {
   const parts = repo.split('/');
   const [first, second] = parts;
   if (first === 'cache') {
@@ -40,19 +53,22 @@ export function classifyRepo(repo: string): RepoKind {
     return { kind: 'other' };
   }
   if (first === 'builds') return parts.length === 2 ? { kind: 'build', buildId: second } : { kind: 'other' };
+  if (publicRepos.matches(repo)) return { kind: 'public' };
+  if (publicRepos.reservedNamespaces.includes(first)) return { kind: 'other' };
   if (parts.length >= 2 && isValidTenantName(first)) return { kind: 'tenant', tenant: first };
   return { kind: 'other' };
 }
 
 /** The actions `principal` may take on `repo`, in the order pull, push, delete. */
-export function allowedActions(principal: Principal, repo: string, ownerOfBuild: OwnerOfBuild = noBuildsKnown): Action[] {
+export function allowedActions(principal: Principal, repo: string, context: PolicyContext = {}): Action[] {
+  const kind = () => classifyRepo(repo, context.publicRepos);
   switch (principal.role) {
     case 'admin':
       return [...ALL_ACTIONS];
     case 'tenant':
-      return principal.tenant === null ? [] : tenantActions(principal.tenant, classifyRepo(repo), ownerOfBuild);
+      return principal.tenant === null ? [] : tenantActions(principal.tenant, kind(), context.ownerOfBuild ?? noBuildsKnown);
     case 'build':
-      return buildActions(principal, repo);
+      return buildActions(principal, repo, kind());
     case 'anonymous':
       return [];
   }
@@ -68,13 +84,14 @@ function tenantActions(tenant: string, repo: RepoKind, ownerOfBuild: OwnerOfBuil
       return ['pull'];
     case 'build':
       return ownerOfBuild(repo.buildId) === tenant ? ['pull', 'delete'] : [];
+    case 'public':
+      return ['pull'];
     case 'other':
       return [];
   }
 }
 
-function buildActions(build: Principal, name: string): Action[] {
-  const repo = classifyRepo(name);
+function buildActions(build: Principal, name: string, repo: RepoKind): Action[] {
   switch (repo.kind) {
     case 'build':
       return build.buildId !== undefined && repo.buildId === build.buildId ? ['pull', 'push'] : [];
@@ -86,6 +103,7 @@ function buildActions(build: Principal, name: string): Action[] {
       return ownKey ? ['pull', 'push'] : ['pull'];
     }
     case 'tenant':
+    case 'public':
     case 'other':
       return isBaseImageRepo(name) && (build.pullRepos ?? []).includes(name) ? ['pull'] : [];
   }
@@ -106,13 +124,9 @@ export function isBaseImageRepo(repo: string): boolean {
  * repository scope cut down to the policy, and the catalog (`registry:catalog:*`)
  * for any identified caller, since the catalog lists only what the caller may pull.
  */
-export function grantAccess(
-  principal: Principal,
-  requested: readonly ResourceScope[],
-  ownerOfBuild: OwnerOfBuild = noBuildsKnown,
-): AccessEntry[] {
+export function grantAccess(principal: Principal, requested: readonly ResourceScope[], context: PolicyContext = {}): AccessEntry[] {
   return intersectScopes(requested, (type, name) => {
-    if (type === 'repository') return isValidRepoName(name) ? allowedActions(principal, name, ownerOfBuild) : [];
+    if (type === 'repository') return isValidRepoName(name) ? allowedActions(principal, name, context) : [];
     if (type === 'registry' && name === 'catalog') return principal.role === 'anonymous' ? [] : ['*'];
     return [];
   });
@@ -150,9 +164,10 @@ export function baseImagePullRepos(repos: readonly string[]): string[] {
  * Name ranges holding every repository `principal` may pull under the table
  * above, for listings that page in the database. `builds/` is a prefix for
  * tenants: which builds a tenant owns is the builds module's to say, so their
- * repositories are filtered after reading.
+ * repositories are filtered after reading; so are public repos, whose patterns
+ * are read from their literal leading components.
  */
-export function visibleRepos(principal: Principal): RepoVisibility {
+export function visibleRepos(principal: Principal, publicRepos: PublicRepos = DEFAULT_PUBLIC_REPOS): RepoVisibility {
   switch (principal.role) {
     case 'admin':
       return { all: true };
@@ -160,7 +175,11 @@ export function visibleRepos(principal: Principal): RepoVisibility {
       return { all: false, prefixes: [], names: [] };
     case 'tenant':
       if (principal.tenant === null) return { all: false, prefixes: [], names: [] };
-      return { all: false, prefixes: [`${principal.tenant}/`, 'cache/global/', 'builds/'], names: [`cache/${tenantScope(principal.tenant)}`] };
+      return {
+        all: false,
+        prefixes: [`${principal.tenant}/`, 'cache/global/', 'builds/', ...publicRepos.listingPrefixes],
+        names: [`cache/${tenantScope(principal.tenant)}`],
+      };
     case 'build': {
       const names = principal.buildId === undefined ? [] : [`builds/${principal.buildId}`];
       if (principal.adminBuild !== true && principal.tenant !== null) names.push(`cache/${tenantScope(principal.tenant)}`);

@@ -9,14 +9,18 @@ export const MAX_TENANT_LENGTH = 64;
 // One repository path component (OCI name grammar), so `<tenant>/app` is a valid repo name.
 const TENANT_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
 
-/** Why `name` cannot be a tenant, or null when it can. */
-export function tenantNameProblem(name: string): string | null {
+/**
+ * Why `name` cannot be a tenant, or null when it can. `publicNamespaces` are
+ * the first components of KILN_PUBLIC_REPOS, reserved for the platform's images.
+ */
+export function tenantNameProblem(name: string, publicNamespaces: readonly string[] = []): string | null {
   if (name.length === 0) return 'tenant name is empty';
   if (name.length > MAX_TENANT_LENGTH) return `tenant name is longer than ${MAX_TENANT_LENGTH} characters`;
   if (!TENANT_RE.test(name)) {
     return `tenant name "${name}" must be lowercase letters and digits, joined by ".", "_", "__" or "-" (it becomes the first component of repository names)`;
   }
   if (RESERVED_NAMESPACES.includes(name)) return `tenant name "${name}" is reserved for the registry's own repositories`;
+  if (publicNamespaces.includes(name)) return `tenant name "${name}" is reserved for the platform's public images (KILN_PUBLIC_REPOS)`;
   return null;
 }
 

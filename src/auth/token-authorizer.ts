@@ -13,6 +13,7 @@ import { AuthError, type AccessRequest, type Action, type AuthDecision, type Aut
 import { presentedByAuthorization } from './credentials.js';
 import { InvalidTokenError } from './jwt.js';
 import { ALL_ACTIONS, allowedActions, grantAccess, visibleRepos } from './policy.js';
+import type { PublicRepos } from './public-repos.js';
 import { accessAllows, formatScope, type ResourceScope } from './scope.js';
 import type { Credential, TokenService } from './token-service.js';
 
@@ -47,7 +48,7 @@ export class TokenAuthorizer implements Authorizer {
     const decision: AuthDecision = {
       principal: credential.principal,
       canPull: (repo) => this.canPull(credential, repo),
-      visible: visibleTo(credential),
+      visible: visibleTo(credential, this.tokens.policy.publicRepos),
     };
     if (request.repo === null) {
       if (request.catalog) this.checkCatalog(credential, challenge);
@@ -55,7 +56,7 @@ export class TokenAuthorizer implements Authorizer {
     }
 
     const repo = request.repo;
-    const permitted = allowedActions(credential.principal, repo, this.tokens.ownerOfBuild);
+    const permitted = allowedActions(credential.principal, repo, this.tokens.policy);
     const forbidden = request.actions.filter((action) => !permitted.includes(action));
     if (forbidden.length > 0) {
       const reason = `${describeCaller(credential)} may not ${forbidden.join(' or ')} ${repo}${hintFor(credential, permitted)}`;
@@ -73,7 +74,7 @@ export class TokenAuthorizer implements Authorizer {
   // The catalog needs `registry:catalog:*` on access tokens, as in distribution: a
   // token fetched for some repository would otherwise list only that one, silently.
   private checkCatalog(credential: Credential, challenge: (error?: string, description?: string) => string): void {
-    if (grantAccess(credential.principal, [CATALOG_SCOPE], this.tokens.ownerOfBuild).length === 0) {
+    if (grantAccess(credential.principal, [CATALOG_SCOPE], this.tokens.policy).length === 0) {
       const reason = `${describeCaller(credential)} may not list the catalog`;
       throw refusal(credential, reason, challenge);
     }
@@ -87,16 +88,16 @@ export class TokenAuthorizer implements Authorizer {
   // Listing is cut to the policy, and for access tokens to what they carry
   // unless they were granted the catalog as such.
   private canPull(credential: Credential, repo: string): boolean {
-    if (!allowedActions(credential.principal, repo, this.tokens.ownerOfBuild).includes('pull')) return false;
+    if (!allowedActions(credential.principal, repo, this.tokens.policy).includes('pull')) return false;
     const access = credential.access;
     return access === null || accessAllows(access, 'registry', 'catalog', '*') || accessAllows(access, 'repository', repo, 'pull');
   }
 }
 
 /** An access token without the catalog reaches only the repositories it names; other credentials what the policy allows. */
-function visibleTo(credential: Credential): RepoVisibility {
+function visibleTo(credential: Credential, publicRepos: PublicRepos): RepoVisibility {
   const access = credential.access;
-  if (access === null || accessAllows(access, 'registry', 'catalog', '*')) return visibleRepos(credential.principal);
+  if (access === null || accessAllows(access, 'registry', 'catalog', '*')) return visibleRepos(credential.principal, publicRepos);
   return { all: false, prefixes: [], names: access.filter((entry) => entry.type === 'repository').map((entry) => entry.name) };
 }
 

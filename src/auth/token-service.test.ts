@@ -53,6 +53,7 @@ describe('API keys', () => {
   const refusedRequests: [string, Parameters<TokenFixture['service']['createApiKey']>[0], RegExp][] = [
     ['a tenant key without a tenant', { ttlSeconds: 60 }, /needs --tenant/],
     ['a reserved tenant', { tenant: 'cache', ttlSeconds: 60 }, /reserved/],
+    ['a tenant named like a public namespace (KILN_PUBLIC_REPOS, default library/**)', { tenant: 'library', ttlSeconds: 60 }, /reserved for the platform's public images/],
     ['an invalid tenant', { tenant: 'Acme', ttlSeconds: 60 }, /lowercase/],
     ['no lifetime', { tenant: 'acme', ttlSeconds: 0 }, /positive lifetime/],
   ];

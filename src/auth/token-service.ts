@@ -4,7 +4,8 @@ import { isValidRepoName } from '../oci/names.js';
 import type { ApiKeyStore, RevokeOutcome } from '../store/api-key-store.js';
 import type { Principal } from './authorizer.js';
 import { describeToken, InvalidTokenError, type KilnClaims, type SignedToken, type TokenKind, type TokenSigner } from './jwt.js';
-import { baseImagePullRepos, buildTokenAccess, grantAccess, noBuildsKnown, type OwnerOfBuild } from './policy.js';
+import { baseImagePullRepos, buildTokenAccess, grantAccess, noBuildsKnown, type OwnerOfBuild, type PolicyContext } from './policy.js';
+import { DEFAULT_PUBLIC_REPOS, type PublicRepos } from './public-repos.js';
 import type { AccessEntry, ResourceScope } from './scope.js';
 import { tenantNameProblem } from './tenant.js';
 
@@ -17,6 +18,8 @@ export interface TokenServiceOptions {
   signer: TokenSigner;
   keys: ApiKeyStore;
   ownerOfBuild?: OwnerOfBuild;
+  /** KILN_PUBLIC_REPOS (default `library/**`). */
+  publicRepos?: PublicRepos;
   accessTokenTtlSeconds?: number;
   clock?: () => Date;
 }
@@ -84,12 +87,13 @@ export class TokenService {
   private readonly keys: ApiKeyStore;
   private readonly accessTtlMs: number;
   private readonly now: () => Date;
-  readonly ownerOfBuild: OwnerOfBuild;
+  /** What the policy is told besides caller and repo. */
+  readonly policy: Required<PolicyContext>;
 
   constructor(options: TokenServiceOptions) {
     this.signer = options.signer;
     this.keys = options.keys;
-    this.ownerOfBuild = options.ownerOfBuild ?? noBuildsKnown;
+    this.policy = { ownerOfBuild: options.ownerOfBuild ?? noBuildsKnown, publicRepos: options.publicRepos ?? DEFAULT_PUBLIC_REPOS };
     this.accessTtlMs = (options.accessTokenTtlSeconds ?? DEFAULT_ACCESS_TOKEN_TTL_SECONDS) * 1000;
     this.now = options.clock ?? (() => new Date());
   }
@@ -98,7 +102,7 @@ export class TokenService {
     const role = request.admin ? 'admin' : 'tenant';
     const tenant = request.tenant ?? null;
     if (tenant === null && role === 'tenant') throw new TokenRequestError('a tenant API key needs --tenant (or --admin for an admin key)');
-    const problem = tenant === null ? null : tenantNameProblem(tenant);
+    const problem = tenant === null ? null : tenantNameProblem(tenant, this.policy.publicRepos.reservedNamespaces);
     if (problem) throw new TokenRequestError(problem);
     if (!(request.ttlSeconds > 0)) throw new TokenRequestError('an API key needs a positive lifetime');
     const subject = role === 'tenant' && tenant !== null ? tenant : 'admin';
@@ -181,7 +185,7 @@ export class TokenService {
    */
   async issueAccessToken(identity: Credential | null, requested: readonly ResourceScope[]): Promise<AccessToken> {
     const principal = identity?.principal ?? ANONYMOUS;
-    const access = grantAccess(principal, requested, this.ownerOfBuild);
+    const access = grantAccess(principal, requested, this.policy);
     const issuedAt = this.now();
     const ttlEnd = issuedAt.getTime() + this.accessTtlMs;
     const expiresAt = new Date(identity ? Math.min(ttlEnd, identity.expiresAt.getTime()) : ttlEnd);

@@ -1,16 +1,11 @@
-// Base images a build takes FROM this registry. The service resolves them
-// (for provenance and for the caller's right to pull them) and, for a backend
-// that loads local images (buildah), hands them to the builder as an OCI
-// layout written from Kiln's own store, so the builder pulls nothing for them.
-// A backend that pulls FROM images itself (BuildKit) uses the build token,
-// which may pull exactly these repos (its `pullRepos`).
-import { createWriteStream } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+// Base images a build takes FROM this registry. The service resolves them to
+// digests (for provenance, and so the garbage collector keeps them while the
+// build runs); the builder itself pulls them through the registry with the
+// build token, which may pull exactly these repos (its `pullRepos`). Nothing
+// reaches the builder from the blob store directly: a blob is only ever read
+// through a repo that holds it.
 import { formatPlatform, parsePlatformSpec, type PlatformSpec } from '../oci/classify.js';
-import { parseDigest, tryParseDigest } from '../oci/digest.js';
+import { tryParseDigest } from '../oci/digest.js';
 import { parseManifest, type Descriptor, type Manifest } from '../oci/manifest.js';
 import { BuildError, invalidInput } from './errors.js';
 import { baseImageGrants } from './plan.js';
@@ -19,7 +14,6 @@ import { baseImageGrants } from './plan.js';
 export interface RegistryReader {
   /** The manifest that `repo` holds under `reference` (a tag or a digest); null when there is none. */
   manifest(repo: string, reference: string): Promise<{ digest: string; mediaType: string; bytes: Buffer } | null>;
-  openBlob(digest: string): Promise<Readable | null>;
 }
 
 export interface KilnBaseRef {
@@ -58,95 +52,47 @@ export function hostPlatform(arch: string = process.arch): string {
   return `linux/${ociArch[arch] ?? arch}`;
 }
 
-export interface LoadedBaseImage {
+export interface ResolvedBaseImage {
   ref: string;
   repo: string;
   /** What the ref resolved to (an index's digest when the ref names an index). */
   digest: string;
-  /** The single-platform image manifest written into the layout. */
+  /** The single-platform image manifest the build will use. */
   imageDigest: string;
-  /** The name of the image inside the layout (`org.opencontainers.image.ref.name`). */
-  layoutName: string;
 }
 
 /**
- * Resolves the images `bases` name (an index picks `platform`) and, when
- * `layoutDir` is given, writes them into an OCI image layout there. Fails with
- * a message naming the ref when the registry does not hold it.
+ * Resolves the images `bases` name (an index picks `platform`). Fails with a
+ * message naming the ref when the registry does not hold it.
  */
 export async function resolveBaseImages(
   reader: RegistryReader,
   bases: readonly KilnBaseRef[],
-  options: { platform: string; layoutDir: string | null; signal?: AbortSignal },
-): Promise<LoadedBaseImage[]> {
-  const { layoutDir, platform, signal } = options;
-  if (layoutDir !== null) await mkdir(layoutDir, { recursive: true });
-  const wanted = parsePlatformSpec(platform);
-  const loaded: LoadedBaseImage[] = [];
-  const entries: Descriptor[] = [];
-  const written = new Set<string>();
-
-  const putBytes = async (layoutDir: string, digest: string, bytes: Buffer) => {
-    if (written.has(digest)) return;
-    const file = blobFile(layoutDir, digest);
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, bytes);
-    written.add(digest);
-  };
-  const copyBlob = async (layoutDir: string, descriptor: Descriptor, ref: string) => {
-    if (written.has(descriptor.digest)) return;
-    const stream = await reader.openBlob(descriptor.digest);
-    if (stream === null) throw new BuildError('build-failed', `FROM ${ref}: blob ${descriptor.digest} is missing from the registry's store`);
-    const file = blobFile(layoutDir, descriptor.digest);
-    await mkdir(path.dirname(file), { recursive: true });
-    await pipeline(stream, createWriteStream(`${file}.partial`), { signal });
-    await rename(`${file}.partial`, file);
-    written.add(descriptor.digest);
-  };
-
-  for (const [i, base] of bases.entries()) {
-    signal?.throwIfAborted();
+  options: { platform: string; signal?: AbortSignal },
+): Promise<ResolvedBaseImage[]> {
+  const wanted = parsePlatformSpec(options.platform);
+  const resolved: ResolvedBaseImage[] = [];
+  for (const base of bases) {
+    options.signal?.throwIfAborted();
     const top = await reader.manifest(base.repo, base.reference);
     if (top === null) {
       throw invalidInput(`FROM ${base.ref}: ${base.repo}:${base.reference} is not in this registry; push it first`);
     }
-    let image = { ...top, manifest: parseManifest(top.bytes, top.mediaType) };
-    if (image.manifest.kind === 'index') {
-      const child = pickPlatform(image.manifest.manifests, wanted);
+    const manifest = parseManifest(top.bytes, top.mediaType);
+    let imageDigest = top.digest;
+    if (manifest.kind === 'index') {
+      const child = pickPlatform(manifest.manifests, wanted);
       if (child === null) {
-        throw invalidInput(`FROM ${base.ref}: the image has no ${formatPlatform(wanted)} variant (it has ${platformsOf(image.manifest)})`);
+        throw invalidInput(`FROM ${base.ref}: the image has no ${formatPlatform(wanted)} variant (it has ${platformsOf(manifest)})`);
       }
       const childManifest = await reader.manifest(base.repo, child.digest);
       if (childManifest === null) throw new BuildError('build-failed', `FROM ${base.ref}: manifest ${child.digest} is missing from the registry`);
-      image = { ...childManifest, manifest: parseManifest(childManifest.bytes, childManifest.mediaType) };
+      if (parseManifest(childManifest.bytes, childManifest.mediaType).kind !== 'image') throw invalidInput(`FROM ${base.ref}: an index of indexes is not a base image`);
+      imageDigest = childManifest.digest;
     }
-    const manifest = image.manifest;
-    if (manifest.kind !== 'image') throw invalidInput(`FROM ${base.ref}: an index of indexes is not a base image`);
-    const layoutName = `base${i}`;
-    loaded.push({ ref: base.ref, repo: base.repo, digest: top.digest, imageDigest: image.digest, layoutName });
-    if (layoutDir === null) continue;
-    for (const descriptor of [manifest.config, ...manifest.layers]) await copyBlob(layoutDir, descriptor, base.ref);
-    await putBytes(layoutDir, image.digest, image.bytes);
-    entries.push({
-      mediaType: image.mediaType,
-      digest: image.digest,
-      size: image.bytes.length,
-      annotations: { 'org.opencontainers.image.ref.name': layoutName },
-    });
+    resolved.push({ ref: base.ref, repo: base.repo, digest: top.digest, imageDigest });
   }
-
-  if (layoutDir === null) return loaded;
-  await writeFile(path.join(layoutDir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  await writeFile(
-    path.join(layoutDir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: entries }),
-  );
-  return loaded;
-}
-
-function blobFile(layoutDir: string, digest: string): string {
-  const { algorithm, hex } = parseDigest(digest);
-  return path.join(layoutDir, 'blobs', algorithm, hex);
+  return resolved;
 }
 
 // arm64 images usually omit the variant; absent means v8 there.

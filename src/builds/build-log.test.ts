@@ -107,3 +107,58 @@ describe('BuildLog and followLog', () => {
     assert.equal(c.ended(), 1);
   });
 });
+
+describe('BuildLog limits and resumption', () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-build-log-cap-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('cuts the builder output at the cap, says so once, and still takes Kiln lines', async () => {
+    const file = path.join(dir, 'big.log');
+    const log = await BuildLog.open(file, { maxBytes: 1000 });
+    log.note('==> build started');
+    for (let i = 0; i < 1000; i++) log.write(`output line ${i} ${'x'.repeat(50)}`);
+    log.note('==> build failed: exit code 1');
+    log.end();
+    const text = await readFile(file, 'utf8');
+    const lines = text.trimEnd().split('\n');
+    assert.ok(Buffer.byteLength(text) < 1000 + 300, `${Buffer.byteLength(text)} bytes`);
+    assert.equal(lines.filter((l) => l.includes('the log is cut here')).length, 1);
+    assert.match(lines.at(-2)!, /^==> the log is cut here at \d+ bytes \(KILN_BUILD_LOG_MAX_BYTES=1000\)/);
+    assert.equal(lines.at(-1), '==> build failed: exit code 1');
+  });
+
+  it('keeps the cut across a reopen of the file', async () => {
+    const file = path.join(dir, 'reopen.log');
+    const first = await BuildLog.open(file, { maxBytes: 200 });
+    for (let i = 0; i < 20; i++) first.write(`line ${i} ${'y'.repeat(20)}`);
+    const before = (await readFile(file, 'utf8')).length;
+    const again = await BuildLog.open(file, { maxBytes: 200 });
+    again.write('more builder output');
+    assert.equal((await readFile(file, 'utf8')).length, before);
+    assert.equal(again.count, first.count);
+  });
+
+  it('a follower resuming after a line id gets only the lines after it', async () => {
+    const file = path.join(dir, 'resume.log');
+    const log = await BuildLog.open(file);
+    for (let i = 0; i < 5; i++) log.write(`line ${i}`);
+    const c = collector();
+    await followLog(file, log, c.follower, { after: 2 });
+    log.write('line 5');
+    log.end();
+    await c.whenEnded;
+    assert.deepEqual(c.got, [
+      [3, 'line 3'],
+      [4, 'line 4'],
+      [5, 'line 5'],
+    ]);
+    const ended = collector();
+    await followLog(file, null, ended.follower, { after: 4 });
+    assert.deepEqual(ended.got, [[5, 'line 5']]);
+  });
+});

@@ -1,7 +1,10 @@
 // A build's log: lines appended to builds/<id>/build.log as they come (each
 // write reaches the file before anyone hears of the line), and followers that
 // get the file so far and then every new line until the build ends, none
-// missed and none twice.
+// missed and none twice. The builder's output is capped (KILN_BUILD_LOG_MAX_BYTES):
+// past the cap one line says the log was cut and the builder's further lines
+// are dropped; Kiln's own lines (`note`) still go in, so the log always ends
+// saying how the build ended.
 import { appendFileSync, createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
@@ -12,25 +15,32 @@ export interface LogFollower {
   end(): void;
 }
 
+export const DEFAULT_LOG_MAX_BYTES = 16 * 1024 * 1024;
+
 export class BuildLog {
   private lines: number;
+  private bytes: number;
+  private cut = false;
   private ended = false;
   private readonly followers = new Set<LogFollower>();
 
   private constructor(
     readonly file: string,
-    existingLines: number,
+    existing: string,
+    private readonly maxBytes: number,
   ) {
-    this.lines = existingLines;
+    this.lines = countLines(existing);
+    this.bytes = Buffer.byteLength(existing);
+    this.cut = existing.includes(CUT_MARK);
   }
 
   /** Opens the log of a build that has not ended; lines already in the file are kept. */
-  static async open(file: string): Promise<BuildLog> {
+  static async open(file: string, options: { maxBytes?: number } = {}): Promise<BuildLog> {
     const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return '';
       throw err;
     });
-    return new BuildLog(file, countLines(text));
+    return new BuildLog(file, text, options.maxBytes ?? DEFAULT_LOG_MAX_BYTES);
   }
 
   get count(): number {
@@ -41,11 +51,27 @@ export class BuildLog {
     return this.ended;
   }
 
+  /** A line of the builder's output: dropped once the log has reached its cap. */
   write(text: string): void {
+    if (this.ended || this.cut) return;
+    const line = oneLine(text);
+    if (this.bytes + Buffer.byteLength(line) + 1 > this.maxBytes) {
+      this.cut = true;
+      this.append(`==> ${CUT_MARK} at ${this.bytes} bytes (KILN_BUILD_LOG_MAX_BYTES=${this.maxBytes}); the build goes on, its further output is not kept`);
+      return;
+    }
+    this.append(line);
+  }
+
+  /** One of Kiln's own lines (`==> …`): always kept. */
+  note(text: string): void {
     if (this.ended) return;
-    // One line stays one line in the file and in the event stream.
-    const line = text.replace(/[\r\n]+/g, ' ');
+    this.append(oneLine(text));
+  }
+
+  private append(line: string): void {
     appendFileSync(this.file, `${line}\n`);
+    this.bytes += Buffer.byteLength(line) + 1;
     const index = this.lines++;
     for (const follower of this.followers) follower.line(line, index);
   }
@@ -69,10 +95,18 @@ export class BuildLog {
 
 /**
  * Gives `follower` the lines of `file`, then, when `live` is the log of a
- * running build, its new lines until it ends; then `end()`. Returns a
- * function that stops following.
+ * running build, its new lines until it ends; then `end()`. With `after`, the
+ * lines up to that index are skipped (a client resuming with Last-Event-ID).
+ * Returns a function that stops following.
  */
-export async function followLog(file: string, live: BuildLog | null, follower: LogFollower): Promise<() => void> {
+export async function followLog(file: string, live: BuildLog | null, target: LogFollower, options: { after?: number } = {}): Promise<() => void> {
+  const after = options.after ?? -1;
+  const follower: LogFollower = {
+    line: (text, index) => {
+      if (index > after) target.line(text, index);
+    },
+    end: () => target.end(),
+  };
   if (live === null || live.isEnded) {
     await replay(file, Infinity, follower);
     follower.end();
@@ -132,6 +166,13 @@ async function replay(file: string, limit: number, follower: LogFollower, stoppe
     lines.close();
     stream.destroy();
   }
+}
+
+const CUT_MARK = 'the log is cut here';
+
+/** One line stays one line in the file and in the event stream. */
+function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, ' ');
 }
 
 function countLines(text: string): number {

@@ -1,6 +1,7 @@
-// The per-build registry credentials file: a Docker `config.json` that both
-// buildctl (DOCKER_CONFIG=<dir>) and buildah (REGISTRY_AUTH_FILE=<dir>/config.json)
-// read. It lives in the build's private temp dir, readable by root only.
+// The per-build registry credentials file: the Docker `config.json` buildctl
+// reads (DOCKER_CONFIG=<dir>) to answer the daemon's auth requests. It lives
+// in the build's private scratch dir on the host, readable by root only; no
+// RUN step sees a host path.
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 

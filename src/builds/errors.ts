@@ -1,6 +1,7 @@
 // The builds domain's one error type. The API layer maps `kind` to HTTP:
-// invalid-input → 400, denied → 403, not-found → 404, conflict → 409;
-// build-failed and cancelled become a build's status, not an HTTP error.
+// invalid-input → 400, denied → 403, not-found → 404, conflict → 409,
+// limited → 429, unavailable → 503; build-failed and cancelled become a
+// build's status, not an HTTP error.
 
 export type BuildErrorKind =
   /** The request or the uploaded source is wrong; the message says how to fix it. */
@@ -14,7 +15,11 @@ export type BuildErrorKind =
   /** No such build (or none the caller may see). */
   | 'not-found'
   /** The build is in a state that does not allow this (cancelling one that ended). */
-  | 'conflict';
+  | 'conflict'
+  /** A limit of the caller's is reached (builds waiting per tenant); trying later helps. */
+  | 'limited'
+  /** This server cannot build at all (no BuildKit); the message says what is missing. */
+  | 'unavailable';
 
 export class BuildError extends Error {
   constructor(

@@ -3,8 +3,15 @@
 // The tenant and its cache scope come from the caller's credential only. A
 // tenant sees and cancels only its own builds (the auth policy's rights on
 // builds/<id>, whose owner is the build's tenant); other builds answer 404.
-// With auth off every caller is an anonymous admin, so every build is an
-// admin build (see service.ts).
+// The listing is paged in the database by owner, so a tenant's page costs
+// the same whatever other tenants have. With auth off every caller is an
+// anonymous admin, so every build is an admin build (see service.ts).
+//
+// Log streams (Server-Sent Events) carry each line as an event whose id is
+// its line number; a client that reconnects with Last-Event-ID gets the
+// lines after it. A comment goes out whenever the stream has been quiet for
+// KILN_BUILD_SSE_HEARTBEAT_SECONDS (a queued build, a long RUN step), so
+// proxies do not drop the connection as idle.
 import multipart from '@fastify/multipart';
 import { createReadStream } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -14,18 +21,23 @@ import { AuthError, type Action, type AuthDecision, type Authorizer } from '../a
 import { ApiError } from '../server/api-errors.js';
 import { apiHandler, authorizeApiCaller } from '../server/api-http.js';
 import { BuildError } from './errors.js';
+import type { BuildRecord, BuildStatus } from '../store/build-store.js';
 import type { BuildCaller, BuildService, BuildSubmission, PendingSource } from './service.js';
 
 export interface BuildRoutesOptions {
   /** Size cap of the uploaded source archive (KILN_BUILD_MAX_SOURCE_BYTES). */
   maxSourceBytes: number;
+  /** A comment on a quiet event stream this often (KILN_BUILD_SSE_HEARTBEAT_SECONDS). */
+  heartbeatMs: number;
 }
 
-const TEXT_FIELDS = ['dockerfile', 'build_args', 'global_cache_key', 'admin', 'timeout_seconds', 'platform'] as const;
+const TEXT_FIELDS = ['dockerfile', 'build_args', 'global_cache_key', 'admin', 'timeout_seconds', 'platform', 'secrets'] as const;
 type TextField = (typeof TEXT_FIELDS)[number];
 const MAX_FIELD_BYTES = 1024 * 1024;
 const BUILD_ID = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
-const KEEPALIVE_MS = 15_000;
+const STATUSES: readonly BuildStatus[] = ['queued', 'building', 'pushing', 'baking', 'ready', 'failed', 'cancelled'];
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 1000;
 
 export function registerBuildRoutes(app: FastifyInstance, builds: BuildService, authorizer: Authorizer, options: BuildRoutesOptions): void {
   /** The caller, who must be a real one: no anonymous caller when auth is on, and no build token. */
@@ -49,7 +61,7 @@ export function registerBuildRoutes(app: FastifyInstance, builds: BuildService, 
       if (err instanceof AuthError && err.status === 403) throw notFound;
       throw err;
     }
-    const build = builds.get(id);
+    const build = await builds.get(id);
     if (build === null) throw notFound;
     return build;
   };
@@ -116,11 +128,29 @@ export function registerBuildRoutes(app: FastifyInstance, builds: BuildService, 
 
     scope.get(
       '/api/v1/builds',
-      handle(async (req) => {
+      handle(async (req, reply) => {
         const decision = await allow(req, null, []);
-        const status = (req.query as { status?: string }).status;
-        const visible = builds.list().filter((b) => decision.canPull(`builds/${b.id}`) && (status === undefined || b.status === status));
-        return { builds: visible.map((b) => builds.view(b)) };
+        const query = req.query as { status?: string; n?: string; last?: string };
+        const status = query.status === undefined || query.status === '' ? undefined : (query.status as BuildStatus);
+        if (status !== undefined && !STATUSES.includes(status)) throw new ApiError('BAD_REQUEST', `status must be one of ${STATUSES.join(', ')}`);
+        const limit = query.n === undefined || query.n === '' ? DEFAULT_PAGE : Number(query.n);
+        if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new ApiError('BAD_REQUEST', `n must be a whole number from 1 to ${MAX_PAGE}`);
+        const after = query.last === undefined || query.last === '' ? undefined : query.last;
+        // Admins see every build; anyone else the builds of its own tenant, which owns them.
+        const { principal } = decision;
+        if (principal.role !== 'admin' && principal.tenant === null) return { builds: [], next: null };
+        const tenant = principal.role === 'admin' ? undefined : principal.tenant!;
+        // One more than asked says whether there is a next page.
+        const page = await builds.list({ tenant, status, after, limit: limit + 1 });
+        const shown = page.slice(0, limit);
+        let next: string | null = null;
+        if (page.length > limit) {
+          const params = new URLSearchParams({ n: String(limit), last: shown.at(-1)!.id });
+          if (status !== undefined) params.set('status', status);
+          next = `/api/v1/builds?${params}`;
+          reply.header('link', `<${next}>; rel="next"`);
+        }
+        return { builds: await builds.views(shown), next };
       }),
     );
 
@@ -138,6 +168,9 @@ export function registerBuildRoutes(app: FastifyInstance, builds: BuildService, 
       '/api/v1/builds/:id/logs',
       handle(async (req, reply) => {
         const build = await lookup(req, 'pull');
+        if (build.filesRemovedAt !== null) {
+          throw new ApiError('NOT_FOUND', `the log of build ${build.id} was removed on ${new Date(build.filesRemovedAt).toISOString()}, as ended builds' files are kept for KILN_BUILD_RETENTION`);
+        }
         const follow = ['true', '1', 'yes'].includes(String((req.query as { follow?: string }).follow ?? '').toLowerCase());
         if (!follow) {
           const file = builds.logFile(build.id);
@@ -149,14 +182,17 @@ export function registerBuildRoutes(app: FastifyInstance, builds: BuildService, 
           reply.header('content-type', 'text/plain; charset=utf-8').send(opened ? stream : '');
           return undefined;
         }
-        await streamEvents(req, reply, build.id);
+        const lastEventId = req.headers['last-event-id'];
+        const after = typeof lastEventId === 'string' && /^\d+$/.test(lastEventId.trim()) ? Number(lastEventId.trim()) : undefined;
+        await streamEvents(req, reply, build, after);
         return undefined;
       }),
     );
   });
 
   /** Server-Sent Events: one `data:` event per log line (its `id` the line number), then `event: end` with the build. */
-  async function streamEvents(req: FastifyRequest, reply: FastifyReply, id: string): Promise<void> {
+  async function streamEvents(req: FastifyRequest, reply: FastifyReply, build: BuildRecord, after: number | undefined): Promise<void> {
+    const id = build.id;
     reply.hijack();
     const res: ServerResponse = reply.raw;
     res.writeHead(200, {
@@ -165,14 +201,22 @@ export function registerBuildRoutes(app: FastifyInstance, builds: BuildService, 
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
-    res.write(`: build ${id}\n\n`);
     let closed = false;
+    let lastWrite = Date.now();
+    const send = (text: string) => {
+      if (closed) return;
+      lastWrite = Date.now();
+      res.write(text);
+    };
+    send(`: build ${id}\n\n`);
     let stop: () => void = () => undefined;
-    const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
+    const heartbeat = setInterval(() => {
+      if (Date.now() - lastWrite >= options.heartbeatMs - 5) send(': heartbeat\n\n');
+    }, options.heartbeatMs);
     const close = () => {
       if (closed) return;
       closed = true;
-      clearInterval(keepalive);
+      clearInterval(heartbeat);
       stop();
       streams.delete(close);
       res.end();
@@ -181,21 +225,30 @@ export function registerBuildRoutes(app: FastifyInstance, builds: BuildService, 
     // The response closes when the client goes away (the request's own 'close' may come earlier).
     res.once('close', close);
     try {
-      stop = await builds.followLog(id, {
-        line(text, index) {
-          if (!closed) res.write(`id: ${index}\ndata: ${text}\n\n`);
+      stop = await builds.followLog(
+        build,
+        {
+          line(text, index) {
+            send(`id: ${index}\ndata: ${text}\n\n`);
+          },
+          end() {
+            if (closed) return;
+            void builds
+              .get(id)
+              .then((ended) => (ended === null ? { id } : builds.view(ended)))
+              .then(
+                (view) => send(`event: end\ndata: ${JSON.stringify(view)}\n\n`),
+                (err: unknown) => req.log.error({ err, build: id }, 'reading a build for its end event failed'),
+              )
+              .finally(close);
+          },
         },
-        end() {
-          if (closed) return;
-          const build = builds.get(id);
-          res.write(`event: end\ndata: ${JSON.stringify(build === null ? { id } : builds.view(build))}\n\n`);
-          close();
-        },
-      });
+        after,
+      );
       if (closed) stop();
     } catch (err) {
       req.log.error({ err, build: id }, 'following a build log failed');
-      if (!closed) res.write(`event: error\ndata: ${JSON.stringify({ message: 'reading the log failed; the server log has details' })}\n\n`);
+      send(`event: error\ndata: ${JSON.stringify({ message: 'reading the log failed; the server log has details' })}\n\n`);
       close();
     }
   }
@@ -217,6 +270,7 @@ function parseFields(fields: Partial<Record<TextField, string>>, caller: BuildCa
   if (fields.global_cache_key !== undefined && fields.global_cache_key.trim() !== '') submission.globalKey = fields.global_cache_key.trim();
   if (fields.platform !== undefined && fields.platform.trim() !== '') submission.platform = fields.platform.trim();
   if (fields.admin !== undefined) submission.admin = parseFlag(fields.admin, 'admin');
+  if (fields.secrets !== undefined && fields.secrets.trim() !== '') submission.secrets = parseStringMap(fields.secrets, 'secrets', '{"npmrc":"//registry/:_authToken=…"}');
   if (fields.timeout_seconds !== undefined && fields.timeout_seconds.trim() !== '') {
     const n = Number(fields.timeout_seconds.trim());
     if (!Number.isInteger(n) || n <= 0) throw new ApiError('BAD_REQUEST', `timeout_seconds must be a positive whole number, got "${fields.timeout_seconds}"`);
@@ -226,21 +280,26 @@ function parseFields(fields: Partial<Record<TextField, string>>, caller: BuildCa
 }
 
 function parseBuildArgs(text: string): Record<string, string> {
+  return parseStringMap(text, 'build_args', '{"NODE_ENV":"production"}');
+}
+
+/** A JSON object of strings; messages never quote values (they may be secrets). */
+function parseStringMap(text: string, field: string, example: string): Record<string, string> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new ApiError('BAD_REQUEST', 'build_args must be a JSON object of strings, e.g. {"NODE_ENV":"production"}');
+    throw new ApiError('BAD_REQUEST', `${field} must be a JSON object of strings, e.g. ${example}`);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new ApiError('BAD_REQUEST', 'build_args must be a JSON object of strings, e.g. {"NODE_ENV":"production"}');
+    throw new ApiError('BAD_REQUEST', `${field} must be a JSON object of strings, e.g. ${example}`);
   }
-  const args: Record<string, string> = {};
+  const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
-    if (typeof value !== 'string') throw new ApiError('BAD_REQUEST', `build arg "${name}" must be a string (quote numbers: "${String(value)}")`);
-    args[name] = value;
+    if (typeof value !== 'string') throw new ApiError('BAD_REQUEST', `${field}: "${name}" must have a string value`);
+    out[name] = value;
   }
-  return args;
+  return out;
 }
 
 function parseFlag(text: string, name: string): boolean {
@@ -276,6 +335,10 @@ function toApiError(err: unknown): unknown {
       return new ApiError('NOT_FOUND', err.message);
     case 'conflict':
       return new ApiError('CONFLICT', err.message);
+    case 'limited':
+      return new ApiError('TOO_MANY_REQUESTS', err.message);
+    case 'unavailable':
+      return new ApiError('UNAVAILABLE', err.message);
     case 'build-failed':
     case 'cancelled':
       return err;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { BuildError } from './errors.js';
-import { commandFailed, isOnPath, LineSplitter, runCommand } from './process.js';
+import { commandFailed, isOnPath, LineSplitter, MAX_LINE_CHARS, runCommand } from './process.js';
 
 /** True once `pid` is gone or a zombie (dead, waiting for its new parent to reap it). */
 async function exitsWithin(pid: number, ms: number): Promise<boolean> {
@@ -34,6 +34,15 @@ describe('LineSplitter', () => {
     const splitter = new LineSplitter();
     const lines = [...splitter.push(bytes.subarray(0, 1)), ...splitter.push(bytes.subarray(1)), ...splitter.end()];
     assert.deepEqual(lines, ['→ done']);
+  });
+
+  it('passes output without newlines on in pieces instead of holding it all', () => {
+    const splitter = new LineSplitter();
+    const lines: string[] = [];
+    for (let i = 0; i < 10; i++) lines.push(...splitter.push(Buffer.alloc(MAX_LINE_CHARS / 2, 'x')));
+    assert.equal(lines.length, 4, 'whole pieces are passed on as they fill');
+    assert.ok(lines.every((l) => l.length === MAX_LINE_CHARS));
+    assert.equal([...splitter.end()].join('').length, MAX_LINE_CHARS);
   });
 });
 

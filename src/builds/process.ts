@@ -1,6 +1,5 @@
 // Running builder commands: output as lines, cancellation that takes down the
-// whole process tree (buildah forks chroot helpers, buildctl-daemonless.sh forks
-// buildkitd), and nothing left running once the command is over.
+// whole process group, and nothing left running once the command is over.
 import { execFile, spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
@@ -30,7 +29,10 @@ export interface CommandOutcome {
 const TAIL_LINES = 20;
 const DEFAULT_KILL_GRACE_MS = 5_000;
 
-/** Splits a byte stream into lines; keeps a partial last line until more arrives. */
+/** Longest line passed on as one; a longer one (output without newlines) goes on in pieces of this size. */
+export const MAX_LINE_CHARS = 64 * 1024;
+
+/** Splits a byte stream into lines; keeps a partial last line until more arrives (at most MAX_LINE_CHARS of it). */
 export class LineSplitter {
   private readonly decoder = new StringDecoder('utf8');
   private pending = '';
@@ -47,8 +49,14 @@ export class LineSplitter {
 
   private take(text: string): string[] {
     const parts = text.split('\n');
-    this.pending = parts.pop() ?? '';
-    return parts.map((line) => line.replace(/\r$/, ''));
+    let rest = parts.pop() ?? '';
+    const lines = parts.map((line) => line.replace(/\r$/, ''));
+    while (rest.length > MAX_LINE_CHARS) {
+      lines.push(rest.slice(0, MAX_LINE_CHARS));
+      rest = rest.slice(MAX_LINE_CHARS);
+    }
+    this.pending = rest;
+    return lines;
   }
 }
 

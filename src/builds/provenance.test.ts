@@ -83,7 +83,7 @@ describe('buildProvenance', () => {
       lockfiles: [{ path: 'package-lock.json', sha256: sha('lock') }],
       baseImageRefs: ['r:1/library/base', `node@${D}`, 'unresolvable:1'],
       resolvedDigests: new Map([['r:1/library/base', 'sha256:' + '01'.repeat(32)]]),
-      builder: { name: 'buildah', version: '1.28.2' },
+      builder: { name: 'buildkit', version: 'v0.20.2' },
       plan,
     });
     assert.deepEqual(provenance, {
@@ -94,7 +94,7 @@ describe('buildProvenance', () => {
         { ref: `node@${D}`, digest: D },
         { ref: 'unresolvable:1', digest: null },
       ],
-      builder: { name: 'buildah', version: '1.28.2' },
+      builder: { name: 'buildkit', version: 'v0.20.2' },
       cache: { imported: ['r:1/cache/global/node20', 'r:1/cache/tenant-abc'], exported: 'r:1/cache/tenant-abc' },
     });
   });

@@ -7,7 +7,6 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { tryParseDigest } from '../oci/digest.js';
-import type { BuilderName } from './backend.js';
 import type { BuildPlan } from './plan.js';
 
 export const LOCKFILE_NAMES: readonly string[] = [
@@ -41,7 +40,7 @@ export interface Provenance {
   source: { sha256: string };
   lockfiles: LockfileHash[];
   baseImages: BaseImage[];
-  builder: { name: BuilderName; version: string };
+  builder: { name: string; version: string };
   cache: { imported: string[]; exported: string | null };
 }
 
@@ -82,7 +81,7 @@ export interface ProvenanceInput {
   baseImageRefs: string[];
   /** What the caller resolved each ref to; refs pinned by digest need no entry. */
   resolvedDigests: ReadonlyMap<string, string>;
-  builder: { name: BuilderName; version: string };
+  builder: { name: string; version: string };
   plan: BuildPlan;
 }
 

@@ -1,34 +1,29 @@
-// The build service: takes a source tree, queues it, runs it through the
-// builder backend with the cache plan, waits for the pushed image's disk, and
-// records everything a caller may ask about.
+// The build service: takes a source tree, queues it, hands it to the build
+// runner with the cache plan and a build token, waits for the pushed image's
+// disk, and records everything a caller may ask about.
 //
-// - Queue: FIFO on submission order, at most KILN_MAX_CONCURRENT_BUILDS builders
-//   at once. A build holds its slot while building and pushing; waiting for
-//   the bake does not take a slot.
+// - Queue: the fairness rules of fairness.ts (tenants take turns, per-tenant
+//   running and waiting limits, KILN_MAX_CONCURRENT_BUILDS in all). A build
+//   holds its slot while building and pushing; waiting for the bake does not.
 // - Status: queued → building → pushing → baking → ready, or failed (with the
-//   reason) or cancelled. A timeout kills the builder and fails the build
-//   with "timed out after N s"; it covers building and pushing, not the bake,
-//   which other images may share and which the bake queue paces.
-// - Restart: queued builds stay queued and run in order. A build that was
-//   building or pushing when the server stopped is marked failed with
-//   "interrupted by restart" (not re-run: a half-pushed build is not worth
-//   guessing about, and the user can submit again; the source is kept). A build
-//   that was baking goes on waiting for its disk, as the bake job itself is
-//   durable. Uploads that never became builds are removed.
-// - Credentials: with auth on, each build gets a build token (issueBuildToken:
-//   exactly its own repos and caches, alive until its timeout plus a margin and
-//   at least 30 min) written into a Docker config.json in the build's private
-//   work dir (0700, file 0600), deleted with it; the token is revoked when the
-//   builder is done and scrubbed from every log line. With auth off the
-//   builder pushes anonymously.
+//   reason) or cancelled. A timeout stops the builder (and its daemon) and
+//   fails the build with "timed out after N s"; it covers building and
+//   pushing, not the bake, which other images may share.
+// - Restart: queued builds stay queued (those given secrets fail: secrets are
+//   kept in memory only). A build that was building or pushing is marked
+//   failed with "interrupted by restart"; a build that was baking goes on
+//   waiting for its disk. Uploads that never became builds are removed.
+// - Credentials: with auth on, each build gets a build token (exactly its own
+//   repos and caches, plus pull on its checked FROM repos; alive until its
+//   timeout plus a margin and at least 30 min), revoked when the build is done.
+//   The runner writes it where only buildctl reads it and scrubs it from every
+//   line. With auth off the builder pushes anonymously.
 // - Base images in this registry (FROM <registry>/<repo>): the submitter must be
-//   allowed to pull them, checked at submission. The repos so checked are kept
-//   with the build (pull-repos.json in its directory) and become the build
-//   token's `pullRepos`: pull only, on exactly those repos (never cache/ or
-//   builds/ ones, which follow the policy table), so a backend that pulls FROM
-//   images itself (BuildKit) can. Buildah takes them from Kiln's own store
-//   instead (an OCI layout, see base-images.ts). At run time a FROM repo that
-//   was not checked at submission (the registry host changed meanwhile) is refused.
+//   allowed to pull them (platform images under KILN_PUBLIC_REPOS: every
+//   tenant), checked at submission and kept with the build; they become the
+//   token's `pullRepos`, and BuildKit pulls them through the registry.
+// - Retention: an ended build's files (source, log, result) go after
+//   KILN_BUILD_RETENTION, when the garbage collector runs; its record stays.
 // - Auth off: every caller is an anonymous admin without a tenant, so every
 //   build is an admin build: it imports and exports only cache/global/<key>
 //   (nothing without a key) and belongs to no tenant.
@@ -42,18 +37,26 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createGzip } from 'node:zlib';
 import type { BuildTokenRequest, SignedToken } from '../auth/index.js';
 import { tenantScope } from '../auth/tenant.js';
-import { TERMINAL_BUILD_STATUSES, type BuildPatch, type BuildRecord, type BuildStatus, type BuildStore } from '../store/build-store.js';
 import type { BuildFiles } from '../store/fs/build-files.js';
-import { checkBuildOptions, type BuilderBackend } from './backend.js';
+import {
+  TERMINAL_BUILD_STATUSES,
+  type BuildBaseRef,
+  type BuildPatch,
+  type BuildRecord,
+  type BuildStatus,
+  type BuildStore,
+} from '../store/build-store.js';
 import { hostPlatform, kilnBaseRefs, resolveBaseImages, type RegistryReader } from './base-images.js';
+import { checkBuildOptions, checkSecrets } from './build-options.js';
 import { BuildLog, followLog, type LogFollower } from './build-log.js';
 import { registryHostFromAddress, type BuildsConfig } from './config.js';
-import { writeDockerConfig } from './credentials.js';
 import { baseImagesOf } from './dockerfile.js';
 import { BuildError, invalidInput } from './errors.js';
+import { admissionProblem, bucketOf, buildsToStart, buildTimeout, queueOrder, type FairnessLimits } from './fairness.js';
 import { normalizeCacheName, planBuild } from './plan.js';
-import { buildProvenance, findLockfiles } from './provenance.js';
-import { extractSource, resolveDockerfile } from './source.js';
+import { buildProvenance } from './provenance.js';
+import type { BuildRunner } from './runner.js';
+import { DEFAULT_SOURCE_LIMITS, extractSource, resolveDockerfile } from './source.js';
 
 /** Who submits a build, as the authorizer saw them. */
 export interface BuildCaller {
@@ -73,6 +76,8 @@ export interface BuildSubmission {
   admin?: boolean;
   timeoutSeconds?: number | null;
   platform?: string | null;
+  /** Build secrets, id → value, for `RUN --mount=type=secret,id=…`. */
+  secrets?: Record<string, string>;
 }
 
 /** An uploaded source archive not yet turned into a build. */
@@ -111,7 +116,10 @@ export interface BuildServiceDeps {
   files: BuildFiles;
   /** Private scratch space (the data dir's tmp/, wiped at start). */
   scratchRoot: string;
-  backend: BuilderBackend;
+  /** null: this host cannot build; submissions are refused with `unavailable`. */
+  runner: BuildRunner | null;
+  /** Why there is no runner (said to callers and in the server log). */
+  unavailable?: string;
   registry: RegistryReader;
   disks: DiskSource;
   /** null when auth is off. */
@@ -133,6 +141,8 @@ export interface BuildView {
   global_cache_key: string | null;
   platform: string | null;
   build_args: Record<string, string>;
+  /** Ids of the secrets it was given; never their values. */
+  secrets: string[];
   timeout_seconds: number;
   builder: string | null;
   image: {
@@ -148,19 +158,28 @@ export interface BuildView {
     use: { total_steps: number; cached_steps: number } | null;
   };
   provenance: unknown;
+  /** Whether the source and log are still kept (KILN_BUILD_RETENTION). */
+  files_kept: boolean;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
   durations: { queued_s: number | null; building_s: number | null; pushing_s: number | null; baking_s: number | null; total_s: number | null };
 }
 
+export interface ListQuery {
+  /** Only this tenant's builds; undefined: all (admins). */
+  tenant?: string;
+  status?: BuildStatus;
+  after?: string;
+  limit: number;
+}
+
 type StopReason = 'cancel' | 'timeout' | 'shutdown';
 
 interface ActiveBuild {
+  bucket: string;
   controller: AbortController;
   reason: StopReason | null;
-  /** Strings that must never reach the log (the build token). */
-  secrets: string[];
   done: Promise<void>;
 }
 
@@ -169,16 +188,22 @@ const ACTIVE_STATUSES: readonly BuildStatus[] = ['building', 'pushing'];
 const TOKEN_MARGIN_MS = 10 * 60 * 1000;
 /** A pushed image that the image service has not heard of by then is an error. */
 const BAKE_RECORD_GRACE_MS = 30_000;
-const CANCEL_WAIT_MS = 20_000;
+const CANCEL_WAIT_MS = 30_000;
+const RECLAIM_BATCH = 500;
 
 export class BuildService {
   private readonly active = new Map<string, ActiveBuild>();
   private readonly logs = new Map<string, BuildLog>();
+  /** Secrets of queued and running builds: in memory only, never stored. */
+  private readonly secrets = new Map<string, Record<string, string>>();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly stopController = new AbortController();
   private boundHost: string | null = null;
   private started = false;
   private stopping = false;
+  private pumping: Promise<void> | null = null;
+  private pumpAgain = false;
+  private builderVersion: Promise<string> | null = null;
 
   constructor(private readonly deps: BuildServiceDeps) {}
 
@@ -189,28 +214,43 @@ export class BuildService {
     return host;
   }
 
+  private get limits(): FairnessLimits {
+    const { maxConcurrent, runningPerTenant, queuedPerTenant } = this.deps.config;
+    return { slots: maxConcurrent, runningPerTenant, queuedPerTenant };
+  }
+
   /**
    * Cleans up after the last process, before the server takes requests: builds
-   * it left building or pushing fail, uploads it never turned into builds go.
+   * it left building or pushing fail, queued builds whose secrets it held fail,
+   * uploads it never turned into builds go.
    */
   async recover(): Promise<void> {
     for (const id of await this.deps.files.ids()) {
-      if (this.deps.store.get(id) === null) await rm(this.deps.files.dir(id), { recursive: true, force: true });
+      if ((await this.deps.store.get(id)) === null) await rm(this.deps.files.dir(id), { recursive: true, force: true });
     }
-    for (const build of this.deps.store.withStatus(ACTIVE_STATUSES)) {
+    for (const build of await this.deps.store.withStatus(ACTIVE_STATUSES)) {
       await this.finish(build.id, 'failed', 'interrupted by restart');
+    }
+    for (const build of await this.deps.store.withStatus(['queued'])) {
+      if (build.secretIds.length > 0) {
+        await this.finish(build.id, 'failed', 'the server restarted before the build ran, and build secrets are kept in memory only; submit it again', ['queued']);
+      }
     }
   }
 
   /**
    * Starts running builds once the server listens at `address` (the default
-   * registry host): baking builds are watched again, queued ones start in order.
+   * registry host): baking builds are watched again, queued ones start.
    */
   start(address: { address: string; port: number } | string | null): void {
     if (this.started) return;
     if (address !== null && typeof address === 'object') this.boundHost = registryHostFromAddress(address);
     this.started = true;
-    for (const build of this.deps.store.withStatus(['baking'])) this.track(this.watchBake(build.id));
+    this.track(
+      this.deps.store.withStatus(['baking']).then((baking) => {
+        for (const build of baking) this.track(this.watchBake(build.id));
+      }),
+    );
     this.pump();
   }
 
@@ -220,7 +260,6 @@ export class BuildService {
     this.stopController.abort(new Error('server shutting down'));
     for (const run of this.active.values()) this.abort(run, 'shutdown');
     await Promise.allSettled([...this.inFlight]);
-    // Followers are not told the build ended (it did not): their streams close with the server.
     this.logs.clear();
   }
 
@@ -230,7 +269,7 @@ export class BuildService {
   async receiveSource(input: Readable): Promise<PendingSource> {
     const id = newBuildId();
     const file = this.deps.files.partialSource(id);
-    await mkdir(path.dirname(file), { recursive: true });
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     const hash = createHash('sha256');
     let bytes = 0;
     const tap = new Transform({
@@ -254,18 +293,20 @@ export class BuildService {
   }
 
   /**
-   * Checks the request (the source, its Dockerfile, the caller's rights) and
-   * queues the build. The pending source is discarded when it is refused.
+   * Checks the request (the source, its Dockerfile, the caller's rights and
+   * limits) and queues the build. The pending source is discarded when it is refused.
    */
   async submit(pending: PendingSource, request: BuildSubmission): Promise<{ build: BuildRecord; queuePosition: number }> {
     try {
+      if (this.deps.runner === null) throw new BuildError('unavailable', `builds are not available on this server: ${this.deps.unavailable ?? 'no builder'}`);
       const checked = await this.check(pending, request);
       await this.keepSource(pending);
-      await writeFile(this.deps.files.pullRepos(pending.id), `${JSON.stringify(checked.pullRepos)}\n`, { mode: 0o600 });
-      const build = this.deps.store.create({ id: pending.id, ...checked.record, sourceSha256: pending.sha256 });
+      const secrets = request.secrets ?? {};
+      const build = await this.deps.store.create({ id: pending.id, ...checked, sourceSha256: pending.sha256, secretIds: Object.keys(secrets) });
+      if (Object.keys(secrets).length > 0) this.secrets.set(build.id, { ...secrets });
       const log = await this.logOf(build.id);
-      log.write(`==> build ${build.id} queued (${describeBuild(build)})`);
-      const queuePosition = this.queuePosition(build.id) ?? 1;
+      log.note(`==> build ${build.id} queued (${describeBuild(build)})`);
+      const queuePosition = (await this.queuePositions()).get(build.id) ?? 1;
       setImmediate(() => this.pump());
       return { build, queuePosition };
     } catch (err) {
@@ -287,16 +328,24 @@ export class BuildService {
     const buildArgs = request.buildArgs ?? {};
     const platform = request.platform?.trim() || null;
     checkBuildOptions(buildArgs, platform ?? undefined);
-    const timeoutSeconds = request.timeoutSeconds ?? this.deps.config.defaultTimeoutSeconds;
-    if (!Number.isInteger(timeoutSeconds) || timeoutSeconds <= 0 || timeoutSeconds > this.deps.config.maxTimeoutSeconds) {
-      throw invalidInput(`timeout_seconds must be a whole number from 1 to ${this.deps.config.maxTimeoutSeconds}`);
+    checkSecrets(request.secrets ?? {});
+    const timeout = buildTimeout(request.timeoutSeconds, admin, {
+      defaultSeconds: this.deps.config.defaultTimeoutSeconds,
+      tenantMaxSeconds: this.deps.config.maxTimeoutSeconds,
+      adminMaxSeconds: this.deps.config.adminMaxTimeoutSeconds,
+    });
+    if ('problem' in timeout) throw invalidInput(timeout.problem);
+    if (!admin) {
+      const waiting = (await this.deps.store.withStatus(['queued'])).filter((b) => bucketOf(b) === caller.tenant).length;
+      const problem = admissionProblem(waiting, this.limits);
+      if (problem !== null) throw new BuildError('limited', problem);
     }
     const registry = this.registryHost();
     // The plan checks names; it is made again when the build runs.
     planBuild({ registry, insecure: this.deps.config.registryInsecure, buildId: pending.id, tenantScope: scopeOf(caller.tenant, admin), globalKey, admin });
 
     // Unpack once now, so a bad archive or a missing Dockerfile is refused at once.
-    const pullRepos: string[] = [];
+    const baseRefs: BuildBaseRef[] = [];
     const checkDir = await mkdtemp(path.join(this.deps.scratchRoot, `build-check-${pending.id}-`));
     try {
       const contextDir = path.join(checkDir, 'context');
@@ -308,23 +357,21 @@ export class BuildService {
         if (!caller.canPull(base.repo)) {
           throw new BuildError('denied', `the Dockerfile builds FROM ${base.ref}, and you may not pull ${base.repo}`);
         }
-        if (!pullRepos.includes(base.repo)) pullRepos.push(base.repo);
+        if (!baseRefs.some((b) => b.ref === base.ref)) baseRefs.push(base);
       }
     } finally {
       await rm(checkDir, { recursive: true, force: true });
     }
     return {
-      pullRepos,
-      record: {
       tenant: caller.tenant,
       requestedBy: caller.subject,
       admin,
       globalKey,
       buildArgs,
       platform,
-      timeoutSeconds,
+      timeoutSeconds: timeout.seconds,
       dockerfile: request.dockerfile?.trim() ? request.dockerfile : null,
-      },
+      baseRefs,
     };
   }
 
@@ -349,31 +396,43 @@ export class BuildService {
 
   // ---- queries -----------------------------------------------------------------
 
-  get(id: string): BuildRecord | null {
+  get(id: string): Promise<BuildRecord | null> {
     return this.deps.store.get(id);
   }
 
-  list(): BuildRecord[] {
-    return this.deps.store.list();
+  /** A page of builds, newest first, filtered in the database. */
+  list(query: ListQuery): Promise<BuildRecord[]> {
+    return this.deps.store.list(query);
   }
 
-  /** 1 for the build that starts next; null when the build is not queued. */
-  queuePosition(id: string): number | null {
-    const index = this.deps.store.withStatus(['queued']).findIndex((b) => b.id === id);
-    return index === -1 ? null : index + 1;
+  /** Queued builds → their position (1 starts next), by the fairness rules. */
+  private async queuePositions(): Promise<Map<string, number>> {
+    const queued = (await this.deps.store.withStatus(['queued'])).map((b) => ({ id: b.id, bucket: bucketOf(b), seq: b.seq }));
+    const running = [...this.active.values()].map((run) => run.bucket);
+    return new Map(queueOrder(queued, running).map((id, i) => [id, i + 1]));
   }
 
   /** Manifests running builds need (their base images), for the garbage collector. */
-  gcRoots(): Array<{ repo: string; digest: string }> {
+  async gcRoots(): Promise<Array<{ repo: string; digest: string }>> {
     const roots: Array<{ repo: string; digest: string }> = [];
-    for (const build of this.deps.store.withStatus(['building', 'pushing', 'baking'])) {
+    for (const build of await this.deps.store.withStatus(['building', 'pushing', 'baking'])) {
       for (const base of build.baseImages) roots.push({ repo: base.repo, digest: base.digest });
       if (build.imageDigest !== null) roots.push({ repo: `builds/${build.id}`, digest: build.imageDigest });
     }
     return roots;
   }
 
-  view(build: BuildRecord): BuildView {
+  /** The API's views of `builds`, with queue positions. */
+  async views(builds: readonly BuildRecord[]): Promise<BuildView[]> {
+    const positions = builds.some((b) => b.status === 'queued') ? await this.queuePositions() : new Map<string, number>();
+    return builds.map((b) => this.viewWith(b, positions.get(b.id) ?? null));
+  }
+
+  async view(build: BuildRecord): Promise<BuildView> {
+    return (await this.views([build]))[0]!;
+  }
+
+  private viewWith(build: BuildRecord, position: number | null): BuildView {
     const seconds = (from: number | null, to: number | null) => (from === null || to === null ? null : Math.max(0, to - from) / 1000);
     const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
     const building = build.startedAt;
@@ -384,12 +443,13 @@ export class BuildService {
       id: build.id,
       status: build.status,
       error: build.error,
-      queue_position: build.status === 'queued' ? this.queuePosition(build.id) : null,
+      queue_position: build.status === 'queued' ? position : null,
       tenant: build.tenant,
       admin: build.admin,
       global_cache_key: build.globalKey,
       platform: build.platform,
       build_args: build.buildArgs,
+      secrets: build.secretIds,
       timeout_seconds: build.timeoutSeconds,
       builder: build.builder,
       image: {
@@ -405,6 +465,7 @@ export class BuildService {
         use: build.cacheUse === null ? null : { total_steps: build.cacheUse.totalSteps, cached_steps: build.cacheUse.cachedSteps },
       },
       provenance: build.provenance,
+      files_kept: build.filesRemovedAt === null,
       created_at: new Date(build.createdAt).toISOString(),
       started_at: iso(building),
       finished_at: iso(end),
@@ -419,14 +480,13 @@ export class BuildService {
   }
 
   /**
-   * Sends the build's log to `follower`: what is there, then (when the build
-   * has not ended) each new line until it ends. Returns a function that stops following.
+   * Sends the build's log to `follower`: what is there (after line `after`,
+   * for a client resuming), then, while the build has not ended, each new line
+   * until it does. Returns a function that stops following.
    */
-  async followLog(id: string, follower: LogFollower): Promise<() => void> {
-    const build = this.deps.store.get(id);
-    if (build === null) throw new BuildError('not-found', `no build ${id}`);
-    const live = TERMINAL_BUILD_STATUSES.includes(build.status) ? null : await this.logOf(id);
-    return followLog(this.deps.files.log(id), live, follower);
+  async followLog(build: BuildRecord, follower: LogFollower, after?: number): Promise<() => void> {
+    const live = TERMINAL_BUILD_STATUSES.includes(build.status) ? null : await this.logOf(build.id);
+    return followLog(this.deps.files.log(build.id), live, follower, { after });
   }
 
   logFile(id: string): string {
@@ -437,7 +497,7 @@ export class BuildService {
 
   /** Cancels a build that has not ended; answers with the build once it has stopped. */
   async cancel(id: string): Promise<BuildRecord> {
-    const build = this.deps.store.get(id);
+    const build = await this.deps.store.get(id);
     if (build === null) throw new BuildError('not-found', `no build ${id}`);
     if (TERMINAL_BUILD_STATUSES.includes(build.status)) {
       throw new BuildError('conflict', `build ${id} has already ended (${build.status})`);
@@ -454,20 +514,63 @@ export class BuildService {
     // Baking (or pushed just as the cancel came): the bake goes on, as other images may share
     // its disk; the build no longer waits for it.
     await this.finish(id, 'cancelled', 'cancelled while its disk was baking', ['baking']);
-    return this.deps.store.get(id)!;
+    return (await this.deps.store.get(id))!;
+  }
+
+  // ---- retention -----------------------------------------------------------------
+
+  /**
+   * Removes the files of builds that ended more than KILN_BUILD_RETENTION ago
+   * (the garbage collector calls this); a dry run only counts them.
+   */
+  async reclaim(options: { dryRun: boolean; now?: number }): Promise<{ builds: string[]; bytes: number }> {
+    const retention = this.deps.config.retentionMs;
+    const out = { builds: [] as string[], bytes: 0 };
+    if (retention === null) return out;
+    const cutoff = (options.now ?? Date.now()) - retention;
+    for (;;) {
+      const batch = await this.deps.store.endedBefore(cutoff, options.dryRun ? 100_000 : RECLAIM_BATCH);
+      for (const build of batch) {
+        out.builds.push(build.id);
+        if (options.dryRun) continue;
+        out.bytes += await this.deps.files.remove(build.id);
+        await this.deps.store.update(build.id, { filesRemovedAt: Date.now() });
+      }
+      if (options.dryRun || batch.length < RECLAIM_BATCH) return out;
+    }
   }
 
   // ---- running -------------------------------------------------------------------
 
+  /** Starts what the fairness rules allow; one pass at a time, again when asked meanwhile. */
   private pump(): void {
-    if (!this.started || this.stopping) return;
-    while (this.active.size < this.deps.config.maxConcurrent) {
-      const next = this.deps.store.withStatus(['queued'])[0];
-      if (next === undefined) return;
-      const claimed = this.deps.store.update(next.id, { status: 'building', startedAt: Date.now() }, ['queued']);
+    if (!this.started || this.stopping || this.deps.runner === null) return;
+    if (this.pumping !== null) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = this.pumpOnce()
+      .catch((err: unknown) => this.deps.log.error({ err }, 'starting queued builds failed'))
+      .finally(() => {
+        this.pumping = null;
+        if (this.pumpAgain) {
+          this.pumpAgain = false;
+          this.pump();
+        }
+      });
+    this.track(this.pumping);
+  }
+
+  private async pumpOnce(): Promise<void> {
+    const queued = await this.deps.store.withStatus(['queued']);
+    const running = [...this.active.values()].map((run) => run.bucket);
+    const entries = queued.map((b) => ({ id: b.id, bucket: bucketOf(b), seq: b.seq }));
+    for (const id of buildsToStart(entries, running, this.limits)) {
+      if (this.stopping) return;
+      const claimed = await this.deps.store.update(id, { status: 'building', startedAt: Date.now() }, ['queued']);
       if (claimed === null) continue;
       let settle!: () => void;
-      const run: ActiveBuild = { controller: new AbortController(), reason: null, secrets: [], done: new Promise((r) => (settle = r)) };
+      const run: ActiveBuild = { bucket: bucketOf(claimed), controller: new AbortController(), reason: null, done: new Promise((r) => (settle = r)) };
       this.active.set(claimed.id, run);
       const task = this.run(claimed, run)
         .catch((err: unknown) => this.deps.log.error({ err, build: claimed.id }, 'build bookkeeping failed'))
@@ -494,24 +597,21 @@ export class BuildService {
 
   private async run(build: BuildRecord, run: ActiveBuild): Promise<void> {
     const { id } = build;
+    const runner = this.deps.runner!;
     const log = await this.logOf(id);
-    const write = (line: string) => log.write(scrub(line, run.secrets));
     const signal = run.controller.signal;
     const timer = setTimeout(() => this.abort(run, 'timeout'), build.timeoutSeconds * 1000);
     let workDir: string | null = null;
     let token: SignedToken | null = null;
     let pushed = false;
     try {
-      write(`==> build ${id} started with ${this.deps.backend.name}`);
+      const secrets = this.secrets.get(id) ?? {};
+      if (build.secretIds.some((secretId) => secrets[secretId] === undefined)) {
+        throw new BuildError('build-failed', 'the build\'s secrets are gone (the server restarted since it was submitted); submit it again');
+      }
+      log.note(`==> build ${id} started with ${runner.name}`);
       workDir = await mkdtemp(path.join(this.deps.scratchRoot, `build-${id}-`));
       await chmod(workDir, 0o700);
-      const contextDir = path.join(workDir, 'context');
-      await mkdir(contextDir);
-      await extractSource(createReadStream(this.deps.files.source(id)), contextDir);
-      signal.throwIfAborted();
-      const dockerfilePath = await resolveDockerfile({ contextDir, workDir, dockerfileText: build.dockerfile });
-      const dockerfileText = await readFile(dockerfilePath, 'utf8');
-
       const registry = this.registryHost();
       const plan = planBuild({
         registry,
@@ -521,95 +621,89 @@ export class BuildService {
         globalKey: build.globalKey,
         admin: build.admin,
       });
-      const baseRefs = baseImagesOf(dockerfileText, build.buildArgs);
-      const kilnBases = kilnBaseRefs(registry, baseRefs);
-      const pullRepos = await this.checkedPullRepos(id);
-      const unchecked = pullRepos === null ? undefined : kilnBases.find((base) => !pullRepos.includes(base.repo));
-      if (unchecked !== undefined) {
-        throw new BuildError('denied', `FROM ${unchecked.ref}: ${unchecked.repo} was not checked when the build was submitted; submit it again`);
-      }
-      // The layout's name must stay a lowercase one (see buildahLoadArguments).
-      const layoutDir = path.join(workDir, 'base-images');
-      const local = this.deps.backend.loadsLocalBaseImages;
-      const loaded = await resolveBaseImages(this.deps.registry, kilnBases, {
-        platform: build.platform ?? hostPlatform(),
-        layoutDir: local ? layoutDir : null,
-        signal,
-      });
-      for (const base of loaded) write(`==> FROM ${base.ref}: ${base.repo}@${base.digest}${local ? ", from the registry's store" : ''}`);
-      const tokenPullRepos = pullRepos ?? [];
-      if (this.deps.tokens !== null && tokenPullRepos.length > 0) {
-        write(`==> the build token may pull ${tokenPullRepos.join(', ')} (FROM images)`);
-      }
-      const lockfiles = await findLockfiles(contextDir);
-      const version = await this.deps.backend.version().catch(() => 'unknown');
-      const provenance = {
-        ...buildProvenance({
-          sourceSha256: build.sourceSha256,
-          lockfiles,
-          baseImageRefs: baseRefs,
-          resolvedDigests: new Map(loaded.map((b) => [b.ref, b.digest])),
-          builder: { name: this.deps.backend.name, version },
-          plan,
-        }),
-        dockerfile: { sha256: `sha256:${createHash('sha256').update(dockerfileText).digest('hex')}`, fromRequest: build.dockerfile !== null },
-      };
-      this.deps.store.update(id, {
-        builder: `${this.deps.backend.name} ${version}`,
+      const bases = await resolveBaseImages(this.deps.registry, build.baseRefs, { platform: build.platform ?? hostPlatform(), signal });
+      for (const base of bases) log.note(`==> FROM ${base.ref}: ${base.repo}@${base.digest}`);
+      const pullRepos = [...new Set(build.baseRefs.map((b) => b.repo))];
+      if (this.deps.tokens !== null && pullRepos.length > 0) log.note(`==> the build token may pull ${pullRepos.join(', ')} (FROM images)`);
+      const version = await this.version();
+      await this.deps.store.update(id, {
+        builder: `${runner.name} ${version}`,
         imageName: plan.imageName,
         cacheImports: plan.importRefs,
         cacheExport: plan.exportRef,
-        baseImages: loaded.map((b) => ({ ref: b.ref, repo: b.repo, digest: b.digest })),
-        provenance,
+        baseImages: bases.map((b) => ({ ref: b.ref, repo: b.repo, digest: b.digest })),
       });
-      write(`==> cache: import ${plan.importRefs.join(', ') || 'none'}; export ${plan.exportRef ?? 'none'}`);
+      log.note(`==> cache: import ${plan.importRefs.join(', ') || 'none'}; export ${plan.exportRef ?? 'none'}`);
+      if (build.secretIds.length > 0) log.note(`==> secrets for RUN --mount=type=secret: ${build.secretIds.join(', ')}`);
       signal.throwIfAborted();
 
-      const dockerConfigDir = path.join(workDir, 'docker');
-      token = await this.issueToken(build, tokenPullRepos);
-      if (token !== null) run.secrets.push(token.token);
-      await writeDockerConfig(dockerConfigDir, registry, token === null ? null : { username: 'kiln-build', password: token.token });
-
-      const result = await this.deps.backend.build({
-        contextDir,
-        dockerfilePath,
-        plan,
-        buildArgs: build.buildArgs,
-        platform: build.platform ?? undefined,
-        dockerConfigDir,
-        workDir,
-        baseImages: local ? loaded.map((b) => ({ ref: b.ref, layoutDir, layoutName: b.layoutName })) : [],
-        log: write,
-        onPhase: (phase) => {
-          if (phase === 'pushing') this.deps.store.update(id, { status: 'pushing', pushingAt: Date.now() }, ['building']);
+      token = await this.issueToken(build, pullRepos);
+      const outcome = await runner.run(
+        {
+          id,
+          sourceFile: this.deps.files.source(id),
+          dockerfile: build.dockerfile,
+          plan,
+          buildArgs: build.buildArgs,
+          platform: build.platform,
+          credentials: token === null ? null : { username: 'kiln-build', password: token.token },
+          secrets,
+          allowedBaseRepos: pullRepos,
+          workDir,
+          sourceLimits: DEFAULT_SOURCE_LIMITS,
         },
-        signal,
-      });
+        {
+          signal,
+          log: (line) => log.write(line),
+          note: (line) => log.note(line),
+          progress: (phase) => {
+            if (phase === 'pushing') void this.deps.store.update(id, { status: 'pushing', pushingAt: Date.now() }, ['building']);
+          },
+        },
+      );
+      const provenance = {
+        ...buildProvenance({
+          sourceSha256: build.sourceSha256,
+          lockfiles: outcome.lockfiles,
+          baseImageRefs: outcome.baseImageRefs,
+          resolvedDigests: new Map(bases.map((b) => [b.ref, b.digest])),
+          builder: outcome.builder,
+          plan,
+        }),
+        dockerfile: { sha256: outcome.dockerfileSha256, fromRequest: build.dockerfile !== null },
+      };
       const now = Date.now();
-      const current = this.deps.store.get(id)!;
-      this.deps.store.update(
+      const current = (await this.deps.store.get(id))!;
+      const moved = await this.deps.store.update(
         id,
         {
           status: 'baking',
           pushingAt: current.pushingAt ?? now,
           bakingAt: now,
-          imageDigest: result.digest,
-          cacheUse: result.cache,
+          imageDigest: outcome.digest,
+          cacheUse: outcome.cache,
           diskStatus: 'pending',
+          provenance,
         },
         ACTIVE_STATUSES,
       );
-      pushed = true;
-      write(`==> pushed ${plan.imageName}@${result.digest}; ${result.cache.cachedSteps} of ${result.cache.totalSteps} steps from the cache`);
-      write('==> waiting for the disk');
+      pushed = moved !== null;
+      log.note(`==> pushed ${plan.imageName}@${outcome.digest}; ${outcome.cache.cachedSteps} of ${outcome.cache.totalSteps} steps from the cache`);
+      log.note('==> waiting for the disk');
     } catch (err) {
       await this.failed(id, run, err);
     } finally {
       clearTimeout(timer);
+      this.secrets.delete(id);
       if (workDir !== null) await rm(workDir, { recursive: true, force: true }).catch((err) => this.deps.log.warn({ err, build: id }, 'removing a build work dir failed'));
       if (token !== null) await this.deps.tokens?.revoke(token.jti).catch((err) => this.deps.log.warn({ err, build: id }, 'revoking a build token failed'));
     }
     if (pushed) this.track(this.watchBake(id));
+  }
+
+  private version(): Promise<string> {
+    this.builderVersion ??= this.deps.runner!.version().catch(() => 'unknown');
+    return this.builderVersion;
   }
 
   private async issueToken(build: BuildRecord, pullRepos: string[]): Promise<SignedToken | null> {
@@ -624,28 +718,12 @@ export class BuildService {
     });
   }
 
-  /** The checked FROM repos of a build; null for a build submitted before they were kept. */
-  private async checkedPullRepos(id: string): Promise<string[] | null> {
-    let text: string;
-    try {
-      text = await readFile(this.deps.files.pullRepos(id), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
-    const parsed: unknown = JSON.parse(text);
-    if (!Array.isArray(parsed) || !parsed.every((repo): repo is string => typeof repo === 'string')) {
-      throw new BuildError('build-failed', `${this.deps.files.pullRepos(id)} is not a list of repositories`);
-    }
-    return parsed;
-  }
-
   private async failed(id: string, run: ActiveBuild, err: unknown): Promise<void> {
-    const build = this.deps.store.get(id);
+    const build = await this.deps.store.get(id);
     switch (run.reason) {
       case 'shutdown':
         // Left as it is: the next start marks it interrupted.
-        (await this.logOf(id)).write('==> server shutting down: the build is stopped');
+        (await this.logOf(id)).note('==> server shutting down: the build is stopped');
         return;
       case 'cancel':
         await this.finish(id, 'cancelled', 'cancelled by request', ACTIVE_STATUSES);
@@ -656,7 +734,7 @@ export class BuildService {
       default: {
         const message = err instanceof Error ? err.message : String(err);
         if (!(err instanceof BuildError)) this.deps.log.warn({ err, build: id }, 'build failed unexpectedly');
-        await this.finish(id, 'failed', scrub(message, run.secrets), ACTIVE_STATUSES);
+        await this.finish(id, 'failed', message, ACTIVE_STATUSES);
       }
     }
   }
@@ -665,7 +743,7 @@ export class BuildService {
     const pollMs = this.deps.bakePollMs ?? 250;
     const since = Date.now();
     while (!this.stopping) {
-      const build = this.deps.store.get(id);
+      const build = await this.deps.store.get(id);
       if (build === null || build.status !== 'baking' || build.imageDigest === null) return;
       let disk: DiskState | null;
       try {
@@ -676,7 +754,7 @@ export class BuildService {
       }
       if (disk !== null) {
         if (disk.status !== build.diskStatus || disk.size !== build.diskSize) {
-          this.deps.store.update(id, { diskStatus: disk.status, diskSize: disk.size }, ['baking']);
+          await this.deps.store.update(id, { diskStatus: disk.status, diskSize: disk.size }, ['baking']);
         }
         if (disk.status === 'ready') {
           await this.finish(id, 'ready', null, ['baking'], `==> disk ready (${disk.size ?? '?'} bytes)`);
@@ -701,25 +779,28 @@ export class BuildService {
   /** Ends a build (when its status is one of `from`), logs why, writes result.json, releases followers. */
   private async finish(id: string, status: 'ready' | 'failed' | 'cancelled', error: string | null, from?: readonly BuildStatus[], line?: string): Promise<BuildRecord | null> {
     const patch: BuildPatch = { status, error, finishedAt: Date.now() };
-    const done = this.deps.store.update(id, patch, from ?? (['queued', 'building', 'pushing', 'baking'] as const));
+    const done = await this.deps.store.update(id, patch, from ?? (['queued', 'building', 'pushing', 'baking'] as const));
     if (done === null) return null;
+    this.secrets.delete(id);
     const log = await this.logOf(id);
-    if (line !== undefined) log.write(line);
-    log.write(`==> build ${status}${error ? `: ${error}` : ''}`);
+    if (line !== undefined) log.note(line);
+    log.note(`==> build ${status}${error ? `: ${error}` : ''}`);
     log.end();
     this.logs.delete(id);
-    await writeFile(this.deps.files.result(id), `${JSON.stringify({ ...this.view(done), queue_position: null }, null, 2)}\n`).catch((err) =>
+    const view = this.viewWith(done, null);
+    await writeFile(this.deps.files.result(id), `${JSON.stringify(view, null, 2)}\n`, { mode: 0o600 }).catch((err) =>
       this.deps.log.warn({ err, build: id }, 'writing result.json failed'),
     );
     this.deps.log.info({ build: id, status, error }, 'build ended');
+    setImmediate(() => this.pump());
     return done;
   }
 
   private async logOf(id: string): Promise<BuildLog> {
     const open = this.logs.get(id);
     if (open !== undefined) return open;
-    await mkdir(this.deps.files.dir(id), { recursive: true });
-    const log = await BuildLog.open(this.deps.files.log(id));
+    await mkdir(this.deps.files.dir(id), { recursive: true, mode: 0o700 });
+    const log = await BuildLog.open(this.deps.files.log(id), { maxBytes: this.deps.config.logMaxBytes });
     // Another caller may have opened it meanwhile.
     const raced = this.logs.get(id);
     if (raced !== undefined) return raced;
@@ -735,13 +816,6 @@ export function newBuildId(now = Date.now()): string {
 
 function scopeOf(tenant: string | null, admin: boolean): string | null {
   return admin || tenant === null ? null : tenantScope(tenant);
-}
-
-/** Replaces every secret in `text`. */
-export function scrub(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of secrets) if (secret !== '') out = out.split(secret).join('[redacted]');
-  return out;
 }
 
 function describeBuild(build: BuildRecord): string {

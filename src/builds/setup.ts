@@ -1,24 +1,31 @@
 // Builds the build service from the server's parts. The registry and image
 // services are taken by shape (what the builds module reads of them), so this
 // module depends on neither.
-import type { Readable } from 'node:stream';
 import type { AuthMode, BuildTokenRequest, SignedToken } from '../auth/index.js';
-import type { DataDir } from '../store/data-dir.js';
 import type { BuildStore } from '../store/build-store.js';
+import type { DataDir } from '../store/data-dir.js';
 import type { BuildFiles } from '../store/fs/build-files.js';
 import type { RegistryReader } from './base-images.js';
-import { createBuilderBackend } from './builder-factory.js';
+import { BuildkitEngine } from './buildkit/engine.js';
+import { locateBuildkit } from './buildkit/locate.js';
 import type { BuildsConfig } from './config.js';
+import { BuildkitRunner, type BuildRunner } from './runner.js';
 import { BuildService, type DiskSource, type DiskStatus } from './service.js';
 
 /** What the build service reads of the registry. */
 export interface RegistryShape {
   readManifest(repo: string, reference: string): Promise<{ record: { digest: string; mediaType: string }; bytes: Buffer }>;
-  blobs: { open(digest: string): Promise<Readable | null> };
 }
 
 /** The bake of `repo@digest` as the image service shows it; null when it has none. */
 export type DiskLookup = (repo: string, digest: string) => Promise<{ status: DiskStatus; diskSize: number | null; error: string | null } | null>;
+
+interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug?(obj: object, msg?: string): void;
+}
 
 export interface BuildSetup {
   config: BuildsConfig;
@@ -31,15 +38,27 @@ export interface BuildSetup {
     mode: AuthMode;
     tokens: { issueBuildToken(request: BuildTokenRequest): Promise<SignedToken>; revoke(jti: string): Promise<unknown> };
   };
-  log: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
+  log: Logger;
+}
+
+/** The BuildKit runner this host can offer, or why there is none. */
+export async function createBuildRunner(config: BuildsConfig, log: Logger): Promise<{ runner: BuildRunner } | { unavailable: string }> {
+  const located = await locateBuildkit({ dir: config.buildkitDir, usesPool: config.buildkitPool.length > 0, cniBinDir: config.cniBinDir });
+  if ('problem' in located) return { unavailable: located.problem };
+  const engine = new BuildkitEngine({
+    tools: located.tools,
+    pool: config.buildkitPool,
+    cniBinDir: located.cniBinDir,
+    subnet: config.buildSubnet,
+    startTimeoutMs: config.daemonStartTimeoutMs,
+    onDaemonLog: (line) => log.debug?.({ buildkitd: line }, 'buildkitd'),
+  });
+  await engine.recover();
+  return { runner: new BuildkitRunner(engine) };
 }
 
 export async function createBuildService(setup: BuildSetup): Promise<BuildService> {
-  const backend = await createBuilderBackend({
-    PATH: process.env.PATH,
-    KILN_BUILDER: setup.config.builder,
-    BUILDKIT_HOST: setup.config.buildkitHost,
-  });
+  const builder = await createBuildRunner(setup.config, setup.log);
   const registry: RegistryReader = {
     manifest: async (repo, reference) => {
       try {
@@ -49,7 +68,6 @@ export async function createBuildService(setup: BuildSetup): Promise<BuildServic
         return null;
       }
     },
-    openBlob: (digest) => setup.registry.blobs.open(digest),
   };
   const disks: DiskSource = {
     diskOf: async (repo, digest) => {
@@ -58,12 +76,14 @@ export async function createBuildService(setup: BuildSetup): Promise<BuildServic
     },
   };
   const tokens = setup.auth.mode === 'token' ? { issue: setup.auth.tokens.issueBuildToken, revoke: setup.auth.tokens.revoke } : null;
-  setup.log.info({ builder: backend.name, maxConcurrent: setup.config.maxConcurrent }, 'builds enabled');
+  if ('unavailable' in builder) setup.log.warn({ reason: builder.unavailable }, 'builds are not available');
+  else setup.log.info({ builder: builder.runner.name, pool: setup.config.buildkitPool, maxConcurrent: setup.config.maxConcurrent }, 'builds enabled');
   const service = new BuildService({
     store: setup.store,
     files: setup.files,
     scratchRoot: setup.dirs.scratchRoot,
-    backend,
+    runner: 'runner' in builder ? builder.runner : null,
+    unavailable: 'unavailable' in builder ? builder.unavailable : undefined,
     registry,
     disks,
     tokens,

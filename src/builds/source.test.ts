@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import tarStream, { type Header } from 'tar-stream';
 import { BuildError } from './errors.js';
-import { extractSource, resolveDockerfile, safeEntryPath, symlinkStaysInside } from './source.js';
+import { extractSource, resolveDockerfile, resolveLinkTarget, safeEntryPath } from './source.js';
 
 type Item = Partial<Header> & { name: string; body?: string };
 
@@ -60,18 +60,45 @@ describe('safeEntryPath', () => {
   for (const [name, want] of table) it(JSON.stringify(name), () => assert.equal(safeEntryPath(name), want));
 });
 
-describe('symlinkStaysInside', () => {
-  const table: Array<[string, string, boolean]> = [
-    ['a/link', 'target', true],
-    ['a/link', '../b/target', true],
-    ['a/b/link', '../../top', true],
-    ['link', '.', true],
-    ['link', '..', false],
-    ['a/link', '../../etc/passwd', false],
-    ['link', '/etc/passwd', false],
-    ['link', '', false],
+describe('resolveLinkTarget', () => {
+  // Links already in the tree (tree-relative path → target); anything else is a directory or file.
+  const tree: Record<string, string> = {
+    root: '.',
+    up: '..',
+    'a/b/c/d/s': '../../../..',
+    'x/in': '../a/b',
+    loop1: 'loop2',
+    loop2: 'loop1',
+    abs: '/etc',
+    'p/q': '..',
+  };
+  const readLink = async (rel: string) => tree[rel] ?? null;
+  const table: Array<[string, string, string | null]> = [
+    ['a/link', 'target', 'a/target'],
+    ['a/link', '../b/target', 'b/target'],
+    ['a/b/link', '../../top', 'top'],
+    ['link', '.', ''],
+    ['link', '..', null],
+    ['a/link', '../../etc/passwd', null],
+    ['link', '/etc/passwd', null],
+    ['link', '', null],
+    // The issue's chain: s resolves to the tree's root, so s/../../.. climbs three levels above it.
+    ['esc', 'a/b/c/d/s/../../..', null],
+    ['esc', 'a/b/c/d/s', ''],
+    ['esc', 'a/b/c/d/s/a', 'a'],
+    ['deep/er/l', '../../root/..', null],
+    ['l', 'up', null],
+    ['l', 'up/x', null],
+    ['l', 'x/in/../../..', null],
+    ['l', 'x/in/c', 'a/b/c'],
+    ['l', 'loop1', null],
+    ['l', 'abs/passwd', null],
+    ['p/l', 'q/../..', null],
+    ['l', 'root/root/root/x', 'x'],
   ];
-  for (const [link, target, want] of table) it(`${link} → ${target}`, () => assert.equal(symlinkStaysInside(link, target), want));
+  for (const [link, target, want] of table) {
+    it(`${link} → ${target}`, async () => assert.equal(await resolveLinkTarget(link, target, readLink), want));
+  }
 });
 
 describe('extractSource', () => {
@@ -141,6 +168,64 @@ describe('extractSource', () => {
       ],
       message: /"d\/x" lies under "d", which is not a directory/,
     },
+    {
+      // The issue's two-link escape: each link alone looks inside when read as a string.
+      name: 'a chain of two links that leaves the tree',
+      items: [
+        { name: 'a/b/c/d/', type: 'directory' },
+        { name: 'a/b/c/d/s', type: 'symlink', linkname: '../../../..' },
+        { name: 'esc', type: 'symlink', linkname: 'a/b/c/d/s/../../..' },
+      ],
+      message: /symlink "esc" → "a\/b\/c\/d\/s\/\.\.\/\.\.\/\.\." points outside/,
+    },
+    {
+      name: 'the chain in the other order (the far link first, dangling)',
+      items: [
+        { name: 'esc', type: 'symlink', linkname: 'a/b/c/d/s/../../..' },
+        { name: 'a/b/c/d/', type: 'directory' },
+        { name: 'a/b/c/d/s', type: 'symlink', linkname: '../../../..' },
+      ],
+      message: /symlink "esc" → "a\/b\/c\/d\/s\/\.\.\/\.\.\/\.\." leads outside the source tree through other links/,
+    },
+    {
+      name: 'a directory an earlier link walks through, replaced by a link',
+      items: [
+        { name: 'p/q/', type: 'directory' },
+        { name: 'p/l', type: 'symlink', linkname: 'q/../..' },
+        { name: 'p/q', type: 'symlink', linkname: '..' },
+      ],
+      message: /symlink "p\/l" → "q\/\.\.\/\.\." leads outside/,
+    },
+    {
+      name: 'a link through a link to the root',
+      items: [
+        { name: 'r', type: 'symlink', linkname: '.' },
+        { name: 'esc', type: 'symlink', linkname: 'r/r/r/..' },
+      ],
+      message: /symlink "esc" → "r\/r\/r\/\.\." points outside/,
+    },
+    {
+      name: 'a loop of links',
+      items: [
+        { name: 'l1', type: 'symlink', linkname: 'l2' },
+        { name: 'l2', type: 'symlink', linkname: 'l1' },
+      ],
+      message: /symlink "l1" → "l2" leads outside/,
+    },
+    {
+      name: 'a link to an absolute link',
+      items: [
+        { name: 'etc', type: 'symlink', linkname: 'x' },
+        { name: 'x', type: 'symlink', linkname: '/etc' },
+      ],
+      message: /symlink "x" → "\/etc" points outside/,
+    },
+    { name: 'a hard link through a symlinked directory', items: [
+      { name: 'real/', type: 'directory' },
+      { name: 'real/f', type: 'file', body: 'x' },
+      { name: 'd', type: 'symlink', linkname: 'real' },
+      { name: 'h', type: 'link', linkname: 'd/f' },
+    ], message: /"d\/f" lies under "d", which is not a directory/ },
     { name: 'a hard link to outside', items: [{ name: 'h', type: 'link', linkname: '../../etc/passwd' }], message: /hard link "h" .* points outside/ },
     { name: 'a hard link to nothing extracted', items: [{ name: 'h', type: 'link', linkname: 'nope' }], message: /does not name a file earlier/ },
     { name: 'a FIFO', items: [{ name: 'p', type: 'fifo' }], message: /"p" is a fifo; only files, directories and symlinks/ },
@@ -153,6 +238,18 @@ describe('extractSource', () => {
       assert.deepEqual(await readdir(outer), ['tree']);
     });
   }
+
+  it('keeps links that stay inside through other links', async () => {
+    const { tree } = await freshDir();
+    const tar = await tarOf([
+      { name: 'a/b/c/d/', type: 'directory' },
+      { name: 'a/b/c/d/s', type: 'symlink', linkname: '../../../..' },
+      { name: 'fine', type: 'symlink', linkname: 'a/b/c/d/s/a/b' },
+      { name: 'a/b/file', type: 'file', body: 'x' },
+    ]);
+    await extractSource(Readable.from([tar]), tree);
+    assert.equal(await readFile(path.join(tree, 'fine', 'file'), 'utf8'), 'x');
+  });
 
   it('caps the extracted size', async () => {
     const tar = await tarOf([

@@ -3,13 +3,16 @@
 //
 // Safety rules: entry names are relative and never climb out (`..`, absolute
 // paths); nothing is ever written through a symlink (every parent is checked
-// to be a real directory, files are created O_EXCL|O_NOFOLLOW); symlinks must
-// point inside the tree; hard links become copies of files already extracted;
-// devices and FIFOs are refused; total size and entry count are capped while
-// streaming. Ownership is not restored and setuid/setgid bits are dropped.
+// to be a real directory, files are created O_EXCL|O_NOFOLLOW); a symlink's
+// target is resolved through the links already in the tree, component by
+// component, and must stay inside it, both when the link is made and again
+// once the whole archive is out (a later entry may turn a directory an earlier
+// link walks through into a link); hard links become copies of files already
+// extracted; devices and FIFOs are refused; total size and entry count are
+// capped while streaming. Ownership is not restored and setuid/setgid bits are dropped.
 import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, copyFile, lstat, lutimes, mkdir, open, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lstat, lutimes, mkdir, open, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -50,11 +53,53 @@ export function safeEntryPath(name: string): string | null {
   return parts.join('/');
 }
 
-/** Whether a symlink at `linkPath` (tree-relative) with `target` stays inside the tree. Pure. */
-export function symlinkStaysInside(linkPath: string, target: string): boolean {
-  if (target === '' || target.startsWith('/') || target.includes('\0')) return false;
-  const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(linkPath), target));
-  return resolved !== '..' && !resolved.startsWith('../');
+/** Reads the target of the tree-relative path `rel` when it is a symlink; null for anything else (or nothing). */
+export type LinkReader = (rel: string) => Promise<string | null>;
+
+/** How many links one resolution may pass through (Linux's own limit). */
+const MAX_LINK_HOPS = 40;
+
+/**
+ * Where a symlink at `linkPath` (tree-relative) with `target` leads once every
+ * link on the way is followed, the way the kernel would walk it from inside
+ * the tree: the tree-relative result, or null when the walk leaves the tree
+ * at any step, meets an absolute link, or loops.
+ */
+export async function resolveLinkTarget(linkPath: string, target: string, readLink: LinkReader): Promise<string | null> {
+  if (!isRelativeTarget(target)) return null;
+  const queue = [...path.posix.dirname(linkPath).split('/'), ...target.split('/')];
+  const resolved: string[] = [];
+  let hops = 0;
+  while (queue.length > 0) {
+    const part = queue.shift()!;
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (resolved.length === 0) return null;
+      resolved.pop();
+      continue;
+    }
+    resolved.push(part);
+    const next = await readLink(resolved.join('/'));
+    if (next === null) continue;
+    if (++hops > MAX_LINK_HOPS || !isRelativeTarget(next)) return null;
+    // A link's target is relative to the directory holding it.
+    resolved.pop();
+    queue.unshift(...next.split('/'));
+  }
+  return resolved.join('/');
+}
+
+function isRelativeTarget(target: string): boolean {
+  return target !== '' && !target.startsWith('/') && !target.includes('\0');
+}
+
+/** A LinkReader over a directory on disk. */
+export function linkReaderOf(root: string): LinkReader {
+  return async (rel) => {
+    const abs = path.join(root, rel);
+    const info = await lstat(abs).catch(() => null);
+    return info?.isSymbolicLink() ? readlink(abs) : null;
+  };
 }
 
 /** Extracts a tar or tar.gz stream into `destDir` (which must exist and be empty). */
@@ -80,6 +125,7 @@ export async function extractSource(input: Readable, destDir: string, limits: So
     throw invalidInput(`source is not a readable tar or tar.gz archive: ${(err as Error).message}`);
   }
   await writer.finish();
+  await writer.checkLinks();
   return { sha256: `sha256:${hash.digest('hex')}`, files: writer.files, bytes: writer.bytes };
 }
 
@@ -119,13 +165,18 @@ class TreeWriter {
   files = 0;
   bytes = 0;
   private entries = 0;
+  /** Every symlink made, checked again once the whole tree is out. */
+  private readonly links: string[] = [];
+  private readonly readLink: LinkReader;
   /** Directory mtimes, applied last because writing children changes them. */
   private readonly dirTimes: Array<{ abs: string; mtime: Date }> = [];
 
   constructor(
     private readonly root: string,
     private readonly limits: SourceLimits,
-  ) {}
+  ) {
+    this.readLink = linkReaderOf(root);
+  }
 
   async write(entry: Source): Promise<void> {
     const { header } = entry;
@@ -145,6 +196,17 @@ class TreeWriter {
 
   async finish(): Promise<void> {
     for (const { abs, mtime } of this.dirTimes.reverse()) await utimes(abs, mtime, mtime);
+  }
+
+  /** Every link still in the tree must resolve inside it now that nothing changes any more. */
+  async checkLinks(): Promise<void> {
+    for (const rel of this.links) {
+      const target = await this.readLink(rel);
+      if (target === null) continue; // replaced by a later entry
+      if ((await resolveLinkTarget(rel, target, this.readLink)) === null) {
+        throw invalidInput(`source symlink "${rel}" → "${target}" leads outside the source tree through other links in it`);
+      }
+    }
   }
 
   private async writeEntry(entry: Source, header: Header, rel: string): Promise<void> {
@@ -169,13 +231,14 @@ class TreeWriter {
         return;
       case 'symlink': {
         const target = header.linkname ?? '';
-        if (!symlinkStaysInside(rel, target)) {
-          throw invalidInput(`source symlink "${header.name}" → "${target}" points outside the source tree`);
-        }
         await this.makeParents(rel);
         await this.replace(abs);
+        if ((await resolveLinkTarget(rel, target, this.readLink)) === null) {
+          throw invalidInput(`source symlink "${header.name}" → "${target}" points outside the source tree`);
+        }
         await symlink(target, abs);
         await lutimes(abs, mtime, mtime);
+        this.links.push(rel);
         return;
       }
       case 'link':

@@ -21,6 +21,7 @@ interface BuildOptions {
   globalCacheKey?: string;
   admin?: boolean;
   buildArg: string[];
+  secret: string[];
   platform?: string;
   timeout?: string;
   follow?: boolean;
@@ -35,6 +36,7 @@ export function registerBuildCommand(program: Command): void {
     .option('--global-cache-key <key>', 'read (admin builds: fill) the global build cache under this key, e.g. node20')
     .option('--admin', 'admin build: exports its cache to the global cache (admin API keys only)')
     .option('--build-arg <name=value>', 'build argument (repeatable)', (value: string, all: string[]) => [...all, value], [] as string[])
+    .option('--secret <id=…,src=FILE|env=VAR>', 'build secret for RUN --mount=type=secret,id=… (repeatable); never stored', (value: string, all: string[]) => [...all, value], [] as string[])
     .option('--platform <os/arch>', 'target platform, e.g. linux/amd64')
     .option('--timeout <seconds>', 'fail the build when building and pushing take longer')
     .option('--follow', 'stream the build log while it runs')
@@ -57,6 +59,8 @@ async function runBuild(client: ApiClient, dir: string, opts: BuildOptions): Pro
   if (opts.file !== undefined) form.set('dockerfile', await readFile(opts.file, 'utf8'));
   const args = parseBuildArgs(opts.buildArg);
   if (Object.keys(args).length > 0) form.set('build_args', JSON.stringify(args));
+  const secrets = await readSecrets(opts.secret, process.env);
+  if (Object.keys(secrets).length > 0) form.set('secrets', JSON.stringify(secrets));
   if (opts.globalCacheKey) form.set('global_cache_key', opts.globalCacheKey);
   if (opts.admin) form.set('admin', 'true');
   if (opts.platform) form.set('platform', opts.platform);
@@ -92,6 +96,26 @@ export function parseBuildArgs(pairs: readonly string[]): Record<string, string>
     args[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
   return args;
+}
+
+/** `--secret id=npmrc,src=./npmrc` or `id=token,env=NPM_TOKEN`, as docker build spells them. */
+export async function readSecrets(specs: readonly string[], env: NodeJS.ProcessEnv): Promise<Record<string, string>> {
+  const secrets: Record<string, string> = {};
+  for (const spec of specs) {
+    const fields = Object.fromEntries(spec.split(',').map((part) => {
+      const eq = part.indexOf('=');
+      return eq === -1 ? [part, ''] : [part.slice(0, eq), part.slice(eq + 1)];
+    }));
+    const id = fields.id;
+    if (!id) throw new Error(`--secret "${spec}" needs id=…`);
+    if (fields.src !== undefined) secrets[id] = await readFile(fields.src, 'utf8');
+    else if (fields.env !== undefined) {
+      const value = env[fields.env];
+      if (value === undefined) throw new Error(`--secret ${id}: the environment variable ${fields.env} is not set`);
+      secrets[id] = value;
+    } else throw new Error(`--secret "${spec}" needs src=FILE or env=VAR`);
+  }
+  return secrets;
 }
 
 /** Polls the build, telling each status change on stderr, until it ends. */

@@ -102,13 +102,14 @@ export function formatGcReport(r: GcReport): string {
   show('blob', r.items.blobs);
   show('disk', r.items.disks);
   show('upload', r.items.uploads);
+  show('build files of', r.items.buildFiles);
   if (r.truncated) lines.push('(lists truncated; the counts below are complete)');
   const d = r.deleted;
   lines.push(
-    `${r.dryRun ? 'dry run: would delete' : 'deleted'} ${d.tags} expired cache tags, ${d.manifests} manifests, ${d.repoLinks} repo links, ${d.blobs} blobs, ${d.disks} disks, ${d.uploads} uploads, ${d.repos} empty repos`,
+    `${r.dryRun ? 'dry run: would delete' : 'deleted'} ${d.tags} expired cache tags, ${d.manifests} manifests, ${d.repoLinks} repo links, ${d.blobs} blobs, ${d.disks} disks, ${d.uploads} uploads, ${d.repos} empty repos, ${d.buildFiles} ended builds' files`,
   );
   lines.push(
-    `${r.dryRun ? 'would free' : 'freed'} ${formatBytes(r.bytesFreed.total)} (blobs ${formatBytes(r.bytesFreed.blobs)}, disks ${formatBytes(r.bytesFreed.disks)}, uploads ${formatBytes(r.bytesFreed.uploads)}) in ${r.durationMs} ms; kept ${r.kept.manifests} manifests, ${r.kept.blobs} blobs, ${r.kept.images} images`,
+    `${r.dryRun ? 'would free' : 'freed'} ${formatBytes(r.bytesFreed.total)} (blobs ${formatBytes(r.bytesFreed.blobs)}, disks ${formatBytes(r.bytesFreed.disks)}, uploads ${formatBytes(r.bytesFreed.uploads)}, build files ${formatBytes(r.bytesFreed.buildFiles)}) in ${r.durationMs} ms; kept ${r.kept.manifests} manifests, ${r.kept.blobs} blobs, ${r.kept.images} images`,
   );
   for (const e of r.errors) lines.push(`error: ${e}`);
   return `${lines.join('\n')}\n`;

@@ -114,6 +114,8 @@ export interface GcCounts {
   repos: number;
   disks: number;
   uploads: number;
+  /** Directories of ended builds past KILN_BUILD_RETENTION (their source and log). */
+  buildFiles: number;
 }
 
 export interface GcReport {
@@ -125,7 +127,7 @@ export interface GcReport {
   cacheMaxAgeSeconds: number | null;
   /** What was deleted (or, for a dry run, would be). */
   deleted: GcCounts;
-  bytesFreed: { blobs: number; disks: number; uploads: number; total: number };
+  bytesFreed: { blobs: number; disks: number; uploads: number; buildFiles: number; total: number };
   kept: { manifests: number; repoLinks: number; blobs: number; images: number };
   /** Names of what was deleted, at most 1000 of each kind. */
   items: { [K in keyof GcCounts]: string[] };
@@ -133,6 +135,9 @@ export interface GcReport {
   /** Files that could not be removed (permissions, I/O); the run goes on. */
   errors: string[];
 }
+
+/** Removes (or, for a dry run, lists) files another module owns; names what it took and how many bytes. */
+export type Reclaimer = (dryRun: boolean) => Promise<{ items: string[]; bytes: number }>;
 
 export type RootSource = () => Iterable<{ repo: string; digest: string }> | Promise<Iterable<{ repo: string; digest: string }>>;
 
@@ -158,6 +163,7 @@ export interface CollectorDeps {
 export class GarbageCollector {
   private readonly rootSources = new Map<string, RootSource>();
   private readonly beforeRun: (() => void | Promise<void>)[] = [];
+  private readonly reclaimers = new Map<string, Reclaimer>();
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -165,6 +171,11 @@ export class GarbageCollector {
 
   constructor(private readonly deps: CollectorDeps) {
     this.clock = deps.clock ?? Date.now;
+  }
+
+  /** Adds files to reclaim on every run (e.g. the builds module: files of builds past their retention). */
+  addReclaimer(name: string, reclaimer: Reclaimer): void {
+    this.reclaimers.set(name, reclaimer);
   }
 
   /** Adds manifests to keep (e.g. the builds module: manifests of running builds). Replaces a source of the same name. */
@@ -269,8 +280,18 @@ export class GarbageCollector {
     await this.sweepBlobs(plan, dryRun, cutoff, report, items);
     await this.sweepDisks(plan, dryRun, cutoff, report, items);
     await this.sweepUploads(dryRun, cutoff, report, items);
+    for (const [name, reclaim] of this.reclaimers) {
+      try {
+        const taken = await reclaim(dryRun);
+        report.deleted.buildFiles += taken.items.length;
+        report.bytesFreed.buildFiles += taken.bytes;
+        for (const item of taken.items) items.add('buildFiles', item);
+      } catch (err) {
+        report.errors.push(`${name}: ${(err as Error).message}`);
+      }
+    }
 
-    report.bytesFreed.total = report.bytesFreed.blobs + report.bytesFreed.disks + report.bytesFreed.uploads;
+    report.bytesFreed.total = report.bytesFreed.blobs + report.bytesFreed.disks + report.bytesFreed.uploads + report.bytesFreed.buildFiles;
     report.durationMs = this.clock() - startedAt;
     return report;
   }
@@ -437,7 +458,7 @@ class ItemLists {
 }
 
 function emptyReport(dryRun: boolean, trigger: GcTrigger, startedAt: number, graceMs: number, cacheMaxAgeMs: number | null): GcReport {
-  const zero = (): GcCounts => ({ tags: 0, manifests: 0, repoLinks: 0, blobs: 0, repos: 0, disks: 0, uploads: 0 });
+  const zero = (): GcCounts => ({ tags: 0, manifests: 0, repoLinks: 0, blobs: 0, repos: 0, disks: 0, uploads: 0, buildFiles: 0 });
   return {
     dryRun,
     trigger,
@@ -446,9 +467,9 @@ function emptyReport(dryRun: boolean, trigger: GcTrigger, startedAt: number, gra
     graceSeconds: graceMs / 1000,
     cacheMaxAgeSeconds: cacheMaxAgeMs === null ? null : cacheMaxAgeMs / 1000,
     deleted: zero(),
-    bytesFreed: { blobs: 0, disks: 0, uploads: 0, total: 0 },
+    bytesFreed: { blobs: 0, disks: 0, uploads: 0, buildFiles: 0, total: 0 },
     kept: { manifests: 0, repoLinks: 0, blobs: 0, images: 0 },
-    items: { tags: [], manifests: [], repoLinks: [], blobs: [], repos: [], disks: [], uploads: [] },
+    items: { tags: [], manifests: [], repoLinks: [], blobs: [], repos: [], disks: [], uploads: [], buildFiles: [] },
     truncated: false,
     errors: [],
   };

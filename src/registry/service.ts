@@ -313,9 +313,11 @@ export class RegistryService {
   }
 
   /**
-   * Every blob a manifest names must be in the repo (non-distributable layers
-   * excepted); an index's children may be manifests or, as in BuildKit's cache
-   * index, plain blobs.
+   * Every blob a manifest names must be in the repo; an index's children may
+   * be manifests or, as in BuildKit's cache index, plain blobs. A
+   * non-distributable layer may be absent (it lives at its `urls`), but not
+   * present in the store for other repos only: naming a digest is no right to
+   * another repo's blob.
    */
   private async checkReferences(repo: string, manifest: Manifest): Promise<ManifestReference[]> {
     const refs: ManifestReference[] = [];
@@ -329,10 +331,10 @@ export class RegistryService {
     } else {
       const described: [Descriptor, 'config' | 'layer'][] = [[manifest.config, 'config'], ...manifest.layers.map((l): [Descriptor, 'layer'] => [l, 'layer'])];
       for (const [desc, kind] of described) {
-        if (kind === 'layer' && isNonDistributable(desc.mediaType)) continue;
         const size = await this.meta.repoBlobSize(repo, desc.digest);
         if (size === null) {
-          missing.push(desc);
+          const foreign = kind === 'layer' && isNonDistributable(desc.mediaType);
+          if (!foreign || (await this.blobs.stat(desc.digest))) missing.push(desc);
           continue;
         }
         if (size !== desc.size) {

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ZodError } from 'zod';
 import { AuthError } from '../auth/authorizer.js';
 
-export type ApiErrorCode = 'BAD_REQUEST' | 'NOT_FOUND' | 'CONFLICT' | 'NOT_RUNNABLE' | 'NOT_READY' | 'PAYLOAD_TOO_LARGE' | 'RANGE_NOT_SATISFIABLE' | 'UNAUTHORIZED' | 'DENIED' | 'INTERNAL';
+export type ApiErrorCode = 'BAD_REQUEST' | 'NOT_FOUND' | 'CONFLICT' | 'NOT_RUNNABLE' | 'NOT_READY' | 'PAYLOAD_TOO_LARGE' | 'RANGE_NOT_SATISFIABLE' | 'UNAUTHORIZED' | 'DENIED' | 'TOO_MANY_REQUESTS' | 'UNAVAILABLE' | 'INTERNAL';
 
 const STATUS: Record<ApiErrorCode, number> = {
   BAD_REQUEST: 400,
@@ -16,6 +16,8 @@ const STATUS: Record<ApiErrorCode, number> = {
   RANGE_NOT_SATISFIABLE: 416,
   UNAUTHORIZED: 401,
   DENIED: 403,
+  TOO_MANY_REQUESTS: 429,
+  UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 

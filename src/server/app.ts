@@ -87,7 +87,8 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     defaultKeyFile: dirs.authKeyFile,
     keyFile: config.authKeyFile,
     keys: stores.apiKeys,
-    ownerOfBuild: options.ownerOfBuild ?? stores.builds.ownerOf,
+    ownerOfBuild: options.ownerOfBuild ?? stores.ownerOfBuildNow,
+    publicRepos: config.publicRepos,
   });
   const { authorizer } = auth;
 
@@ -165,7 +166,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     return found === null ? null : images.view(found.record);
   };
   const builds = await createBuildService({ config: config.builds, store: stores.builds, files: stores.buildFiles, dirs, registry, diskOf, auth, log });
-  registerBuildRoutes(app, builds, authorizer, { maxSourceBytes: config.builds.maxSourceBytes });
+  registerBuildRoutes(app, builds, authorizer, { maxSourceBytes: config.builds.maxSourceBytes, heartbeatMs: config.builds.sseHeartbeatMs });
 
   // ---- garbage collection (src/gc) ----
   const pulls = new PullTracker(stores.gc, (err) => log.error({ err }, 'recording tag pull times failed'));
@@ -175,6 +176,10 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   gc.onBeforeRun(() => pulls.flush());
   registerGcRoutes(app, gc, authorizer);
   gc.addRootSource('builds', () => builds.gcRoots());
+  gc.addReclaimer('builds', async (dryRun) => {
+    const taken = await builds.reclaim({ dryRun });
+    return { items: taken.builds.map((id) => `builds/${id}`), bytes: taken.bytes };
+  });
 
   const janitor = setInterval(
     () => {

@@ -1,6 +1,7 @@
 // Server configuration from flags and environment, with the embedded defaults.
 import os from 'node:os';
 import { decideAuthMode, type AuthMode } from '../auth/mode.js';
+import { DEFAULT_PUBLIC_REPOS_SETTING, parsePublicRepos, type PublicRepos } from '../auth/public-repos.js';
 import { loadBuildsConfig, type BuildsConfig } from '../builds/config.js';
 import { loadGcConfig, type GcConfig } from '../gc/config.js';
 import { loadLimits, type Limits } from './limits.js';
@@ -23,11 +24,13 @@ export interface ServerConfig {
   authMode: AuthMode;
   /** An operator-provided signing key; otherwise one is generated in the data dir. */
   authKeyFile?: string;
+  /** KILN_PUBLIC_REPOS: repos every tenant may pull and only admins push (platform base images). */
+  publicRepos: PublicRepos;
   /** Garbage collection: KILN_GC_GRACE, KILN_GC_INTERVAL, KILN_CACHE_MAX_AGE, KILN_CACHE_KEEP_GLOBAL. */
   gc: GcConfig;
   /** S3 for every byte Kiln keeps (KILN_S3_BUCKET, …; src/store/s3/config.ts); null: the data directory. */
   s3: S3Config | null;
-  /** Builds: KILN_MAX_CONCURRENT_BUILDS, KILN_REGISTRY_HOST, KILN_REGISTRY_INSECURE, KILN_BUILDER, … (src/builds/config.ts). */
+  /** Builds: KILN_MAX_CONCURRENT_BUILDS, KILN_REGISTRY_HOST, KILN_REGISTRY_INSECURE, KILN_BUILDKIT_DIR, … (src/builds/config.ts). */
   builds: BuildsConfig;
   /** Timeouts, rates and quotas that protect the server (src/server/limits.ts). */
   limits: Limits;
@@ -57,6 +60,7 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     bakeConcurrency: positiveNumber(env.KILN_BAKE_CONCURRENCY, os.availableParallelism(), 'KILN_BAKE_CONCURRENCY'),
     authMode: decideAuthMode({ setting: env.KILN_AUTH, host, insecureNoAuth: flags.insecureNoAuth ?? false }),
     authKeyFile: env.KILN_AUTH_KEY_FILE || undefined,
+    publicRepos: parsePublicRepos(env.KILN_PUBLIC_REPOS ?? DEFAULT_PUBLIC_REPOS_SETTING),
     gc: loadGcConfig(env),
     s3: loadS3Config(env),
     builds: loadBuildsConfig(env),

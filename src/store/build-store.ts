@@ -1,4 +1,7 @@
-// Builds: one record per build. The queue order is the insertion order (`seq`).
+// The builds contract: one record per build, whatever database keeps it.
+// Async and free of SQL and paths, so SQLite and PostgreSQL can both stand
+// behind it; every backend runs the shared contract suite
+// (test/contracts/build-store.ts).
 
 export type BuildStatus = 'queued' | 'building' | 'pushing' | 'baking' | 'ready' | 'failed' | 'cancelled';
 
@@ -7,6 +10,15 @@ export const TERMINAL_BUILD_STATUSES: readonly BuildStatus[] = ['ready', 'failed
 export interface BuildCacheUse {
   totalSteps: number;
   cachedSteps: number;
+}
+
+/** A FROM image in this registry, as the Dockerfile names it (checked at submission: the submitter may pull it). */
+export interface BuildBaseRef {
+  /** The FROM ref as written (after build-arg expansion). */
+  ref: string;
+  repo: string;
+  /** Tag or digest. */
+  reference: string;
 }
 
 /** A base image the build took from this registry: kept alive while the build runs. */
@@ -18,7 +30,7 @@ export interface BuildBaseImage {
 
 export interface BuildRecord {
   id: string;
-  /** Position in submission order; the queue is FIFO on it. */
+  /** Position in submission order. */
   seq: number;
   status: BuildStatus;
   /** The tenant the build runs for, who owns `builds/<id>`; null for admin builds of a caller without one. */
@@ -35,8 +47,12 @@ export interface BuildRecord {
   dockerfile: string | null;
   /** `sha256:` of the source archive exactly as uploaded. */
   sourceSha256: string;
+  /** FROM images in this registry the submitter was checked to be allowed to pull; their repos are the build token's `pullRepos`. */
+  baseRefs: BuildBaseRef[];
+  /** Ids of the build secrets it was given (their values are never stored). */
+  secretIds: string[];
   error: string | null;
-  /** `buildah 1.28.2`, once known. */
+  /** `buildkit v0.20.2`, once known. */
   builder: string | null;
   /** `R/builds/<id>`, once planned. */
   imageName: string | null;
@@ -54,24 +70,37 @@ export interface BuildRecord {
   pushingAt: number | null;
   bakingAt: number | null;
   finishedAt: number | null;
+  /** When retention removed the build's files (source, log, result); null while they are kept. */
+  filesRemovedAt: number | null;
 }
 
 export type NewBuild = Pick<
   BuildRecord,
-  'id' | 'tenant' | 'requestedBy' | 'admin' | 'globalKey' | 'buildArgs' | 'platform' | 'timeoutSeconds' | 'dockerfile' | 'sourceSha256'
+  'id' | 'tenant' | 'requestedBy' | 'admin' | 'globalKey' | 'buildArgs' | 'platform' | 'timeoutSeconds' | 'dockerfile' | 'sourceSha256' | 'baseRefs' | 'secretIds'
 >;
 
 export type BuildPatch = Partial<Omit<BuildRecord, 'id' | 'seq' | 'createdAt'>>;
 
+export interface BuildListQuery {
+  /** Only the builds this tenant owns; absent: every build (admins). */
+  tenant?: string;
+  status?: BuildStatus;
+  /** The page after this build id, in listing order; an unknown id gives an empty page. */
+  after?: string;
+  limit: number;
+}
+
 export interface BuildStore {
-  create(build: NewBuild): BuildRecord;
-  get(id: string): BuildRecord | null;
-  /** Newest first. */
-  list(): BuildRecord[];
-  /** Builds in any of `statuses`, oldest first. */
-  withStatus(statuses: readonly BuildStatus[]): BuildRecord[];
-  /** Applies `patch` when the build's status is one of `from` (any status when omitted); null when it was not. */
-  update(id: string, patch: BuildPatch, from?: readonly BuildStatus[]): BuildRecord | null;
-  /** The tenant that owns a build, for the auth policy. */
-  ownerOf(id: string): string | null;
+  create(build: NewBuild): Promise<BuildRecord>;
+  get(id: string): Promise<BuildRecord | null>;
+  /** Newest first, filtered and paged in the database. */
+  list(query: BuildListQuery): Promise<BuildRecord[]>;
+  /** Builds in any of `statuses`, oldest first (the queue, the builds in flight). */
+  withStatus(statuses: readonly BuildStatus[]): Promise<BuildRecord[]>;
+  /** Applies `patch` when the build's status is one of `from` (any status when omitted), atomically; null when it was not. */
+  update(id: string, patch: BuildPatch, from?: readonly BuildStatus[]): Promise<BuildRecord | null>;
+  /** The tenant that owns a build (null: unknown, or an admin build without a tenant). */
+  ownerOf(id: string): Promise<string | null>;
+  /** Ended builds whose files are still kept and that ended before `cutoff` (ms), oldest end first. */
+  endedBefore(cutoff: number, limit: number): Promise<BuildRecord[]>;
 }

@@ -67,6 +67,12 @@ export interface Stores {
   jobs: JobStore;
   images: ImageStore;
   builds: BuildStore;
+  /**
+   * Who owns a build, answered at once, for the auth policy (whose lookup is
+   * synchronous). SQLite answers in-process; a backend over the network must
+   * have the owner resolved before the policy is asked.
+   */
+  ownerOfBuildNow: (buildId: string) => string | null;
   buildFiles: BuildFiles;
   apiKeys: ApiKeyStore;
   gc: GcStore;
@@ -96,10 +102,12 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
     opened.push({ close: () => void db.close() });
     const blobs = config.s3 ? new S3BlobStore(createS3Client(config.s3), config.s3) : new FsBlobStore(dirs, { durable: config.durable });
     await blobs.init();
+    const builds = new SqliteBuildStore(db);
     const local = {
       jobs: new SqliteJobStore(db),
       images: new SqliteImageStore(db),
-      builds: new SqliteBuildStore(db),
+      builds,
+      ownerOfBuildNow: builds.ownerOfNow,
       buildFiles: new BuildFiles(dirs),
     };
     const sqliteGc = new SqliteGcStore(db);

@@ -1,5 +1,5 @@
 // Where a build's files live in the data directory.
-import { readdir } from 'node:fs/promises';
+import { lstat, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { DataDir } from '../data-dir.js';
 
@@ -30,8 +30,13 @@ export class BuildFiles {
   result(id: string): string {
     return path.join(this.dir(id), 'result.json');
   }
-  /** The FROM repos the submitter was checked to be allowed to pull. */
-  pullRepos(id: string): string {
-    return path.join(this.dir(id), 'pull-repos.json');
+  /** Removes the build's directory; resolves with the bytes its files took. */
+  async remove(id: string): Promise<number> {
+    let bytes = 0;
+    for (const name of await readdir(this.dir(id)).catch(() => [] as string[])) {
+      bytes += (await lstat(path.join(this.dir(id), name)).catch(() => null))?.size ?? 0;
+    }
+    await rm(this.dir(id), { recursive: true, force: true });
+    return bytes;
   }
 }

@@ -143,4 +143,15 @@ CREATE INDEX uploads_updated ON uploads(updated_at);
 CREATE INDEX uploads_empty ON uploads(created_at) WHERE started = 0;
 `,
   },
+  {
+    version: 3,
+    name: 'builds paged by owner, retention of build files',
+    sql: `
+ALTER TABLE builds ADD COLUMN finished_at INTEGER;
+ALTER TABLE builds ADD COLUMN files_removed_at INTEGER;
+UPDATE builds SET finished_at = json_extract(data, '$.finishedAt') WHERE json_extract(data, '$.finishedAt') IS NOT NULL;
+CREATE INDEX builds_tenant ON builds(tenant, seq);
+CREATE INDEX builds_retention ON builds(finished_at) WHERE files_removed_at IS NULL AND finished_at IS NOT NULL;
+`,
+  },
 ];

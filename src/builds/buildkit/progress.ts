@@ -1,8 +1,8 @@
 // Reading what buildctl reports: `--progress=plain` lines (which steps were
 // CACHED) and the `--metadata-file` (the pushed image's digest). Pure.
-import { tryParseDigest } from '../oci/digest.js';
-import type { CacheUse } from './backend.js';
-import { BuildError } from './errors.js';
+import { tryParseDigest } from '../../oci/digest.js';
+import type { CacheUse } from '../build-options.js';
+import { BuildError } from '../errors.js';
 
 // `#8 [2/5] RUN …`, `#8 [builder 2/5] RUN …`, `#8 [linux/amd64 3/4] COPY …`: a Dockerfile step vertex.
 const STEP_VERTEX = /^#(\d+) \[(?:[^\]]* )?\d+\/\d+\] (\S+)/;
