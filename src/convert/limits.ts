@@ -11,7 +11,7 @@ import { formatBytes } from '../util/format-bytes.js';
 export interface BakeLimits {
   /** Decompressed tar bytes, summed over every layer of the image. */
   maxUnpackedBytes: number;
-  /** Tar entries (files, directories, links, whiteouts, …) over every layer. */
+  /** Tar entries (files, directories, links, whiteouts, …) over every layer, and the directories they imply. */
   maxEntries: number;
   /** Layers in the manifest; the same layer listed twice counts twice. */
   maxLayers: number;
@@ -35,7 +35,7 @@ const GiB = 1024 * 1024 * 1024;
 
 export const BAKE_LIMIT_SETTINGS: Readonly<Record<keyof BakeLimits, LimitSetting>> = {
   maxUnpackedBytes: { env: 'KILN_BAKE_MAX_BYTES', what: 'unpacked bytes per image', bytes: true, fallback: 8 * GiB },
-  maxEntries: { env: 'KILN_BAKE_MAX_ENTRIES', what: 'tar entries per image', bytes: false, fallback: 500_000 },
+  maxEntries: { env: 'KILN_BAKE_MAX_ENTRIES', what: 'entries per image', bytes: false, fallback: 500_000 },
   maxLayers: { env: 'KILN_BAKE_MAX_LAYERS', what: 'layers per image', bytes: false, fallback: 128 },
   maxDiskBytes: { env: 'KILN_BAKE_MAX_DISK_BYTES', what: 'disk size', bytes: true, fallback: 16 * GiB },
   maxSymlinkHops: { env: 'KILN_BAKE_MAX_SYMLINK_HOPS', what: 'symbolic links followed per path', bytes: false, fallback: 40 },
@@ -99,7 +99,7 @@ export class BakeBudget {
 
   addEntry(): void {
     if (++this.entries > this.limits.maxEntries) {
-      throw limitExceeded('maxEntries', this.limits, `the image has more than ${this.limits.maxEntries} tar entries`);
+      throw limitExceeded('maxEntries', this.limits, `the image has more than ${this.limits.maxEntries} entries (tar entries and the directories they imply)`);
     }
   }
 

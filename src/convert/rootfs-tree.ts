@@ -312,6 +312,7 @@ export class RootfsTree implements TarHandler {
       let child = current.children.get(part);
       if (child === undefined) {
         if (!create) return null;
+        this.budget.addEntry(); // an implied directory costs as much as a listed one
         child = newDir(0o755, 0, 0, mtime, this.layer);
         current.children.set(part, child);
       } else if (child.kind !== 'dir') {

@@ -11,6 +11,7 @@ import { gzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
 import type { ImageManifest } from '../oci/manifest.js';
 import { OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST } from '../oci/media-types.js';
+import type { DataSink } from './rootfs-tree.js';
 
 export interface LayerEntry {
   name: string;
@@ -177,4 +178,43 @@ export async function writeOciLayout(dir: string, image: TestImage, tag: string)
 /** openBlob for an OCI layout directory. */
 export function layoutBlobOpener(dir: string): (digest: string) => Promise<Readable> {
   return async (digest) => createReadStream(path.join(dir, 'blobs', ...digest.split(':')), { highWaterMark: 1 << 20 });
+}
+
+/**
+ * A DataSink that keeps file contents in memory by dataRef and records what
+ * is released, for tests of the tree model; xattr names containing "bad"
+ * are refused.
+ */
+export class MemorySink implements DataSink {
+  readonly contents = new Map<number, Buffer>();
+  readonly released: string[] = [];
+  private next = 0;
+  private current = -1;
+  private chunks: Buffer[] = [];
+
+  beginFile(): number {
+    this.current = this.next++;
+    this.chunks = [];
+    this.contents.set(this.current, Buffer.alloc(0));
+    return this.current;
+  }
+
+  write(chunk: Buffer): void {
+    this.chunks.push(Buffer.from(chunk));
+  }
+
+  endFile(): void {
+    this.contents.set(this.current, Buffer.concat(this.chunks));
+    this.current = -1;
+  }
+
+  release(ref: number): void {
+    this.released.push(this.contents.get(ref)?.toString() ?? '?');
+    this.contents.delete(ref);
+  }
+
+  xattrProblem(xattrs: ReadonlyMap<string, Buffer>): string | null {
+    const bad = [...xattrs.keys()].find((k) => k.includes('bad'));
+    return bad ? `has ${bad}` : null;
+  }
 }
