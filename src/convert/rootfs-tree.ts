@@ -31,7 +31,7 @@ export interface Meta {
   gid: number;
   /** Seconds since the epoch, possibly fractional. */
   mtime: number;
-  xattrs: Map<string, Buffer> | undefined;
+  xattrs: ReadonlyMap<string, Buffer> | undefined;
   /** Inode number, given by the disk writer when it lays the tree out (0 before). */
   ino: number;
 }

@@ -14,13 +14,6 @@ const TAIL = 12;
 const USABLE = BLOCK_SIZE - TAIL;
 const DOT_SIZE = 12;
 
-export interface DirEntry {
-  /** Byte string (one char per byte). */
-  name: string;
-  ino: number;
-  type: FileType;
-}
-
 export function direntSize(nameBytes: number): number {
   return 8 + ((nameBytes + 3) & ~3);
 }
@@ -41,19 +34,28 @@ class Packer {
   }
 }
 
-/** Blocks a directory holding names of these byte lengths needs ("." and ".." included). */
-export function directoryBlocks(nameLengths: Iterable<number>): number {
+/** Blocks a directory holding these names (byte strings) needs, "." and ".." included. */
+export function directoryBlocks(names: Iterable<string>): number {
   const packer = new Packer();
-  for (const n of nameLengths) packer.add(direntSize(n));
+  for (const name of names) packer.add(direntSize(name.length));
   return packer.blocks;
+}
+
+export interface DirectoryContent<T> {
+  self: number;
+  parent: number;
+  /** Entries by name (byte strings). */
+  children: ReadonlyMap<string, T>;
+  inoOf(child: T): number;
+  typeOf(child: T): FileType;
 }
 
 /**
  * Writes a directory's blocks in order through `emit` (the buffer is reused:
- * copy it or write it before returning). `inodeSeed` is the directory
- * inode's checksum seed.
+ * copy it or write it before returning); returns how many. `inodeSeed` is
+ * the directory inode's checksum seed.
  */
-export function writeDirectory(self: number, parent: number, entries: Iterable<DirEntry>, inodeSeed: number, emit: (block: Buffer) => void): number {
+export function writeDirectory<T>(dir: DirectoryContent<T>, inodeSeed: number, emit: (block: Buffer) => void): number {
   const block = Buffer.alloc(BLOCK_SIZE);
   let last = 0; // offset of the block's last entry
   const put = (at: number, ino: number, name: string, type: number, size: number) => {
@@ -76,12 +78,12 @@ export function writeDirectory(self: number, parent: number, entries: Iterable<D
     block.fill(0);
   };
   const packer = new Packer();
-  put(0, self, '.', FILE_TYPE.dir, DOT_SIZE);
-  put(DOT_SIZE, parent, '..', FILE_TYPE.dir, DOT_SIZE);
-  for (const e of entries) {
-    const size = direntSize(e.name.length);
+  put(0, dir.self, '.', FILE_TYPE.dir, DOT_SIZE);
+  put(DOT_SIZE, dir.parent, '..', FILE_TYPE.dir, DOT_SIZE);
+  for (const [name, child] of dir.children) {
+    const size = direntSize(name.length);
     if (packer.add(size)) finish();
-    put(packer.used - size, e.ino, e.name, e.type, size);
+    put(packer.used - size, dir.inoOf(child), name, dir.typeOf(child), size);
   }
   finish();
   return packer.blocks;

@@ -34,6 +34,11 @@ export function runExtents(start: number, count: number): Extent[] {
   return out;
 }
 
+/** Extents of a contiguous run of `count` blocks. */
+export function extentCount(count: number): number {
+  return Math.ceil(count / MAX_EXTENT_BLOCKS);
+}
+
 /** Tree blocks (leaves and index blocks) a file of `extents` extents needs besides its inode. */
 export function treeBlockCount(extents: number): number {
   let total = 0;
@@ -88,20 +93,58 @@ export function buildExtentTree(extents: readonly Extent[], treeBlocks: readonly
   return { root, blocks };
 }
 
+/**
+ * Writes the extent root of `count` contiguous blocks at `start` into `buf`
+ * at `offset` (the inode's i_block), without allocating when they fit in the
+ * inode; `treeStart` is where their tree blocks went otherwise.
+ */
+export function writeRunRoot(buf: Buffer, offset: number, start: number, count: number, treeStart: number, inodeSeed: number): void {
+  const extents = extentCount(count);
+  if (extents > ROOT_SLOTS) {
+    const tree = buildExtentTree(runExtents(start, count), consecutive(treeStart, treeBlockCount(extents)), inodeSeed);
+    tree.root.copy(buf, offset);
+    return;
+  }
+  writeHeader(buf, offset, extents, ROOT_SLOTS, 0);
+  for (let i = 0; i < extents; i++) {
+    const done = i * MAX_EXTENT_BLOCKS;
+    writeLeaf(buf, offset + HEADER + i * ENTRY, done, start + done, Math.min(MAX_EXTENT_BLOCKS, count - done));
+  }
+}
+
+/** The tree blocks of a run with more than four extents (none otherwise), to write at treeStart. */
+export function runTreeBlocks(start: number, count: number, treeStart: number, inodeSeed: number): ExtentTree['blocks'] {
+  const extents = extentCount(count);
+  if (extents <= ROOT_SLOTS) return [];
+  return buildExtentTree(runExtents(start, count), consecutive(treeStart, treeBlockCount(extents)), inodeSeed).blocks;
+}
+
+function consecutive(start: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => start + i);
+}
+
+function writeHeader(buf: Buffer, at: number, entries: number, max: number, depth: number): void {
+  buf.writeUInt16LE(MAGIC, at);
+  buf.writeUInt16LE(entries, at + 2);
+  buf.writeUInt16LE(max, at + 4);
+  buf.writeUInt16LE(depth, at + 6);
+  buf.writeUInt32LE(0, at + 8); // generation
+}
+
+function writeLeaf(buf: Buffer, at: number, logical: number, start: number, length: number): void {
+  buf.writeUInt32LE(logical, at);
+  buf.writeUInt16LE(length, at + 4);
+  buf.writeUInt16LE(Math.floor(start / 2 ** 32), at + 6);
+  buf.writeUInt32LE(start % 2 ** 32, at + 8);
+}
+
 function writeNode(buf: Buffer, entries: readonly Entry[], max: number, depth: number): void {
-  buf.writeUInt16LE(MAGIC, 0);
-  buf.writeUInt16LE(entries.length, 2);
-  buf.writeUInt16LE(max, 4);
-  buf.writeUInt16LE(depth, 6);
-  buf.writeUInt32LE(0, 8); // generation
+  writeHeader(buf, 0, entries.length, max, depth);
   entries.forEach((e, i) => {
     const at = HEADER + i * ENTRY;
-    buf.writeUInt32LE(e.logical, at);
-    if (depth === 0) {
-      buf.writeUInt16LE(e.length, at + 4);
-      buf.writeUInt16LE(Math.floor(e.target / 2 ** 32), at + 6);
-      buf.writeUInt32LE(e.target % 2 ** 32, at + 8);
-    } else {
+    if (depth === 0) writeLeaf(buf, at, e.logical, e.target, e.length);
+    else {
+      buf.writeUInt32LE(e.logical, at);
       buf.writeUInt32LE(e.target % 2 ** 32, at + 4);
       buf.writeUInt16LE(Math.floor(e.target / 2 ** 32), at + 8);
       buf.writeUInt16LE(0, at + 10);

@@ -20,9 +20,12 @@ export function fsChecksumSeed(uuid: Buffer): number {
   return crc32c(0xffffffff, uuid);
 }
 
-/** The seed of an inode's own checksums (inode, extent blocks, directory blocks). Generations are 0. */
+const inoAndGeneration = Buffer.alloc(8);
+
+/** The seed of an inode's own checksums (inode, extent blocks, directory blocks): its number and generation (always 0). */
 export function inodeChecksumSeed(fsSeed: number, ino: number): number {
-  return crc32cU32(crc32cU32(fsSeed, ino), 0);
+  inoAndGeneration.writeUInt32LE(ino, 0);
+  return crc32c(fsSeed, inoAndGeneration);
 }
 
 export interface SuperblockFields {
@@ -122,19 +125,20 @@ export interface InodeFields {
   /** Seconds since the epoch, possibly fractional: mtime, and atime, ctime and crtime alike. */
   time: number;
   flags: number;
-  /** i_block: extent root, fast symlink target, or device number (60 bytes), or null for zeros. */
-  iBlock: Buffer | null;
   /** Blocks the inode owns (data, tree, xattr), in filesystem blocks. */
   blocks: number;
   /** The xattr block, or 0. */
   xattrBlock: number;
 }
 
+/** Where i_block (extent root, fast symlink target or device number; 60 bytes) starts in an inode. */
+export const I_BLOCK_OFFSET = 0x28;
+
 /**
- * Encodes inode `ino` into `buf` at `at` (256 zeroed bytes; in-inode xattrs
- * may already be there) and checksums it.
+ * Encodes an inode into `buf` at `at` and checksums it. The 256 bytes start
+ * zeroed, with i_block and the in-inode xattrs already written by the caller.
  */
-export function writeInode(buf: Buffer, at: number, ino: number, f: InodeFields, fsSeed: number): void {
+export function writeInode(buf: Buffer, at: number, f: InodeFields, inodeSeed: number): void {
   const sectors = f.blocks * (BLOCK_SIZE / 512);
   buf.writeUInt16LE(f.mode, at + 0x0);
   buf.writeUInt16LE(f.uid & 0xffff, at + 0x2);
@@ -146,7 +150,6 @@ export function writeInode(buf: Buffer, at: number, ino: number, f: InodeFields,
   buf.writeUInt16LE(f.links, at + 0x1a);
   buf.writeUInt32LE(sectors % 2 ** 32, at + 0x1c);
   buf.writeUInt32LE(f.flags, at + 0x20);
-  if (f.iBlock) f.iBlock.copy(buf, at + 0x28);
   buf.writeUInt32LE(f.xattrBlock % 2 ** 32, at + 0x68);
   buf.writeUInt32LE(Math.floor(f.size / 2 ** 32), at + 0x6c);
   buf.writeUInt16LE(Math.floor(sectors / 2 ** 32), at + 0x74);
@@ -154,7 +157,7 @@ export function writeInode(buf: Buffer, at: number, ino: number, f: InodeFields,
   buf.writeUInt16LE(f.uid >>> 16, at + 0x78);
   buf.writeUInt16LE(f.gid >>> 16, at + 0x7a);
   buf.writeUInt16LE(EXTRA_ISIZE, at + 0x80);
-  const crc = crc32c(inodeChecksumSeed(fsSeed, ino), buf.subarray(at, at + INODE_SIZE));
+  const crc = crc32c(inodeSeed, buf.subarray(at, at + INODE_SIZE));
   buf.writeUInt16LE(crc & 0xffff, at + 0x7c);
   buf.writeUInt16LE(crc >>> 16, at + 0x82);
 }
@@ -172,10 +175,8 @@ export function encodeTime(time: number): { seconds: number; extra: number } {
   return { seconds: low >>> 0, extra: ((nanos * 4) | epoch) >>> 0 };
 }
 
-/** i_block of a device node: the old 16-bit form when both numbers fit a byte, else the new form in the second word. */
-export function deviceBlock(major: number, minor: number): Buffer {
-  const b = Buffer.alloc(60);
-  if (major < 256 && minor < 256) b.writeUInt32LE((major << 8) | minor, 0);
-  else b.writeUInt32LE(((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0, 4);
-  return b;
+/** A device node's i_block: the old 16-bit form when both numbers fit a byte, else the new form in the second word. */
+export function writeDevice(buf: Buffer, at: number, major: number, minor: number): void {
+  if (major < 256 && minor < 256) buf.writeUInt32LE((major << 8) | minor, at);
+  else buf.writeUInt32LE(((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0, at + 4);
 }

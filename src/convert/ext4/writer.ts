@@ -17,10 +17,10 @@ import { createHash } from 'node:crypto';
 import type { DiskBuilder, DiskInfo, DiskWriteOptions, DiskWriter } from '../disk-writer.js';
 import { BakeError } from '../errors.js';
 import type { BakeBudget } from '../limits.js';
-import { MAX_LINKS, nodeOf, type DirNode, type FileNode } from '../rootfs-tree.js';
+import { MAX_LINKS, nodeOf, type DirNode, type FileNode, type TreeNode } from '../rootfs-tree.js';
 import { BlockFile } from './block-file.js';
-import { directoryBlocks, FILE_TYPE, writeDirectory, type DirEntry, type FileType } from './directory.js';
-import { buildExtentTree, runExtents, treeBlockCount, type Extent } from './extents.js';
+import { directoryBlocks, FILE_TYPE, writeDirectory, type FileType } from './directory.js';
+import { extentCount, runTreeBlocks, treeBlockCount, writeRunRoot } from './extents.js';
 import {
   BLOCK_SIZE,
   DEFAULT_SPACE,
@@ -35,10 +35,10 @@ import {
 } from './layout.js';
 import {
   bitmapChecksum,
-  deviceBlock,
   encodeSuperblock,
   EXTENTS_FL,
   fsChecksumSeed,
+  I_BLOCK_OFFSET,
   inodeChecksumSeed,
   S_IFBLK,
   S_IFCHR,
@@ -46,6 +46,7 @@ import {
   S_IFIFO,
   S_IFLNK,
   S_IFREG,
+  writeDevice,
   writeGroupDescriptor,
   writeInode,
   type InodeFields,
@@ -183,18 +184,19 @@ class Ext4Builder implements DiskBuilder {
    */
   private writeLooseBlocks(tree: NumberedTree, seed: number): LooseRefs {
     const { nodes, parents } = tree;
-    const refs: LooseRefs = { blocks: new Uint32Array(nodes.length), tree: new Uint32Array(nodes.length), xattr: new Uint32Array(nodes.length) };
+    const refs: LooseRefs = { blocks: new Uint32Array(nodes.length), count: new Uint32Array(nodes.length), tree: new Uint32Array(nodes.length), xattr: new Uint32Array(nodes.length) };
     for (let ino = ROOT_INO; ino < nodes.length; ino++) {
       const node = nodes[ino];
       if (!node) continue;
       const inodeSeed = inodeChecksumSeed(seed, ino);
       if (node.kind === 'dir') {
-        const count = directoryBlocks(childNameLengths(node));
+        const count = directoryBlocks(node.children.keys());
         const start = this.free.allocate(count);
         refs.blocks[ino] = start;
+        refs.count[ino] = count;
         let at = start;
-        writeDirectory(ino, parents[ino], dirEntries(node), inodeSeed, (block) => this.file.write(at++ * BLOCK_SIZE, block));
-        refs.tree[ino] = this.writeTree(runExtents(start, count), inodeSeed);
+        writeDirectory({ self: ino, parent: parents[ino], children: node.children, inoOf, typeOf }, inodeSeed, (block) => this.file.write(at++ * BLOCK_SIZE, block));
+        refs.tree[ino] = this.writeTree(start, count, inodeSeed);
       } else if (node.kind === 'symlink' && (node.target as string).length > FAST_SYMLINK_MAX) {
         const block = this.free.allocate(1);
         refs.blocks[ino] = block;
@@ -202,7 +204,7 @@ class Ext4Builder implements DiskBuilder {
         data.write(node.target as string, 'latin1');
         this.file.write(block * BLOCK_SIZE, data);
       } else if (node.kind === 'file' && node.dataRef >= 0) {
-        refs.tree[ino] = this.writeTree(runExtents(node.dataRef, Math.ceil(node.size / BLOCK_SIZE)), inodeSeed);
+        refs.tree[ino] = this.writeTree(node.dataRef, Math.ceil(node.size / BLOCK_SIZE), inodeSeed);
       }
       const inBlock = node.xattrs ? layoutXattrs(toDiskXattrs(node.xattrs)).inBlock : [];
       if (inBlock.length > 0) {
@@ -214,13 +216,13 @@ class Ext4Builder implements DiskBuilder {
     return refs;
   }
 
-  /** Allocates and writes the tree blocks of more than four extents; returns the first (0: none needed). */
-  private writeTree(extents: Extent[], inodeSeed: number): number {
-    const count = treeBlockCount(extents.length);
-    if (count === 0) return 0;
-    const start = this.free.allocate(count);
-    for (const { block, data } of buildExtentTree(extents, consecutive(start, count), inodeSeed).blocks) this.file.write(block * BLOCK_SIZE, data);
-    return start;
+  /** Allocates and writes the extent tree blocks of a run that has more than four extents; returns the first (0: none needed). */
+  private writeTree(start: number, count: number, inodeSeed: number): number {
+    const treeCount = treeBlockCount(extentCount(count));
+    if (treeCount === 0) return 0;
+    const treeStart = this.free.allocate(treeCount);
+    for (const { block, data } of runTreeBlocks(start, count, treeStart, inodeSeed)) this.file.write(block * BLOCK_SIZE, data);
+    return treeStart;
   }
 
   private writeInodeTables(nodes: readonly (Node | undefined)[], refs: LooseRefs, plan: GroupPlan, tables: readonly number[], seed: number): void {
@@ -293,8 +295,10 @@ class Ext4Builder implements DiskBuilder {
 }
 
 interface LooseRefs {
-  /** Directory blocks or slow symlink block, by inode. */
+  /** First directory block, or the slow symlink's block, by inode. */
   blocks: Uint32Array;
+  /** Directory blocks, by inode. */
+  count: Uint32Array;
   /** First extent tree block, by inode (0: the extents fit in the inode). */
   tree: Uint32Array;
   /** Xattr block, by inode (0: none). */
@@ -349,28 +353,20 @@ function countLooseBlocks(nodes: ReadonlyArray<Node | undefined>): number {
   for (const node of nodes) {
     if (!node) continue;
     if (node.kind === 'dir') {
-      const count = directoryBlocks(childNameLengths(node));
-      total += count + treeBlockCount(runExtents(0, count).length);
+      const count = directoryBlocks(node.children.keys());
+      total += count + treeBlockCount(extentCount(count));
     } else if (node.kind === 'symlink' && (node.target as string).length > FAST_SYMLINK_MAX) {
       total += 1;
     } else if (node.kind === 'file') {
-      total += treeBlockCount(runExtents(0, Math.ceil(node.size / BLOCK_SIZE)).length);
+      total += treeBlockCount(extentCount(Math.ceil(node.size / BLOCK_SIZE)));
     }
     if (node.xattrs && layoutXattrs(toDiskXattrs(node.xattrs)).inBlock.length > 0) total += 1;
   }
   return total;
 }
 
-function* childNameLengths(dir: DirNode): Iterable<number> {
-  for (const name of dir.children.keys()) yield name.length;
-}
-
-function* dirEntries(dir: DirNode): Iterable<DirEntry> {
-  for (const [name, child] of dir.children) {
-    const node = nodeOf(child);
-    yield { name, ino: node.ino, type: fileType(node) };
-  }
-}
+const inoOf = (child: TreeNode): number => nodeOf(child).ino;
+const typeOf = (child: TreeNode): FileType => fileType(nodeOf(child));
 
 function fileType(node: Node): FileType {
   switch (node.kind) {
@@ -386,20 +382,19 @@ function fileType(node: Node): FileType {
 }
 
 function encodeInode(buf: Buffer, at: number, ino: number, node: Node, refs: LooseRefs, seed: number): void {
+  const inodeSeed = inodeChecksumSeed(seed, ino);
   const xattrBlockNo = refs.xattr[ino];
-  const f: InodeFields = { mode: node.mode & 0o7777, uid: node.uid, gid: node.gid, size: 0, links: 1, time: node.mtime, flags: 0, iBlock: null, blocks: xattrBlockNo > 0 ? 1 : 0, xattrBlock: xattrBlockNo };
+  const f: InodeFields = { mode: node.mode & 0o7777, uid: node.uid, gid: node.gid, size: 0, links: 1, time: node.mtime, flags: 0, blocks: xattrBlockNo > 0 ? 1 : 0, xattrBlock: xattrBlockNo };
   const mapBlocks = (start: number, count: number) => {
-    const extents = runExtents(start, count);
-    const treeCount = treeBlockCount(extents.length);
-    f.blocks += count + treeCount;
+    writeRunRoot(buf, at + I_BLOCK_OFFSET, start, count, refs.tree[ino], inodeSeed);
+    f.blocks += count + treeBlockCount(extentCount(count));
     f.flags = EXTENTS_FL;
-    f.iBlock = buildExtentTree(extents, consecutive(refs.tree[ino], treeCount), inodeChecksumSeed(seed, ino)).root;
   };
   switch (node.kind) {
     case 'dir': {
       let subdirs = 0;
       for (const child of node.children.values()) if (child.kind === 'dir') subdirs++;
-      const count = directoryBlocks(childNameLengths(node));
+      const count = refs.count[ino];
       f.mode |= S_IFDIR;
       f.size = count * BLOCK_SIZE;
       f.links = 2 + subdirs > MAX_LINKS ? 1 : 2 + subdirs; // dir_nlink: 1 stands for "many"
@@ -418,22 +413,19 @@ function encodeInode(buf: Buffer, at: number, ino: number, node: Node, refs: Loo
       f.size = target.length;
       f.links = node.links;
       if (target.length > FAST_SYMLINK_MAX) mapBlocks(refs.blocks[ino], 1);
-      else {
-        f.iBlock = Buffer.alloc(60);
-        f.iBlock.write(target, 'latin1');
-      }
+      else buf.write(target, at + I_BLOCK_OFFSET, 'latin1');
       break;
     }
     case 'special': {
       const device = node.device as NonNullable<FileNode['device']>;
       f.mode |= device.kind === 'fifo' ? S_IFIFO : device.kind === 'char' ? S_IFCHR : S_IFBLK;
       f.links = node.links;
-      if (device.kind !== 'fifo') f.iBlock = deviceBlock(device.major, device.minor);
+      if (device.kind !== 'fifo') writeDevice(buf, at + I_BLOCK_OFFSET, device.major, device.minor);
       break;
     }
   }
   if (node.xattrs) writeInodeXattrs(buf.subarray(at, at + INODE_SIZE), layoutXattrs(toDiskXattrs(node.xattrs)).inInode);
-  writeInode(buf, at, ino, f, seed);
+  writeInode(buf, at, f, inodeSeed);
 }
 
 /** UUID (random-looking, version 4) and htree hash seed derived from the image, so a disk is reproducible. */
@@ -443,10 +435,6 @@ function identityBytes(identity: string): { uuid: Buffer; hashSeed: Buffer } {
   uuid[6] = (uuid[6] & 0x0f) | 0x40;
   uuid[8] = (uuid[8] & 0x3f) | 0x80;
   return { uuid, hashSeed: Buffer.from(digest.subarray(16, 32)) };
-}
-
-function consecutive(start: number, count: number): number[] {
-  return Array.from({ length: count }, (_, i) => start + i);
 }
 
 function setBits(bits: Uint8Array, from: number, count: number): void {
