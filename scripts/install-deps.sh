@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Kiln needs. Usage: install-deps.sh [run|test]
-#   run:  what `kiln serve` needs (e2fsprogs for disks, zstd for zstd layers)
-#   test: plus the real clients and tools the test suite drives
+#   run:  what `kiln serve` needs (zstd for zstd layers; Kiln writes ext4 disks itself)
+#   test: plus the real clients and tools the test suite drives (e2fsprogs checks and reads the disks)
 set -euo pipefail
 profile=${1:-test}
-packages=(e2fsprogs zstd)
+packages=(zstd)
 if [ "$profile" = test ]; then
-  packages+=(skopeo buildah umoci attr)
+  packages+=(e2fsprogs skopeo buildah umoci attr)
 fi
 
 missing=()
