@@ -54,8 +54,13 @@ import {
 import { FreeSpace } from './free-space.js';
 import { layoutXattrs, toDiskXattrs, writeInodeXattrs, xattrBlock, XattrError } from './xattrs.js';
 
-/** Free runs at least this long are punched out of the image file; shorter ones stay as written. */
+/**
+ * Free runs at least this long are punched out of the image file, the
+ * largest first and at most MAX_PUNCHES of them (a punch costs ~0.25 ms on a
+ * discard-mounted ext4 host); the rest stay as written, as free space.
+ */
 const PUNCH_MIN_BLOCKS = 16;
+const MAX_PUNCHES = 1024;
 const FAST_SYMLINK_MAX = 59;
 const LOST_FOUND = 'lost+found';
 const ZEROS = Buffer.alloc(BLOCK_SIZE);
@@ -143,7 +148,11 @@ class Ext4Builder implements DiskBuilder {
     // Room for the descriptors of the most groups this tree can need; the rest of the reserve is free space.
     const most = planGroups({ end: this.free.end + countLooseBlocks(tree.nodes), freeBelowEnd: 0, inodesInUse }, this.policy);
     const maxDescriptors = descriptorBlocks(most.groups);
-    if (maxDescriptors > this.reserved) this.budget.checkDiskBytes(Number.POSITIVE_INFINITY);
+    // The reserve covers every disk within the limits: only a disk over its size limit needs more.
+    if (maxDescriptors > this.reserved) {
+      this.budget.checkDiskBytes(most.totalBlocks * BLOCK_SIZE);
+      throw new Error(`${most.groups} groups need more descriptor blocks than the ${this.reserved} kept free`);
+    }
     this.free.release(1 + maxDescriptors, this.reserved - maxDescriptors);
 
     const refs = this.writeLooseBlocks(tree, seed);
@@ -169,9 +178,8 @@ class Ext4Builder implements DiskBuilder {
       uuid,
       hashSeed,
     }));
-    for (const run of this.free.runs()) {
-      if (run.count >= PUNCH_MIN_BLOCKS) this.file.punch(run.start * BLOCK_SIZE, run.count * BLOCK_SIZE);
-    }
+    const holes = this.free.runs().filter((r) => r.count >= PUNCH_MIN_BLOCKS).sort((a, b) => b.count - a.count);
+    for (const run of holes.slice(0, MAX_PUNCHES)) this.file.punch(run.start * BLOCK_SIZE, run.count * BLOCK_SIZE);
     this.file.setSize(plan.totalBlocks * BLOCK_SIZE);
     this.file.sync();
     this.file.close();

@@ -88,7 +88,8 @@ export function layoutXattrs(list: readonly DiskXattr[]): XattrLayout {
     }
   }
   if (blockUsed > BLOCK_ROOM) {
-    throw new XattrError(`has extended attributes of ${inodeUsed + blockUsed - 8} bytes; ext4 holds about ${BLOCK_ROOM + IN_INODE_ROOM} bytes of them per file`);
+    const total = list.reduce((sum, x) => sum + entryBytes(x) + round4(x.value.length), 0);
+    throw new XattrError(`has ${total} bytes of extended attributes (names, values and their headers); ext4 holds about ${BLOCK_ROOM + IN_INODE_ROOM} bytes of them per file`);
   }
   return { inInode, inBlock };
 }
