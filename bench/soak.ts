@@ -23,12 +23,10 @@ import { GarbageCollector } from '../src/gc/collector.js';
 import { parseDigest } from '../src/oci/digest.js';
 import { RegistryService } from '../src/registry/service.js';
 import { DataDir } from '../src/store/data-dir.js';
-import { FsBlobStore } from '../src/store/fs-blob-store.js';
-import { openSqlite } from '../src/store/sqlite-db.js';
-import { SqliteGcStore } from '../src/store/sqlite-gc-store.js';
-import { SqliteImageStore } from '../src/store/sqlite-image-store.js';
-import { SqliteJobStore } from '../src/store/sqlite-job-store.js';
-import { SqliteMetadataStore } from '../src/store/sqlite-metadata-store.js';
+import { FsBlobStore } from '../src/store/fs/blob-store.js';
+import { openSqlite } from '../src/store/sqlite/db.js';
+import { SqliteGcStore } from '../src/store/sqlite/gc-store.js';
+import { SqliteMetadataStore } from '../src/store/sqlite/metadata-store.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -55,8 +53,6 @@ async function scale(images: number): Promise<void> {
     const db = openSqlite(dirs.database);
     db.pragma('synchronous = OFF');
     const meta = new SqliteMetadataStore(db);
-    new SqliteJobStore(db);
-    new SqliteImageStore(db);
     const store = new SqliteGcStore(db);
     const blobs = new FsBlobStore(dirs, { durable: false });
     await blobs.init();

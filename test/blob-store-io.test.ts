@@ -14,8 +14,8 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
-import { copyFileRange } from '../src/store/file-copy.js';
-import { UploadWriter } from '../src/store/upload-writer.js';
+import { copyFileRange } from '../src/store/fs/file-copy.js';
+import { UploadWriter } from '../src/store/fs/upload-writer.js';
 import { tempDir } from './helpers/kiln.js';
 
 const MiB = 1024 * 1024;

@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { openSqlite, type SqliteDatabase } from '../src/store/sqlite-db.js';
-import { SqliteBuildStore, type NewBuild } from '../src/store/sqlite-build-store.js';
+import type { NewBuild } from '../src/store/build-store.js';
+import { SqliteBuildStore } from '../src/store/sqlite/build-store.js';
+import { openSqlite, type SqliteDatabase } from '../src/store/sqlite/db.js';
 import { tempDir } from './helpers/kiln.js';
 
 const build = (id: string, tenant: string | null): NewBuild => ({

@@ -90,7 +90,7 @@ describe('disk full', () => {
 
       const offline = await openOffline(dataDir, 'test fsck');
       try {
-        const report = await fsck({ dirs: offline.dirs, store: offline.store });
+        const report = await fsck({ dirs: offline.stores.dirs, store: offline.stores.gc });
         assert.deepEqual(report.problems.filter((p) => p.severity === 'error'), []);
       } finally {
         await offline.close();

@@ -10,8 +10,6 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { openOffline } from '../src/gc/offline.js';
 import type { GcReport } from '../src/gc/collector.js';
-import { SqliteImageStore } from '../src/store/sqlite-image-store.js';
-import { SqliteJobStore } from '../src/store/sqlite-job-store.js';
 import { runKilnCli } from './helpers/cli.js';
 import { startKiln, tempDir } from './helpers/kiln.js';
 import { RegistryClient, expectError, randomBlob } from './helpers/registry.js';
@@ -86,14 +84,13 @@ describe('kiln fsck', () => {
     await server.close();
 
     const offline = await openOffline(dataDir, 'test');
-    const images = new SqliteImageStore(offline.db);
-    const jobs = new SqliteJobStore(offline.db);
+    const { images, jobs } = offline.stores;
     const digest = img.manifest.digest;
     images.upsert({ digest, repo: 'disk/app', tag: 'v1', indexDigest: null, platform: null });
     const job = jobs.enqueue('bake', `bake:${digest}`, { digest, repo: 'disk/app' });
     jobs.claim('bake');
     jobs.finish(job.id, 'done');
-    const dir = offline.dirs.imageDir(digest);
+    const dir = offline.stores.dirs.imageDir(digest);
     await mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, 'rootfs.ext4'), randomBytes(4096));
     const doc = { schemaVersion: 1, configDigest: img.config.digest, layers: img.layers.map((l) => l.digest), disk: { file: 'rootfs.ext4', format: 'ext4', sizeBytes: 4096 } };

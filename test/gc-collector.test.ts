@@ -15,14 +15,12 @@ import { PullTracker } from '../src/gc/pull-tracker.js';
 import { parseDigest } from '../src/oci/digest.js';
 import { RegistryError } from '../src/registry/errors.js';
 import { RegistryService } from '../src/registry/service.js';
-import { DataDir } from '../src/store/data-dir.js';
+import type { DataDir } from '../src/store/data-dir.js';
 import { ReferencesMissingError } from '../src/store/errors.js';
-import { FsBlobStore } from '../src/store/fs-blob-store.js';
-import { openSqlite, type SqliteDatabase } from '../src/store/sqlite-db.js';
-import { SqliteGcStore } from '../src/store/sqlite-gc-store.js';
-import { SqliteImageStore } from '../src/store/sqlite-image-store.js';
-import { SqliteJobStore } from '../src/store/sqlite-job-store.js';
-import { SqliteMetadataStore } from '../src/store/sqlite-metadata-store.js';
+import type { GcStore } from '../src/store/gc-store.js';
+import type { ImageStore } from '../src/store/image-store.js';
+import type { JobStore } from '../src/store/job-store.js';
+import { openStores, type Stores } from '../src/store/open.js';
 import { tempDir } from './helpers/kiln.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -45,26 +43,19 @@ const desc = (b: Blob, mediaType: string, extra: object = {}) => ({ mediaType, d
 
 class Harness {
   dirs!: DataDir;
-  db!: SqliteDatabase;
+  stores!: Stores;
   registry!: RegistryService;
-  jobs!: SqliteJobStore;
-  images!: SqliteImageStore;
-  store!: SqliteGcStore;
+  jobs!: JobStore;
+  images!: ImageStore;
+  store!: GcStore;
   /** Added to the real clock when the collector asks the time. */
   offset = 0;
   config: GcConfig = { graceMs: HOUR, intervalMs: 0, cacheMaxAgeMs: null, keepGlobalCache: true, uploadTtlMs: 24 * HOUR };
 
   async open(root: string): Promise<void> {
-    this.dirs = new DataDir(root);
-    await this.dirs.ensure();
-    this.db = openSqlite(this.dirs.database);
-    const meta = new SqliteMetadataStore(this.db);
-    this.jobs = new SqliteJobStore(this.db);
-    this.images = new SqliteImageStore(this.db);
-    this.store = new SqliteGcStore(this.db);
-    const blobs = new FsBlobStore(this.dirs, { durable: false });
-    await blobs.init();
-    this.registry = new RegistryService(blobs, meta);
+    this.stores = await openStores({ dataDir: root, durable: false, owner: 'gc-collector.test' });
+    ({ dirs: this.dirs, jobs: this.jobs, images: this.images, gc: this.store } = this.stores);
+    this.registry = new RegistryService(this.stores.blobs, this.stores.meta);
   }
 
   collector(): GarbageCollector {
@@ -118,8 +109,8 @@ class Harness {
     return (await this.registry.meta.getManifest(repo, digest)) !== null;
   }
 
-  close(): void {
-    this.db.close();
+  close(): Promise<void> {
+    return this.stores.close();
   }
 }
 
@@ -134,7 +125,7 @@ describe('garbage collection on a store', () => {
     await rm(root, { recursive: true, force: true });
   });
   beforeEach(async () => {
-    h?.close();
+    await h?.close();
     await rm(root, { recursive: true, force: true });
     h = new Harness();
     await h.open(root);
@@ -281,7 +272,7 @@ describe('garbage collection on a store', () => {
     h.registry.onManifestPulled((repo, tag) => tracker.record(repo, tag));
     await h.registry.readManifest('cache/tenant-b', 'main');
     await h.registry.findManifest('acme/cache/app', 'v1');
-    tracker.flush();
+    await tracker.flush();
 
     const dry = await h.gc(true);
     assert.deepEqual(dry.items.tags.sort(), ['10.0.0.1:8083/cache/tenant-c:main', 'cache/tenant-a:main']);
@@ -377,7 +368,7 @@ describe('garbage collection on a store', () => {
 
   it('a collection inside each window of a request (commit→row, bytes→manifest row, mount check→link) deletes nothing it needs', async () => {
     h.config.graceMs = 0;
-    const blobs = h.registry.blobs as FsBlobStore;
+    const blobs = h.registry.blobs;
     const runs: GcReport[] = [];
     const inWindow = async () => {
       runs.push(await h.gc());

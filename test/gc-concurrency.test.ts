@@ -106,7 +106,7 @@ describe('GC concurrent with pushes sharing layers', () => {
     await server.close();
     const offline = await openOffline(dataDir, 'test fsck');
     try {
-      const report = await fsck({ dirs: offline.dirs, store: offline.store });
+      const report = await fsck({ dirs: offline.stores.dirs, store: offline.stores.gc });
       assert.deepEqual(report.problems, []);
     } finally {
       await offline.close();

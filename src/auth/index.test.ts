@@ -3,17 +3,16 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import Fastify from 'fastify';
-import { SqliteApiKeyStore } from '../store/sqlite-api-keys.js';
+import { SqliteApiKeyStore } from '../store/sqlite/api-key-store.js';
+import { openSqlite, type SqliteDatabase } from '../store/sqlite/db.js';
 import { AuthError, createAuth } from './index.js';
 
 let dir: string;
-let db: Database.Database;
+let db: SqliteDatabase;
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'kiln-auth-'));
-  db = new Database(path.join(dir, 'kiln.db'));
-  db.pragma('journal_mode = WAL');
+  db = openSqlite(path.join(dir, 'kiln.db'));
 });
 after(async () => {
   db.close();

@@ -1,6 +1,6 @@
 // Everything the server and CLI need from auth, wired in one call.
 import type { FastifyInstance } from 'fastify';
-import type { ApiKeyStore } from './api-key-store.js';
+import type { ApiKeyStore } from '../store/api-key-store.js';
 import { OpenAuthorizer, type Authorizer } from './authorizer.js';
 import { TokenSigner } from './jwt.js';
 import { loadOrCreateSigningKey, loadSigningKey } from './keys.js';
@@ -72,6 +72,6 @@ export { AuthModeError, decideAuthMode, isLoopbackHost, type AuthMode } from './
 export { parseDuration } from './duration.js';
 export { tenantScope, tenantNameProblem } from './tenant.js';
 export type { OwnerOfBuild } from './policy.js';
-export type { ApiKeyStore } from './api-key-store.js';
+export type { ApiKeyStore } from '../store/api-key-store.js';
 export { TokenRequestError, type BuildTokenRequest, type ApiKeyRequest, type IssuedApiKey } from './token-service.js';
 export type { SignedToken } from './jwt.js';

@@ -1,6 +1,6 @@
 // Real collaborators for auth tests: an in-memory SQLite key store and a fresh signing key.
-import Database from 'better-sqlite3';
-import { SqliteApiKeyStore } from '../store/sqlite-api-keys.js';
+import { SqliteApiKeyStore } from '../store/sqlite/api-key-store.js';
+import { openSqlite } from '../store/sqlite/db.js';
 import { TokenSigner } from './jwt.js';
 import { generatePrivateJwk, signingKeyFromJwk, type SigningKey } from './keys.js';
 import type { OwnerOfBuild } from './policy.js';
@@ -17,7 +17,7 @@ export interface TokenFixture {
 }
 
 export async function tokenFixture(options: { ownerOfBuild?: OwnerOfBuild; accessTokenTtlSeconds?: number } = {}): Promise<TokenFixture> {
-  const db = new Database(':memory:');
+  const db = openSqlite(':memory:');
   const keys = new SqliteApiKeyStore(db);
   const signingKey = await signingKeyFromJwk(await generatePrivateJwk());
   const signer = new TokenSigner(signingKey, 'kiln');

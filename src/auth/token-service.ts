@@ -1,7 +1,7 @@
 // Issues and checks every Kiln credential: API keys, build tokens and the
 // short-lived access tokens that /token hands out in exchange for them.
 import { isValidRepoName } from '../oci/names.js';
-import type { ApiKeyStore, RevokeOutcome } from './api-key-store.js';
+import type { ApiKeyStore, RevokeOutcome } from '../store/api-key-store.js';
 import type { Principal } from './authorizer.js';
 import { describeToken, InvalidTokenError, type KilnClaims, type SignedToken, type TokenKind, type TokenSigner } from './jwt.js';
 import { baseImagePullRepos, buildTokenAccess, grantAccess, noBuildsKnown, type OwnerOfBuild } from './policy.js';

@@ -42,14 +42,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createGzip } from 'node:zlib';
 import type { BuildTokenRequest, SignedToken } from '../auth/index.js';
 import { tenantScope } from '../auth/tenant.js';
-import {
-  TERMINAL_BUILD_STATUSES,
-  type BuildFiles,
-  type BuildPatch,
-  type BuildRecord,
-  type BuildStatus,
-  type BuildStore,
-} from '../store/sqlite-build-store.js';
+import { TERMINAL_BUILD_STATUSES, type BuildPatch, type BuildRecord, type BuildStatus, type BuildStore } from '../store/build-store.js';
+import type { BuildFiles } from '../store/fs/build-files.js';
 import { checkBuildOptions, type BuilderBackend } from './backend.js';
 import { hostPlatform, kilnBaseRefs, resolveBaseImages, type RegistryReader } from './base-images.js';
 import { BuildLog, followLog, type LogFollower } from './build-log.js';

@@ -4,7 +4,8 @@
 import type { Readable } from 'node:stream';
 import type { AuthMode, BuildTokenRequest, SignedToken } from '../auth/index.js';
 import type { DataDir } from '../store/data-dir.js';
-import { BuildFiles, type BuildStore } from '../store/sqlite-build-store.js';
+import type { BuildStore } from '../store/build-store.js';
+import type { BuildFiles } from '../store/fs/build-files.js';
 import type { RegistryReader } from './base-images.js';
 import { createBuilderBackend } from './builder-factory.js';
 import type { BuildsConfig } from './config.js';
@@ -22,6 +23,7 @@ export type DiskLookup = (repo: string, digest: string) => Promise<{ status: Dis
 export interface BuildSetup {
   config: BuildsConfig;
   store: BuildStore;
+  files: BuildFiles;
   dirs: DataDir;
   registry: RegistryShape;
   diskOf: DiskLookup;
@@ -59,7 +61,7 @@ export async function createBuildService(setup: BuildSetup): Promise<BuildServic
   setup.log.info({ builder: backend.name, maxConcurrent: setup.config.maxConcurrent }, 'builds enabled');
   const service = new BuildService({
     store: setup.store,
-    files: new BuildFiles(setup.dirs),
+    files: setup.files,
     scratchRoot: setup.dirs.scratchRoot,
     backend,
     registry,

@@ -70,7 +70,7 @@ export function registerGcCommands(program: Command): void {
       const dataDir = opts.dataDir ?? process.env.KILN_DATA_DIR ?? './kiln-data';
       const opened = await openOffline(dataDir, 'kiln fsck');
       try {
-        const report = await fsck({ dirs: opened.dirs, store: opened.store, quarantine: opts.quarantine });
+        const report = await fsck({ dirs: opened.stores.dirs, store: opened.stores.gc, quarantine: opts.quarantine });
         process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatFsckReport(report));
         if (!report.ok) process.exitCode = 1;
       } finally {

@@ -1,29 +1,20 @@
-// Opens auth straight on a data directory, for `kiln token` (works while the server runs: SQLite WAL).
+// Opens auth straight on the configured stores, for `kiln token` (works while the server runs).
 import { createAuth } from '../auth/index.js';
+import { openStores } from '../store/open.js';
 import type { TokenCommandAuth } from './token-command.js';
-import { DataDir } from '../store/data-dir.js';
-import { openSqlite } from '../store/sqlite-db.js';
-import { SqliteApiKeyStore } from '../store/sqlite-api-keys.js';
 
 export async function openLocalAuth(dataDir: string): Promise<TokenCommandAuth> {
-  const dirs = new DataDir(dataDir);
-  await dirs.ensure();
-  const db = openSqlite(dirs.database);
+  const stores = await openStores({ dataDir, owner: 'kiln token', shared: true });
   try {
     const auth = await createAuth({
       mode: 'token',
-      defaultKeyFile: dirs.authKeyFile,
+      defaultKeyFile: stores.dirs.authKeyFile,
       keyFile: process.env.KILN_AUTH_KEY_FILE || undefined,
-      keys: new SqliteApiKeyStore(db),
+      keys: stores.apiKeys,
     });
-    return {
-      tokens: auth.tokens,
-      close: () => {
-        db.close();
-      },
-    };
+    return { tokens: auth.tokens, close: () => stores.close() };
   } catch (err) {
-    db.close();
+    await stores.close();
     throw err;
   }
 }

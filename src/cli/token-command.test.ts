@@ -3,20 +3,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { Command, CommanderError } from 'commander';
 import { decodeJwt } from 'jose';
 import { createAuth, type Auth } from '../auth/index.js';
-import { SqliteApiKeyStore } from '../store/sqlite-api-keys.js';
+import { SqliteApiKeyStore } from '../store/sqlite/api-key-store.js';
+import { openSqlite, type SqliteDatabase } from '../store/sqlite/db.js';
 import { registerTokenCommands } from './token-command.js';
 
 let dir: string;
 let auth: Auth;
-let db: Database.Database;
+let db: SqliteDatabase;
 let closes = 0;
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'kiln-token-cli-'));
-  db = new Database(path.join(dir, 'kiln.db'));
+  db = openSqlite(path.join(dir, 'kiln.db'));
   auth = await createAuth({ mode: 'token', defaultKeyFile: path.join(dir, 'auth-key.json'), keys: new SqliteApiKeyStore(db) });
 });
 after(async () => {

@@ -63,7 +63,7 @@ import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { DataDir } from '../store/data-dir.js';
 import type { DigestPins } from '../store/pins.js';
-import type { SqliteGcStore } from '../store/sqlite-gc-store.js';
+import type { GcStore } from '../store/gc-store.js';
 import type { BlobStore } from '../store/types.js';
 import type { GcConfig } from './config.js';
 import { deletionOf, planCollection, type GcPlan } from './mark.js';
@@ -123,7 +123,7 @@ interface Logger {
 
 export interface CollectorDeps {
   dirs: DataDir;
-  store: SqliteGcStore;
+  store: GcStore;
   blobs: BlobStore;
   pins: DigestPins;
   config: GcConfig;
@@ -136,7 +136,7 @@ export interface CollectorDeps {
 
 export class GarbageCollector {
   private readonly rootSources = new Map<string, RootSource>();
-  private readonly beforeRun: (() => void)[] = [];
+  private readonly beforeRun: (() => void | Promise<void>)[] = [];
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -152,7 +152,7 @@ export class GarbageCollector {
   }
 
   /** Runs `fn` before every collection (the pull tracker flushes its batch). */
-  onBeforeRun(fn: () => void): void {
+  onBeforeRun(fn: () => void | Promise<void>): void {
     this.beforeRun.push(fn);
   }
 
@@ -207,7 +207,7 @@ export class GarbageCollector {
 
   private async collectOnce(dryRun: boolean, trigger: GcTrigger, graceMs: number): Promise<GcReport> {
     const { store, pins, config } = this.deps;
-    for (const fn of this.beforeRun) fn();
+    for (const fn of this.beforeRun) await fn();
     const extraRoots: { repo: string; digest: string }[] = [];
     for (const [name, source] of this.rootSources) {
       try {
@@ -220,7 +220,7 @@ export class GarbageCollector {
 
     const startedAt = this.clock();
     const report = emptyReport(dryRun, trigger, startedAt, graceMs, config.cacheMaxAgeMs);
-    const plan: GcPlan = store.collect((snapshot) => {
+    const plan: GcPlan = await store.collect((snapshot) => {
       const p = planCollection(snapshot, {
         now: this.clock(),
         graceMs,
@@ -255,24 +255,15 @@ export class GarbageCollector {
 
   /** Blob files whose row is gone (deleted now, or never written and older than the grace period). */
   private async sweepBlobs(plan: GcPlan, dryRun: boolean, cutoff: number, report: GcReport, items: ItemLists): Promise<void> {
-    const { dirs, store, pins } = this.deps;
+    const { dirs } = this.deps;
     const planned = new Set(plan.blobs.map((b) => b.digest));
-    let n = 0;
     // Directory listings are synchronous (async readdir waits behind upload I/O
     // in libuv's thread pool and made a collection under load take seconds);
-    // the loop yields to requests every BATCH steps.
+    // files are checked and removed in guarded batches, between which requests run.
+    let batch: { digest: string; file: string }[] = [];
     for (const algorithm of readdirSyncOrEmpty(dirs.blobsRoot)) {
       for (const fan of readdirSyncOrEmpty(path.join(dirs.blobsRoot, algorithm))) {
-        n += 8;
-        if (n >= BATCH) {
-          n = 0;
-          await yieldToLoop();
-        }
         for (const hex of readdirSyncOrEmpty(path.join(dirs.blobsRoot, algorithm, fan))) {
-          if (++n >= BATCH) {
-            n = 0;
-            await yieldToLoop();
-          }
           const digest = `${algorithm}:${hex}`;
           let file: string;
           try {
@@ -281,71 +272,101 @@ export class GarbageCollector {
             continue; // not a blob name; fsck reports it
           }
           if (path.basename(path.dirname(file)) !== fan) continue;
-          // From here to the unlink: one synchronous step (safety rule 2c).
-          try {
-            const rowGone = dryRun ? planned.has(digest) || !store.blobRowExists(digest) : !store.blobRowExists(digest);
-            if (!rowGone || pins.has(digest)) continue;
-            const st = statOrNull(file);
-            if (!st?.isFile()) continue;
-            if (!planned.has(digest) && st.mtimeMs >= cutoff) continue;
-            if (!dryRun) unlinkSync(file);
-            report.deleted.blobs++;
-            report.bytesFreed.blobs += st.size;
-            items.add('blobs', digest);
-          } catch (err) {
-            this.fileError(report, file, err);
+          batch.push({ digest, file });
+          if (batch.length >= BATCH) {
+            await this.sweepBlobBatch(batch, planned, dryRun, cutoff, report, items);
+            batch = [];
+            await yieldToLoop();
           }
         }
+        await yieldToLoop();
       }
     }
+    await this.sweepBlobBatch(batch, planned, dryRun, cutoff, report, items);
+  }
+
+  private async sweepBlobBatch(
+    batch: { digest: string; file: string }[],
+    planned: Set<string>,
+    dryRun: boolean,
+    cutoff: number,
+    report: GcReport,
+    items: ItemLists,
+  ): Promise<void> {
+    if (batch.length === 0) return;
+    const { store, pins } = this.deps;
+    // Check and unlink under the store's guard (safety rule 2c).
+    await store.guard({ blobs: batch.map((b) => b.digest) }, (view) => {
+      for (const { digest, file } of batch) {
+        try {
+          const rowGone = dryRun ? planned.has(digest) || !view.blobRowExists(digest) : !view.blobRowExists(digest);
+          if (!rowGone || pins.has(digest)) continue;
+          const st = statOrNull(file);
+          if (!st?.isFile()) continue;
+          if (!planned.has(digest) && st.mtimeMs >= cutoff) continue;
+          if (!dryRun) unlinkSync(file);
+          report.deleted.blobs++;
+          report.bytesFreed.blobs += st.size;
+          items.add('blobs', digest);
+        } catch (err) {
+          this.fileError(report, file, err);
+        }
+      }
+    });
   }
 
   /** Disk directories no image record or pending bake wants, and stale temporary bake directories. */
   private async sweepDisks(plan: GcPlan, dryRun: boolean, cutoff: number, report: GcReport, items: ItemLists): Promise<void> {
     const { dirs, store } = this.deps;
     const planned = new Set(plan.images);
-    for (const name of readdirSyncOrEmpty(dirs.imagesRoot)) {
+    const entries = readdirSyncOrEmpty(dirs.imagesRoot).flatMap((name) => {
       const entry = dirs.imageEntryDigest(name);
-      if (!entry) continue;
-      const dir = path.join(dirs.imagesRoot, name);
-      let trash: string | null = null;
-      try {
-        // Check and move aside in one synchronous step (safety rule 2d).
-        const st = lstatOrNull(dir);
-        if (!st) continue;
-        if (entry.temporary) {
-          if (this.deps.online && store.bakeActive(entry.digest)) continue;
-          if (st.mtimeMs >= cutoff) continue;
-        } else {
-          const wanted = dryRun ? !planned.has(entry.digest) && store.imageWanted(entry.digest) : store.imageWanted(entry.digest);
-          if (wanted) continue;
-          if (!planned.has(entry.digest) && st.mtimeMs >= cutoff) continue;
+      return entry ? [{ name, ...entry, dir: path.join(dirs.imagesRoot, name) }] : [];
+    });
+    // Check and move aside under the store's guard (safety rule 2d); remove afterwards.
+    const doomed = await store.guard({ images: entries.map((e) => e.digest) }, (view) =>
+      entries.flatMap((entry) => {
+        try {
+          const st = lstatOrNull(entry.dir);
+          if (!st) return [];
+          if (entry.temporary) {
+            if (this.deps.online && view.bakeActive(entry.digest)) return [];
+            if (st.mtimeMs >= cutoff) return [];
+          } else {
+            const wanted = dryRun ? !planned.has(entry.digest) && view.imageWanted(entry.digest) : view.imageWanted(entry.digest);
+            if (wanted) return [];
+            if (!planned.has(entry.digest) && st.mtimeMs >= cutoff) return [];
+          }
+          let trash: string | null = null;
+          if (!dryRun) {
+            trash = path.join(dirs.scratchRoot, `gc-trash-${randomUUID()}`);
+            renameSync(entry.dir, trash);
+          }
+          return [{ entry, trash }];
+        } catch (err) {
+          this.fileError(report, entry.dir, err);
+          return [];
         }
-        if (!dryRun) {
-          trash = path.join(dirs.scratchRoot, `gc-trash-${randomUUID()}`);
-          renameSync(dir, trash);
-        }
-      } catch (err) {
-        this.fileError(report, dir, err);
-        continue;
-      }
-      const bytes = await allocatedBytes(trash ?? dir);
-      if (trash) await rm(trash, { recursive: true, force: true }).catch((err) => this.fileError(report, trash!, err));
+      }),
+    );
+    for (const { entry, trash } of doomed) {
+      const bytes = await allocatedBytes(trash ?? entry.dir);
+      if (trash) await rm(trash, { recursive: true, force: true }).catch((err) => this.fileError(report, trash, err));
       report.deleted.disks++;
       report.bytesFreed.disks += bytes;
-      items.add('disks', entry.temporary ? `${entry.digest} (unfinished bake ${name})` : entry.digest);
+      items.add('disks', entry.temporary ? `${entry.digest} (unfinished bake ${entry.name})` : entry.digest);
     }
   }
 
   /** Upload sessions idle past the upload TTL, and upload files without a session. */
   private async sweepUploads(dryRun: boolean, cutoff: number, report: GcReport, items: ItemLists): Promise<void> {
     const { dirs, store, blobs, config } = this.deps;
-    for (const session of store.uploadsIdleSince(this.clock() - config.uploadTtlMs)) {
+    for (const session of await store.uploadsIdleSince(this.clock() - config.uploadTtlMs)) {
       const st = statOrNull(dirs.uploadPath(session.id));
       if (!dryRun) {
         try {
           await blobs.abortUpload(session.id);
-          store.deleteUpload(session.id);
+          await store.deleteUpload(session.id);
         } catch (err) {
           this.fileError(report, dirs.uploadPath(session.id), err);
           continue;
@@ -356,22 +377,26 @@ export class GarbageCollector {
       items.add('uploads', `${session.repo} ${session.id} (idle session)`);
     }
     const orphanCutoff = Math.min(cutoff, this.deps.online ? this.clock() - ONLINE_UPLOAD_FLOOR_MS : cutoff);
-    let n = 0;
-    for (const name of readdirSyncOrEmpty(dirs.uploadsRoot)) {
-      if (++n % BATCH === 0) await yieldToLoop();
-      const file = path.join(dirs.uploadsRoot, name);
-      try {
-        // One synchronous step: the session row is absent and the file is old.
-        if (store.uploadSessionExists(name)) continue;
-        const st = lstatOrNull(file);
-        if (!st?.isFile() || st.mtimeMs >= orphanCutoff) continue;
-        if (!dryRun) unlinkSync(file);
-        report.deleted.uploads++;
-        report.bytesFreed.uploads += st.size;
-        items.add('uploads', `${name} (no session)`);
-      } catch (err) {
-        this.fileError(report, file, err);
-      }
+    const names = readdirSyncOrEmpty(dirs.uploadsRoot);
+    for (let i = 0; i < names.length; i += BATCH) {
+      const batch = names.slice(i, i + BATCH);
+      // Under the store's guard: the session row is absent and the file is old.
+      await store.guard({ uploads: batch }, (view) => {
+        for (const name of batch) {
+          const file = path.join(dirs.uploadsRoot, name);
+          try {
+            if (view.uploadSessionExists(name)) continue;
+            const st = lstatOrNull(file);
+            if (!st?.isFile() || st.mtimeMs >= orphanCutoff) continue;
+            if (!dryRun) unlinkSync(file);
+            report.deleted.uploads++;
+            report.bytesFreed.uploads += st.size;
+            items.add('uploads', `${name} (no session)`);
+          } catch (err) {
+            this.fileError(report, file, err);
+          }
+        }
+      });
     }
   }
 

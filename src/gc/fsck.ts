@@ -6,7 +6,7 @@
 //   config, layers, index blob entries);
 // - every tag points at a manifest of its repo;
 // - every finished bake has its disk and a config.json that matches it;
-// - upload sessions and upload files agree; SQLite's own integrity check.
+// - upload sessions and upload files agree; the database's own integrity check.
 //
 // A corrupt blob is moved to quarantine/ and its row is deleted, so it reads
 // as missing everywhere: the registry answers BLOB_UNKNOWN (never a corrupt
@@ -20,7 +20,7 @@ import path from 'node:path';
 import { parseManifest, type Manifest } from '../oci/manifest.js';
 import { isNonDistributable } from '../oci/media-types.js';
 import type { DataDir } from '../store/data-dir.js';
-import type { SqliteGcStore } from '../store/sqlite-gc-store.js';
+import type { GcStore } from '../store/gc-store.js';
 import { formatBytes } from '../util/format-bytes.js';
 
 export type Severity = 'error' | 'warning';
@@ -42,7 +42,7 @@ export interface FsckReport {
 
 export interface FsckOptions {
   dirs: DataDir;
-  store: SqliteGcStore;
+  store: GcStore;
   /** Move corrupt blobs aside (default true); false only reports. */
   quarantine?: boolean;
   /** Files hashed at once. */
@@ -62,8 +62,8 @@ export async function fsck(options: FsckOptions): Promise<FsckReport> {
   };
   const problem = (severity: Severity, kind: string, subject: string, message: string) => report.problems.push({ severity, kind, subject, message });
 
-  for (const line of store.integrityCheck()) problem('error', 'database', dirs.database, `SQLite integrity check: ${line}`);
-  const snap = store.read();
+  for (const line of await store.integrityCheck()) problem('error', 'database', 'database', line);
+  const snap = await store.read();
   const repoName = new Map(snap.repos.map((r) => [r.id, r.name]));
   const nameOf = (id: number) => repoName.get(id) ?? `#${id}`;
   const blobRows = new Map(snap.blobs.map((b) => [b.digest, b.size]));
@@ -121,7 +121,7 @@ export async function fsck(options: FsckOptions): Promise<FsckReport> {
       await rename(dirs.blobPath(digest), target);
       report.quarantined.push({ digest, movedTo: target });
     }
-    store.deleteBlobRows([...corrupt]);
+    await store.deleteBlobRows([...corrupt]);
   }
 
   for (const [digest] of blobRows) {
@@ -186,29 +186,30 @@ export async function fsck(options: FsckOptions): Promise<FsckReport> {
   const imageRows = new Set(snap.images.map((i) => i.digest));
   for (const image of snap.images) {
     const dir = dirs.imageDir(image.digest);
-    const status = store.bakeStatus(image.digest);
+    const status = await store.bakeStatus(image.digest);
     const exists = await stat(dir).then((s) => s.isDirectory(), () => false);
     if (!exists) {
       if (status === 'done') problem('error', 'missing-disk', image.digest, `the bake finished but ${dir} is missing; bake it again (POST /api/v1/images/bake)`);
       continue;
     }
     report.checked.disks++;
-    const issue = await checkDisk(dir, store.imageDiskSize(image.digest), parsed.get(image.digest));
+    const issue = await checkDisk(dir, await store.imageDiskSize(image.digest), parsed.get(image.digest));
     if (issue) problem('error', 'bad-disk', image.digest, `${issue}; delete and bake it again`);
   }
+  const bakeActive = async (digest: string) => ['queued', 'running'].includes((await store.bakeStatus(digest)) ?? '');
   for (const name of await readdirOrEmpty(dirs.imagesRoot)) {
     const entry = dirs.imageEntryDigest(name);
     if (!entry) {
       problem('warning', 'stray-file', path.join(dirs.imagesRoot, name), 'not a baked image directory');
     } else if (entry.temporary) {
-      if (!store.bakeActive(entry.digest)) problem('warning', 'unfinished-bake', path.join(dirs.imagesRoot, name), 'left by a bake that did not finish; `kiln gc` removes it');
-    } else if (!imageRows.has(entry.digest) && !store.bakeActive(entry.digest)) {
+      if (!(await bakeActive(entry.digest))) problem('warning', 'unfinished-bake', path.join(dirs.imagesRoot, name), 'left by a bake that did not finish; `kiln gc` removes it');
+    } else if (!imageRows.has(entry.digest) && !(await bakeActive(entry.digest))) {
       problem('warning', 'unreferenced-disk', entry.digest, 'a baked disk no image record names; `kiln gc` removes it');
     }
   }
 
   // ---- uploads ---------------------------------------------------------------------
-  const sessions = new Set(store.uploads().map((u) => u.id));
+  const sessions = new Set((await store.uploads()).map((u) => u.id));
   const uploadFiles = new Set(await readdirOrEmpty(dirs.uploadsRoot));
   for (const id of sessions) {
     report.checked.uploads++;

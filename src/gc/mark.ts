@@ -2,7 +2,7 @@
 // links, blobs and baked images are live, and so what is garbage. Pure (no
 // I/O, no clock): the collector runs it inside the snapshot's transaction.
 import { isCacheLocation } from '../oci/classify.js';
-import type { GcDeletion, GcSnapshot, GcTagRow } from '../store/sqlite-gc-store.js';
+import type { GcDeletion, GcSnapshot, GcTagRow } from '../store/gc-store.js';
 
 export interface MarkOptions {
   now: number;

@@ -1,58 +1,22 @@
 // Opens a data directory for the offline tools (`kiln gc --data-dir`,
-// `kiln fsck`): takes the pid lock so no server runs meanwhile, opens the
-// database and the stores the tools need.
-import { mkdir } from 'node:fs/promises';
-import { DataDir } from '../store/data-dir.js';
-import { lockDataDir } from '../store/dir-lock.js';
-import { FsBlobStore } from '../store/fs-blob-store.js';
+// `kiln fsck`): the stores of the configured backend, with the data
+// directory's lock taken so no server works on it meanwhile.
 import { DigestPins } from '../store/pins.js';
-import { openSqlite, type SqliteDatabase } from '../store/sqlite-db.js';
-import { SqliteGcStore } from '../store/sqlite-gc-store.js';
-import { SqliteImageStore } from '../store/sqlite-image-store.js';
-import { SqliteJobStore } from '../store/sqlite-job-store.js';
-import { SqliteMetadataStore } from '../store/sqlite-metadata-store.js';
+import { openStores, type Stores } from '../store/open.js';
 import { GarbageCollector } from './collector.js';
 import type { GcConfig } from './config.js';
 
 export interface OfflineDataDir {
-  dirs: DataDir;
-  db: SqliteDatabase;
-  store: SqliteGcStore;
-  blobs: FsBlobStore;
+  stores: Stores;
   collector(config: GcConfig): GarbageCollector;
   close(): Promise<void>;
 }
 
 export async function openOffline(root: string, owner: string): Promise<OfflineDataDir> {
-  const dirs = new DataDir(root);
-  await mkdir(dirs.root, { recursive: true });
-  const unlock = await lockDataDir(dirs, owner);
-  let db: SqliteDatabase | null = null;
-  try {
-    await dirs.ensure();
-    db = openSqlite(dirs.database);
-    // Constructing the stores creates their tables in a fresh directory.
-    new SqliteMetadataStore(db);
-    new SqliteJobStore(db);
-    new SqliteImageStore(db);
-    const store = new SqliteGcStore(db);
-    const blobs = new FsBlobStore(dirs);
-    await blobs.init();
-    const opened = db;
-    return {
-      dirs,
-      db: opened,
-      store,
-      blobs,
-      collector: (config) => new GarbageCollector({ dirs, store, blobs, pins: new DigestPins(), config, online: false }),
-      async close() {
-        opened.close();
-        await unlock();
-      },
-    };
-  } catch (err) {
-    db?.close();
-    await unlock();
-    throw err;
-  }
+  const stores = await openStores({ dataDir: root, owner });
+  return {
+    stores,
+    collector: (config) => new GarbageCollector({ dirs: stores.dirs, store: stores.gc, blobs: stores.blobs, pins: new DigestPins(), config, online: false }),
+    close: () => stores.close(),
+  };
 }

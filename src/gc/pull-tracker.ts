@@ -4,7 +4,7 @@
 // before every collection, and at shutdown). Tags outside cache repos are
 // not tracked: retention never applies to them.
 import { isCacheLocation } from '../oci/classify.js';
-import type { SqliteGcStore } from '../store/sqlite-gc-store.js';
+import type { GcStore } from '../store/gc-store.js';
 
 export const PULL_FLUSH_MS = 5000;
 
@@ -13,7 +13,7 @@ export class PullTracker {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly store: SqliteGcStore,
+    private readonly store: GcStore,
     private readonly onError: (err: unknown) => void = () => undefined,
     private readonly clock: () => number = Date.now,
   ) {}
@@ -25,24 +25,25 @@ export class PullTracker {
 
   start(everyMs = PULL_FLUSH_MS): void {
     if (this.timer) return;
-    this.timer = setInterval(() => this.flush(), everyMs);
+    this.timer = setInterval(() => void this.flush(), everyMs);
     this.timer.unref();
   }
 
-  flush(): void {
+  /** Writes the batch; a failure goes to `onError` (the times are only a retention hint). */
+  async flush(): Promise<void> {
     if (this.pending.size === 0) return;
     const batch = [...this.pending.values()];
     this.pending = new Map();
     try {
-      this.store.recordPulls(batch);
+      await this.store.recordPulls(batch);
     } catch (err) {
       this.onError(err);
     }
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.flush();
+    await this.flush();
   }
 }

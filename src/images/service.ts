@@ -10,8 +10,8 @@ import { parseManifest, type ImageManifest, type Manifest } from '../oci/manifes
 import type { JobContext, JobQueue } from '../jobs/queue.js';
 import type { ManifestPushedEvent, RegistryService } from '../registry/service.js';
 import type { DataDir } from '../store/data-dir.js';
-import type { ImageName, ImageRecord, ImageStore } from '../store/sqlite-image-store.js';
-import type { JobRecord } from '../store/sqlite-job-store.js';
+import type { ImageName, ImageRecord, ImageStore } from '../store/image-store.js';
+import type { JobRecord } from '../store/job-store.js';
 import { ApiError } from '../server/api-errors.js';
 import { formatRef, parseImageRef, RefError, type ImageRef } from './refs.js';
 

@@ -3,7 +3,7 @@
 // queued again at start. Failures are recorded with their reason and retried
 // only on request.
 import { EventEmitter } from 'node:events';
-import type { JobRecord, JobStore } from '../store/sqlite-job-store.js';
+import type { JobRecord, JobStore } from '../store/job-store.js';
 
 export interface JobContext {
   signal: AbortSignal;

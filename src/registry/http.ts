@@ -238,7 +238,7 @@ async function getBlob(ctx: Ctx, name: string, digest: string): Promise<void> {
 
 /**
  * Writes the head, then lets the blob store copy the body straight into the
- * socket (with reused buffers: see store/file-copy.ts). The reply is
+ * socket (with reused buffers: see store/fs/file-copy.ts). The reply is
  * hijacked, so the headers onSend would add are written here; onResponse
  * hooks (metrics) still run.
  */

@@ -15,16 +15,8 @@ import { ImageService } from '../images/service.js';
 import { parsePlatformSpec } from '../oci/classify.js';
 import { registerV2Routes, v2FrameworkErrors } from '../registry/http.js';
 import { RegistryService } from '../registry/service.js';
-import { DataDir } from '../store/data-dir.js';
-import { lockDataDir } from '../store/dir-lock.js';
-import { FsBlobStore } from '../store/fs-blob-store.js';
-import { openSqlite, type SqliteDatabase } from '../store/sqlite-db.js';
-import { SqliteApiKeyStore } from '../store/sqlite-api-keys.js';
-import { SqliteBuildStore } from '../store/sqlite-build-store.js';
-import { SqliteGcStore } from '../store/sqlite-gc-store.js';
-import { SqliteImageStore } from '../store/sqlite-image-store.js';
-import { SqliteJobStore } from '../store/sqlite-job-store.js';
-import { SqliteMetadataStore } from '../store/sqlite-metadata-store.js';
+import type { DataDir } from '../store/data-dir.js';
+import { openStores, type Stores } from '../store/open.js';
 import type { ServerConfig } from './config.js';
 import { Metrics } from './metrics.js';
 
@@ -35,7 +27,8 @@ export interface Kiln {
   config: ServerConfig;
   app: FastifyInstance;
   dirs: DataDir;
-  db: SqliteDatabase;
+  /** The stores of the configured backend. */
+  stores: Stores;
   registry: RegistryService;
   jobs: JobQueue;
   images: ImageService;
@@ -58,28 +51,22 @@ export interface KilnOptions {
 }
 
 export async function createKiln(config: ServerConfig, options: KilnOptions = {}): Promise<Kiln> {
-  const dirs = new DataDir(config.dataDir);
-  await dirs.ensure();
-  // No offline `kiln gc`/`kiln fsck` (or other server) may work on the directory meanwhile.
-  const unlock = await lockDataDir(dirs, 'kiln serve');
+  // No offline `kiln gc`/`kiln fsck` (or other server) may work on a SQLite data directory meanwhile.
+  const stores = await openStores({ dataDir: config.dataDir, durable: config.durable, owner: 'kiln serve' });
+  const { dirs, blobs } = stores;
   // Scratch trees of jobs that died with the last process are worthless now.
   await rm(dirs.scratchRoot, { recursive: true, force: true });
   await dirs.ensure();
 
-  const db = openSqlite(dirs.database);
-  const meta = new SqliteMetadataStore(db);
-  const blobs = new FsBlobStore(dirs, { durable: config.durable });
-  await blobs.init();
-  const registry = new RegistryService(blobs, meta);
-  const jobs = new JobQueue(new SqliteJobStore(db));
+  const registry = new RegistryService(blobs, stores.meta);
+  const jobs = new JobQueue(stores.jobs);
   const metrics = new Metrics();
-  const buildStore = new SqliteBuildStore(db);
   const auth = await createAuth({
     mode: config.authMode,
     defaultKeyFile: dirs.authKeyFile,
     keyFile: config.authKeyFile,
-    keys: new SqliteApiKeyStore(db),
-    ownerOfBuild: options.ownerOfBuild ?? buildStore.ownerOf,
+    keys: stores.apiKeys,
+    ownerOfBuild: options.ownerOfBuild ?? stores.builds.ownerOf,
   });
   const { authorizer } = auth;
 
@@ -110,7 +97,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   const images = new ImageService({
     registry,
     jobs,
-    images: new SqliteImageStore(db),
+    images: stores.images,
     dirs,
     platforms: config.platforms.map(parsePlatformSpec),
     concurrency: config.bakeConcurrency,
@@ -121,15 +108,14 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     const found = await images.find(`${repo}@${digest}`).catch(() => null);
     return found === null ? null : images.view(found.record);
   };
-  const builds = await createBuildService({ config: config.builds, store: buildStore, dirs, registry, diskOf, auth, log });
+  const builds = await createBuildService({ config: config.builds, store: stores.builds, files: stores.buildFiles, dirs, registry, diskOf, auth, log });
   registerBuildRoutes(app, builds, authorizer, { maxSourceBytes: config.builds.maxSourceBytes });
 
   // ---- garbage collection (src/gc) ----
-  const gcStore = new SqliteGcStore(db);
-  const pulls = new PullTracker(gcStore, (err) => log.error({ err }, 'recording tag pull times failed'));
+  const pulls = new PullTracker(stores.gc, (err) => log.error({ err }, 'recording tag pull times failed'));
   registry.onManifestPulled((repo, tag) => pulls.record(repo, tag));
   const gcMetrics = new GcMetrics(metrics.registry);
-  const gc = new GarbageCollector({ dirs, store: gcStore, blobs, pins: registry.pins, config: config.gc, online: true, metrics: gcMetrics, log });
+  const gc = new GarbageCollector({ dirs, store: stores.gc, blobs, pins: registry.pins, config: config.gc, online: true, metrics: gcMetrics, log });
   gc.onBeforeRun(() => pulls.flush());
   registerGcRoutes(app, gc, authorizer);
   gc.addRootSource('builds', () => builds.gcRoots());
@@ -149,7 +135,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     config,
     app,
     dirs,
-    db,
+    stores,
     registry,
     jobs,
     images,
@@ -182,9 +168,8 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
       await app.close();
       await jobs.stop();
       await gc.stop();
-      pulls.stop();
-      db.close();
-      await unlock();
+      await pulls.stop();
+      await stores.close();
     },
   };
 }

@@ -64,3 +64,18 @@ export class ReferencesMissingError extends Error {
     this.name = 'ReferencesMissingError';
   }
 }
+
+/** The database was written by a newer Kiln; this one does not know its schema. */
+export class SchemaTooNewError extends Error {
+  constructor(
+    readonly what: string,
+    readonly where: string,
+    readonly found: number,
+    readonly known: number,
+  ) {
+    super(
+      `the ${what} ${where} has schema version ${found}, but this Kiln knows versions up to ${known}: it was last opened by a newer Kiln. Run that version (or a newer one), or restore a backup taken before the upgrade`,
+    );
+    this.name = 'SchemaTooNewError';
+  }
+}

@@ -1,6 +1,7 @@
-// Storage contracts. The embedded defaults are a filesystem BlobStore and a
-// SQLite MetadataStore; the interfaces are async and free of paths and SQL so
-// an S3 blob store and a PostgreSQL metadata store can slot in unchanged.
+// The blob and metadata store contracts. Every store contract (this file,
+// job-store.ts, image-store.ts, build-store.ts, api-key-store.ts, gc-store.ts)
+// is async and free of paths and SQL; each backend lives in its own folder
+// (fs/, sqlite/, …) and src/store/open.ts picks them.
 import type { Readable, Writable } from 'node:stream';
 import type { ParsedDigest } from '../oci/digest.js';
 
@@ -124,8 +125,6 @@ export interface TagRecord {
 }
 
 export interface MetadataStore {
-  close(): void;
-
   listRepos(page: Page): Promise<string[]>;
   repoExists(repo: string): Promise<boolean>;
 

@@ -1,5 +1,5 @@
 // Where issued long-lived credentials (API keys and build tokens) are recorded
-// and revoked. Async so a PostgreSQL store can replace the SQLite one.
+// and revoked.
 
 export type IssuedKeyKind = 'api_key' | 'build';
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
-import { SqliteApiKeyStore } from './sqlite-api-keys.js';
+import { SqliteApiKeyStore } from './api-key-store.js';
+import { openSqlite } from './db.js';
 
 describe('SqliteApiKeyStore', () => {
-  const db = new Database(':memory:');
+  const db = openSqlite(':memory:');
   after(() => db.close());
   const store = new SqliteApiKeyStore(db);
   const issuedAt = new Date('2026-01-01T00:00:00.000Z');

@@ -1,7 +1,7 @@
 // MetadataStore on SQLite (better-sqlite3, WAL). Calls are synchronous inside
 // and exposed as promises so a networked database can implement the same interface.
-import { ReferencesMissingError } from './errors.js';
-import type { SqliteDatabase } from './sqlite-db.js';
+import { ReferencesMissingError } from '../errors.js';
+import type { SqliteDatabase } from './db.js';
 import type {
   ManifestRecord,
   MetadataStore,
@@ -9,63 +9,7 @@ import type {
   PutManifestInput,
   Referrer,
   UploadSession,
-} from './types.js';
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS repos (
-  id INTEGER PRIMARY KEY,
-  name TEXT NOT NULL UNIQUE,
-  created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS blobs (
-  digest TEXT PRIMARY KEY,
-  size INTEGER NOT NULL,
-  created_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS repo_blobs (
-  repo_id INTEGER NOT NULL,
-  digest TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  PRIMARY KEY (repo_id, digest)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS repo_blobs_digest ON repo_blobs(digest);
-CREATE TABLE IF NOT EXISTS manifests (
-  repo_id INTEGER NOT NULL,
-  digest TEXT NOT NULL,
-  media_type TEXT NOT NULL,
-  size INTEGER NOT NULL,
-  artifact_type TEXT,
-  config_media_type TEXT,
-  subject TEXT,
-  annotations TEXT,
-  created_at INTEGER NOT NULL,
-  PRIMARY KEY (repo_id, digest)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS manifests_subject ON manifests(repo_id, subject) WHERE subject IS NOT NULL;
-CREATE INDEX IF NOT EXISTS manifests_digest ON manifests(digest);
-CREATE TABLE IF NOT EXISTS manifest_refs (
-  repo_id INTEGER NOT NULL,
-  manifest_digest TEXT NOT NULL,
-  child_digest TEXT NOT NULL,
-  kind TEXT NOT NULL,
-  PRIMARY KEY (repo_id, manifest_digest, child_digest, kind)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS manifest_refs_child ON manifest_refs(child_digest);
-CREATE TABLE IF NOT EXISTS tags (
-  repo_id INTEGER NOT NULL,
-  name TEXT NOT NULL,
-  digest TEXT NOT NULL,
-  updated_at INTEGER NOT NULL,
-  PRIMARY KEY (repo_id, name)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS tags_digest ON tags(repo_id, digest);
-CREATE TABLE IF NOT EXISTS uploads (
-  id TEXT PRIMARY KEY,
-  repo TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL
-) WITHOUT ROWID;
-`;
+} from '../types.js';
 
 interface ManifestRow {
   name: string;
@@ -83,7 +27,6 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly s;
 
   constructor(readonly db: SqliteDatabase) {
-    db.exec(SCHEMA);
     this.s = {
       repoId: db.prepare<[string], { id: number }>('SELECT id FROM repos WHERE name = ?'),
       insertRepo: db.prepare('INSERT OR IGNORE INTO repos (name, created_at) VALUES (?, ?)'),
@@ -145,10 +88,6 @@ export class SqliteMetadataStore implements MetadataStore {
         'SELECT id, repo, created_at, updated_at FROM uploads WHERE updated_at < ?',
       ),
     };
-  }
-
-  close(): void {
-    this.db.close();
   }
 
   private ensureRepo(name: string): number {

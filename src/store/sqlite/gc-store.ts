@@ -1,106 +1,32 @@
-// What the garbage collector and fsck need from the embedded SQLite database:
-// one consistent snapshot of every table that roots or holds content, the
-// deletion of what the collector decided is garbage in the same synchronous
-// transaction, synchronous point checks for the file sweep, and the last
-// pull time of tags (for cache retention).
-//
-// Synchronous on purpose: better-sqlite3 runs a transaction to completion on
-// the JS thread, so no request handler of this process can interleave with
-// snapshot + mark + delete. A networked database (PostgreSQL) would need the
-// same steps under row or advisory locks instead; see src/gc/collector.ts.
-import type { SqliteDatabase } from './sqlite-db.js';
+// GcStore on SQLite. Synchronous inside on purpose: better-sqlite3 runs a
+// transaction to completion on the JS thread, so no request handler of this
+// process can interleave with snapshot + mark + delete, and a guarded sweep
+// step (check, then unlink) runs in one tick. Only one process uses a SQLite
+// data directory (the pid lock), so that is all the exclusion needed; see
+// src/gc/collector.ts.
+import type {
+  GcBlobRow,
+  GcDecision,
+  GcDeletion,
+  GcImageRow,
+  GcJobRoot,
+  GcLinkRow,
+  GcManifestRow,
+  GcPointView,
+  GcRefRow,
+  GcRepoRow,
+  GcSnapshot,
+  GcStore,
+  GcSubjects,
+  GcTagRow,
+  UploadRow,
+} from '../gc-store.js';
+import type { SqliteDatabase } from './db.js';
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS tag_pulls (
-  repo TEXT NOT NULL,
-  tag TEXT NOT NULL,
-  pulled_at INTEGER NOT NULL,
-  PRIMARY KEY (repo, tag)
-) WITHOUT ROWID;
-`;
-
-export interface GcRepoRow {
-  id: number;
-  name: string;
-}
-export interface GcManifestRow {
-  repoId: number;
-  digest: string;
-  size: number;
-  mediaType: string;
-  subject: string | null;
-  createdAt: number;
-}
-export interface GcRefRow {
-  repoId: number;
-  manifestDigest: string;
-  childDigest: string;
-  kind: string;
-}
-export interface GcTagRow {
-  repoId: number;
-  name: string;
-  digest: string;
-  /** Last push of the tag. */
-  updatedAt: number;
-  /** Last pull by tag, when one was recorded. */
-  pulledAt: number | null;
-}
-export interface GcLinkRow {
-  repoId: number;
-  digest: string;
-  createdAt: number;
-}
-export interface GcBlobRow {
-  digest: string;
-  size: number;
-  createdAt: number;
-}
-/** A queued or running job that names a manifest (bake jobs: `{digest, repo}`). */
-export interface GcJobRoot {
-  key: string;
-  repo: string;
-  digest: string;
-}
-export interface GcImageRow {
-  digest: string;
-  repo: string;
-}
-
-export interface GcSnapshot {
-  repos: GcRepoRow[];
-  manifests: GcManifestRow[];
-  refs: GcRefRow[];
-  tags: GcTagRow[];
-  links: GcLinkRow[];
-  blobs: GcBlobRow[];
-  jobRoots: GcJobRoot[];
-  images: GcImageRow[];
-}
-
-/** Rows to delete, as decided by the mark phase. */
-export interface GcDeletion {
-  tags: { repoId: number; name: string; digest: string }[];
-  manifests: { repoId: number; digest: string }[];
-  links: { repoId: number; digest: string }[];
-  blobs: string[];
-  repos: number[];
-  /** Image records (and their finished bake jobs) whose disks go. */
-  images: string[];
-}
-
-export interface UploadRow {
-  id: string;
-  repo: string;
-  updatedAt: number;
-}
-
-export class SqliteGcStore {
+export class SqliteGcStore implements GcStore {
   private readonly s;
 
-  /** Construct after the metadata, job and image stores: it reads their tables. */
   constructor(private readonly db: SqliteDatabase) {
-    db.exec(SCHEMA);
     this.s = {
       repos: db.prepare<[], GcRepoRow>('SELECT id, name FROM repos'),
       manifests: db.prepare<[], GcManifestRow>(
@@ -153,22 +79,31 @@ export class SqliteGcStore {
     };
   }
 
-  /**
-   * Takes a snapshot, lets `decide` mark it, and deletes what `decide`
-   * returns, all in one synchronous transaction. `decide` must not await.
-   */
-  collect<T>(decide: (snapshot: GcSnapshot) => { result: T; deletion: GcDeletion | null }): T {
+  private readonly view: GcPointView = {
+    blobRowExists: (digest) => this.s.blobRow.get(digest) !== undefined,
+    uploadSessionExists: (id) => this.s.upload.get(id) !== undefined,
+    imageWanted: (digest) => this.s.image.get(digest) !== undefined || this.view.bakeActive(digest),
+    bakeActive: (digest) => {
+      const status = this.s.job.get(`bake:${digest}`)?.status;
+      return status === 'queued' || status === 'running';
+    },
+  };
+
+  async collect<T>(decide: (snapshot: GcSnapshot) => GcDecision<T>): Promise<T> {
     return this.db.transaction(() => {
-      const snapshot = this.snapshot();
-      const { result, deletion } = decide(snapshot);
+      const { result, deletion } = decide(this.snapshot());
       if (deletion) this.apply(deletion);
       return result;
     }).immediate();
   }
 
-  /** A consistent read of every table (for fsck; the collector uses `collect`). */
-  read(): GcSnapshot {
+  async read(): Promise<GcSnapshot> {
     return this.db.transaction(() => this.snapshot())();
+  }
+
+  /** The checks run against the database as `fn` asks; nothing else runs until `fn` returns. */
+  async guard<T>(_subjects: GcSubjects, fn: (view: GcPointView) => T): Promise<T> {
+    return fn(this.view);
   }
 
   private snapshot(): GcSnapshot {
@@ -212,70 +147,40 @@ export class SqliteGcStore {
     if (d.tags.length > 0 || d.manifests.length > 0 || d.repos.length > 0) this.s.deleteStalePulls.run();
   }
 
-  // ---- point checks, for the file sweep (call in the same tick as the unlink) ----
-
-  blobRowExists(digest: string): boolean {
-    return this.s.blobRow.get(digest) !== undefined;
-  }
-
-  blobRowSize(digest: string): number | null {
-    return this.s.blobRow.get(digest)?.size ?? null;
-  }
-
-  uploadSessionExists(id: string): boolean {
-    return this.s.upload.get(id) !== undefined;
-  }
-
-  /** An image record exists, or a bake of it is queued or running. */
-  imageWanted(digest: string): boolean {
-    return this.s.image.get(digest) !== undefined || this.bakeActive(digest);
-  }
-
-  bakeActive(digest: string): boolean {
-    const status = this.s.job.get(`bake:${digest}`)?.status;
-    return status === 'queued' || status === 'running';
-  }
-
-  bakeStatus(digest: string): string | null {
-    return this.s.job.get(`bake:${digest}`)?.status ?? null;
-  }
-
-  imageDiskSize(digest: string): number | null {
-    return this.s.imageDiskSize.get(digest)?.disk_size ?? null;
-  }
-
-  // ---- upload sessions ----
-
-  uploadsIdleSince(cutoffMs: number): UploadRow[] {
+  async uploadsIdleSince(cutoffMs: number): Promise<UploadRow[]> {
     return this.s.staleUploads.all(cutoffMs);
   }
 
-  uploads(): UploadRow[] {
+  async uploads(): Promise<UploadRow[]> {
     return this.s.allUploads.all();
   }
 
-  deleteUpload(id: string): void {
+  async deleteUpload(id: string): Promise<void> {
     this.s.deleteUpload.run(id);
   }
 
-  /** Deletes blob rows (fsck: a quarantined blob reads as missing, so clients push it again). */
-  deleteBlobRows(digests: readonly string[]): void {
+  async deleteBlobRows(digests: readonly string[]): Promise<void> {
     this.db.transaction(() => {
       for (const d of digests) this.s.deleteBlob.run(d);
     })();
   }
 
-  // ---- tag pulls ----
+  async bakeStatus(digest: string): Promise<string | null> {
+    return this.s.job.get(`bake:${digest}`)?.status ?? null;
+  }
 
-  /** Records pull times in one transaction: `[repo, tag, unix ms]`. */
-  recordPulls(entries: Iterable<readonly [string, string, number]>): void {
+  async imageDiskSize(digest: string): Promise<number | null> {
+    return this.s.imageDiskSize.get(digest)?.disk_size ?? null;
+  }
+
+  async recordPulls(entries: Iterable<readonly [string, string, number]>): Promise<void> {
     this.db.transaction(() => {
       for (const [repo, tag, at] of entries) this.s.upsertPull.run(repo, tag, at);
     })();
   }
 
-  integrityCheck(): string[] {
+  async integrityCheck(): Promise<string[]> {
     const rows = this.db.pragma('integrity_check') as { integrity_check: string }[];
-    return rows.map((r) => r.integrity_check).filter((r) => r !== 'ok');
+    return rows.map((r) => r.integrity_check).filter((r) => r !== 'ok').map((line) => `SQLite integrity check: ${line}`);
   }
 }

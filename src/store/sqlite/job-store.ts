@@ -1,59 +1,6 @@
-// Durable job records in SQLite. A job is identified by a unique key (e.g.
-// `bake:sha256:…`) so enqueueing the same work twice yields one job.
-import type { SqliteDatabase } from './sqlite-db.js';
-
-export type JobStatus = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
-
-export interface JobRecord {
-  id: number;
-  kind: string;
-  key: string;
-  payload: unknown;
-  status: JobStatus;
-  attempts: number;
-  error: string | null;
-  progressDone: number;
-  progressTotal: number;
-  createdAt: number;
-  updatedAt: number;
-  startedAt: number | null;
-  finishedAt: number | null;
-}
-
-export interface JobStore {
-  /** Inserts a queued job unless one with the key exists; returns the job either way. */
-  enqueue(kind: string, key: string, payload: unknown): JobRecord;
-  get(key: string): JobRecord | null;
-  list(kind?: string): JobRecord[];
-  /** Atomically moves the oldest queued job of `kind` to running. */
-  claim(kind: string): JobRecord | null;
-  finish(id: number, status: 'done' | 'failed' | 'cancelled', error?: string): void;
-  progress(id: number, done: number, total: number): void;
-  /** Puts a failed or cancelled job back in the queue; false when it is not in such a state. */
-  requeue(key: string): boolean;
-  /** Jobs left running by a crash go back to the queue. Returns how many. */
-  requeueInterrupted(): number;
-  delete(key: string): boolean;
-}
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS jobs (
-  id INTEGER PRIMARY KEY,
-  kind TEXT NOT NULL,
-  key TEXT NOT NULL UNIQUE,
-  payload TEXT NOT NULL,
-  status TEXT NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  error TEXT,
-  progress_done INTEGER NOT NULL DEFAULT 0,
-  progress_total INTEGER NOT NULL DEFAULT 0,
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  started_at INTEGER,
-  finished_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(kind, status, id);
-`;
+// JobStore on SQLite.
+import type { JobRecord, JobStatus, JobStore } from '../job-store.js';
+import type { SqliteDatabase } from './db.js';
 
 interface JobRow {
   id: number;
@@ -75,7 +22,6 @@ export class SqliteJobStore implements JobStore {
   private readonly s;
 
   constructor(private readonly db: SqliteDatabase) {
-    db.exec(SCHEMA);
     this.s = {
       insert: db.prepare(
         `INSERT INTO jobs (kind, key, payload, status, created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?)

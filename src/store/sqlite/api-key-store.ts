@@ -1,6 +1,6 @@
-// SQLite implementation of auth's ApiKeyStore, on the metadata database.
-import type { Database } from 'better-sqlite3';
-import type { ApiKeyStore, IssuedKey, IssuedKeyKind, RevokeOutcome } from '../auth/api-key-store.js';
+// ApiKeyStore on SQLite.
+import type { ApiKeyStore, IssuedKey, IssuedKeyKind, RevokeOutcome } from '../api-key-store.js';
+import type { SqliteDatabase } from './db.js';
 
 interface Row {
   jti: string;
@@ -15,20 +15,7 @@ interface Row {
 }
 
 export class SqliteApiKeyStore implements ApiKeyStore {
-  constructor(private readonly db: Database) {
-    db.exec(`CREATE TABLE IF NOT EXISTS api_keys(
-      jti TEXT PRIMARY KEY,
-      kind TEXT NOT NULL CHECK (kind IN ('api_key', 'build')),
-      subject TEXT NOT NULL,
-      role TEXT NOT NULL CHECK (role IN ('admin', 'tenant', 'build')),
-      tenant TEXT,
-      build_id TEXT,
-      issued_at INTEGER NOT NULL,
-      expires_at INTEGER NOT NULL,
-      revoked_at INTEGER
-    )`);
-    db.exec('CREATE INDEX IF NOT EXISTS api_keys_expires_at ON api_keys(expires_at)');
-  }
+  constructor(private readonly db: SqliteDatabase) {}
 
   async record(key: Omit<IssuedKey, 'revokedAt'>): Promise<void> {
     this.db

@@ -11,8 +11,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createHasher, type DigestAlgorithm, type ParsedDigest } from '../oci/digest.js';
-import type { DataDir } from './data-dir.js';
+import { createHasher, type DigestAlgorithm, type ParsedDigest } from '../../oci/digest.js';
+import type { DataDir } from '../data-dir.js';
 import {
   DigestMismatchError,
   RangeMismatchError,
@@ -21,10 +21,10 @@ import {
   UploadBusyError,
   UploadNotFoundError,
   isNoSpace,
-} from './errors.js';
+} from '../errors.js';
 import { copyFileRange } from './file-copy.js';
 import { UploadWriter } from './upload-writer.js';
-import type { AppendOptions, BlobInfo, BlobSource, BlobStore, ByteRange } from './types.js';
+import type { AppendOptions, BlobInfo, BlobSource, BlobStore, ByteRange } from '../types.js';
 
 /** Incremental hash of an upload, valid while the process that wrote it lives. */
 interface UploadState {

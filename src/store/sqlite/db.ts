@@ -1,0 +1,52 @@
+// Opens the embedded SQLite database with the settings every Kiln table relies
+// on, and brings its schema up to date.
+import Database from 'better-sqlite3';
+import { SchemaTooNewError } from '../errors.js';
+import { SQLITE_MIGRATIONS, type SqliteMigration } from './migrations.js';
+
+export type SqliteDatabase = Database.Database;
+
+/** How long a process waits for another one that is migrating the same file. */
+const MIGRATION_WAIT_MS = 60_000;
+
+export function openSqlite(file: string): SqliteDatabase {
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    // FULL: a transaction the client was told about survives power loss, not just a process crash.
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = OFF');
+    migrateSqlite(db, file);
+    db.pragma('busy_timeout = 5000');
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** The schema version of an open database (`PRAGMA user_version`). */
+export function sqliteSchemaVersion(db: SqliteDatabase): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
+/**
+ * Applies the missing steps in one write transaction (BEGIN IMMEDIATE), so of
+ * several processes opening the file at once one migrates and the others wait
+ * for it, then find nothing left to do. A database from a newer Kiln is refused.
+ */
+export function migrateSqlite(db: SqliteDatabase, where: string, migrations: readonly SqliteMigration[] = SQLITE_MIGRATIONS): void {
+  const latest = migrations.at(-1)?.version ?? 0;
+  const check = (found: number) => {
+    if (found > latest) throw new SchemaTooNewError('SQLite database', where, found, latest);
+  };
+  check(sqliteSchemaVersion(db));
+  if (sqliteSchemaVersion(db) === latest) return;
+  db.pragma(`busy_timeout = ${MIGRATION_WAIT_MS}`);
+  db.transaction(() => {
+    const current = sqliteSchemaVersion(db);
+    check(current);
+    for (const step of migrations) if (step.version > current) db.exec(step.sql);
+    db.pragma(`user_version = ${latest}`);
+  }).immediate();
+}

@@ -1,0 +1,134 @@
+// The SQLite schema, as numbered steps. A database records the last step it
+// has in `PRAGMA user_version`; src/store/sqlite/db.ts applies the missing
+// ones at open. Never edit a step that has shipped: add the next one.
+//
+// Step 1 is the schema of the releases before versioning (user_version 0,
+// commit f171b3f). It only creates what is missing, so such a database takes
+// it without change and then carries on with step 2.
+
+export interface SqliteMigration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
+  {
+    version: 1,
+    name: 'baseline',
+    sql: `
+CREATE TABLE IF NOT EXISTS repos (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blobs (
+  digest TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS repo_blobs (
+  repo_id INTEGER NOT NULL,
+  digest TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (repo_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS repo_blobs_digest ON repo_blobs(digest);
+CREATE TABLE IF NOT EXISTS manifests (
+  repo_id INTEGER NOT NULL,
+  digest TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  artifact_type TEXT,
+  config_media_type TEXT,
+  subject TEXT,
+  annotations TEXT,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (repo_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifests_subject ON manifests(repo_id, subject) WHERE subject IS NOT NULL;
+CREATE INDEX IF NOT EXISTS manifests_digest ON manifests(digest);
+CREATE TABLE IF NOT EXISTS manifest_refs (
+  repo_id INTEGER NOT NULL,
+  manifest_digest TEXT NOT NULL,
+  child_digest TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  PRIMARY KEY (repo_id, manifest_digest, child_digest, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifest_refs_child ON manifest_refs(child_digest);
+CREATE TABLE IF NOT EXISTS tags (
+  repo_id INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (repo_id, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_digest ON tags(repo_id, digest);
+CREATE TABLE IF NOT EXISTS uploads (
+  id TEXT PRIMARY KEY,
+  repo TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS jobs (
+  id INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL,
+  key TEXT NOT NULL UNIQUE,
+  payload TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  error TEXT,
+  progress_done INTEGER NOT NULL DEFAULT 0,
+  progress_total INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(kind, status, id);
+CREATE TABLE IF NOT EXISTS images (
+  digest TEXT PRIMARY KEY,
+  index_digest TEXT,
+  platform TEXT,
+  disk_size INTEGER,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS images_index ON images(index_digest) WHERE index_digest IS NOT NULL;
+CREATE TABLE IF NOT EXISTS image_names (
+  digest TEXT NOT NULL,
+  repo TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (digest, repo, tag)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS builds (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL,
+  tenant TEXT,
+  created_at INTEGER NOT NULL,
+  data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS builds_status ON builds(status, seq);
+CREATE TABLE IF NOT EXISTS tag_pulls (
+  repo TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  pulled_at INTEGER NOT NULL,
+  PRIMARY KEY (repo, tag)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_keys(
+  jti TEXT PRIMARY KEY,
+  kind TEXT NOT NULL CHECK (kind IN ('api_key', 'build')),
+  subject TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('admin', 'tenant', 'build')),
+  tenant TEXT,
+  build_id TEXT,
+  issued_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  revoked_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_expires_at ON api_keys(expires_at);
+`,
+  },
+];
