@@ -66,9 +66,7 @@ export async function bakeImage(input: BakeInput): Promise<BakeResult> {
     disk = writer.create(diskPath, { budget, identity: manifest.config.digest, signal: input.signal });
     const tree = new RootfsTree(disk, budget);
     await readLayers(manifest, config, input, tree, budget);
-    const info = await disk.finish(tree.root).catch((err: unknown) => {
-      throw diskError(err);
-    });
+    const info = await disk.finish(tree.root);
     const doc = bakedConfig({ manifest, config, source: input.source, disk: { file: writer.fileName, format: writer.format, sizeBytes: info.sizeBytes } });
     await writeDurably(path.join(result, 'config.json'), `${JSON.stringify(doc, null, 2)}\n`);
     input.signal?.throwIfAborted();
@@ -84,7 +82,7 @@ export async function bakeImage(input: BakeInput): Promise<BakeResult> {
   } catch (err) {
     disk?.abort();
     await rm(result, { recursive: true, force: true });
-    throw err;
+    throw diskError(err);
   }
 }
 
@@ -149,7 +147,7 @@ function inLayer(err: unknown, digest: string, index: number): unknown {
   return diskError(err);
 }
 
-/** A failed write of the disk image, said without the host path the system error carries. */
+/** A failed write of the result (disk image, config.json), said without the host path the system error carries. */
 function diskError(err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException | null)?.code;
   if (err instanceof BakeError || typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) return err;
