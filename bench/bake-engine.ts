@@ -12,7 +12,8 @@
 // each image's series (deleting between runs slows the next run's file
 // creation on an ext4 mounted with `discard`).
 // Kiln's time is one bakeImage() call: reading blobs from the layout, verifying,
-// unpacking (staging on /dev/shm when it has room), mkfs, debugfs, config.json.
+// decompressing, writing the ext4 image directly from the tree (fsync included),
+// config.json.
 import { spawn, spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
@@ -21,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { bakeImage } from '../src/convert/bake.js';
 import { parseManifest, type ImageManifest } from '../src/oci/manifest.js';
 
-const TARGETS: Record<string, number> = { 'debian-app': 0.7, debian: 1.0, bigblob: 1.0 };
+const TARGETS: Record<string, number> = { 'debian-app': 0.5, debian: 1.0, bigblob: 1.0 };
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Kiln needs. Usage: install-deps.sh [run|test]
-#   run:  what `kiln serve` needs: e2fsprogs for disks, zstd for zstd layers; for
+#   run:  what `kiln serve` needs: zstd for zstd layers (Kiln writes ext4 disks itself); for
 #         builds runc, the CNI plugins and iptables (RUN steps get a network of
 #         their own, closed to the host), and BuildKit (below)
 #   test: plus the real clients and tools the test suite drives, and the
@@ -13,11 +13,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-test}
-packages=(e2fsprogs zstd runc containernetworking-plugins iptables)
+packages=(zstd runc containernetworking-plugins iptables)
 if [ "$profile" = test ]; then
+  # e2fsprogs: e2fsck and debugfs check and read the baked disks;
   # postgresql: the tests start throwaway clusters of it (test/helpers/postgres.ts);
   # ceph-mon ceph-osd radosgw: a throwaway S3 server (test/helpers/rgw.ts); docker.io, containerd: a private dockerd (and its containerd for ctr)
-  packages+=(skopeo buildah umoci attr postgresql podman docker.io containerd ceph-mon ceph-osd radosgw)
+  packages+=(e2fsprogs skopeo buildah umoci attr postgresql podman docker.io containerd ceph-mon ceph-osd radosgw)
 fi
 
 missing=()

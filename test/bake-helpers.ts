@@ -4,6 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
+import { nodeOf, type DirNode, type FileNode } from '../src/convert/rootfs-tree.js';
+import type { MemorySink } from '../src/convert/testing.js';
 
 export interface Node {
   type: 'dir' | 'file' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
@@ -147,6 +149,39 @@ export function hostTree(root: string): Tree {
     }
     const kv = /^([^=]+)=0x([0-9a-f]*)$/.exec(line);
     if (kv && current) current.xattrs[kv[1]] = kv[2];
+  }
+  return tree;
+}
+
+/** The same shape for a tree model whose file contents a MemorySink kept (what the disk should hold). */
+export function modelTree(root: DirNode, sink: MemorySink): Tree {
+  const tree: Tree = new Map();
+  const ids = new Map<DirNode | FileNode, number>();
+  const id = (n: DirNode | FileNode) => ids.get(n) ?? (ids.set(n, ids.size + 1), ids.size);
+  const hexXattrs = (n: DirNode | FileNode) => Object.fromEntries([...(n.xattrs ?? [])].map(([k, v]) => [k, v.toString('hex')]));
+  const pending: Array<[DirNode, string]> = [[root, '']];
+  tree.set('/', { type: 'dir', mode: root.mode, uid: root.uid, gid: root.gid, ino: id(root), xattrs: hexXattrs(root) });
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [dir, prefix] = next;
+    for (const [name, child] of dir.children) {
+      const n = nodeOf(child);
+      const p = `${prefix}/${name}`;
+      const node: Node = { type: 'dir', mode: n.mode, uid: n.uid, gid: n.gid, ino: id(n), mtime: Math.floor(n.mtime), xattrs: hexXattrs(n) };
+      if (n.kind === 'dir') pending.push([n, p]);
+      else {
+        node.nlink = n.links;
+        if (n.kind === 'file') {
+          const content = n.dataRef >= 0 ? (sink.contents.get(n.dataRef) as Buffer) : Buffer.alloc(0);
+          Object.assign(node, { type: 'file', size: n.size, sha256: createHash('sha256').update(content).digest('hex') });
+        } else if (n.kind === 'symlink') Object.assign(node, { type: 'symlink', target: n.target });
+        else {
+          const d = n.device as NonNullable<FileNode['device']>;
+          node.type = d.kind;
+          if (d.kind !== 'fifo') node.rdev = [d.major, d.minor];
+        }
+      }
+      tree.set(p, node);
+    }
   }
   return tree;
 }

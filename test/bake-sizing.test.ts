@@ -1,34 +1,24 @@
-// The disk size computed from the tree holds many-small-file images on the
-// first mkfs attempt, without wasting much space.
+// The writer sizes the disk from the tree: many-small-file images fit with
+// little waste, and content that later layers delete or replace neither
+// grows the disk nor stays allocated in the image file.
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { bakeImage } from '../src/convert/bake.js';
-import type { DiskInfo, DiskWriter } from '../src/convert/disk-writer.js';
-import { Ext4Writer } from '../src/convert/ext4-writer.js';
+import { bakeImage, type BakeResult } from '../src/convert/bake.js';
 import { layerTar, makeImage, type LayerEntry } from '../src/convert/testing.js';
-import { fsck, run } from './bake-helpers.js';
-
-/** The Ext4Writer, remembering what it reported. */
-class RecordingWriter implements DiskWriter {
-  readonly format = 'ext4';
-  readonly fileName = 'rootfs.ext4';
-  info: DiskInfo | null = null;
-  private readonly inner = new Ext4Writer();
-  async write(...args: Parameters<DiskWriter['write']>): Promise<DiskInfo> {
-    this.info = await this.inner.write(...args);
-    return this.info;
-  }
-}
+import { debugfsCat, fsck, run } from './bake-helpers.js';
 
 function superblock(disk: string): Record<string, number> {
   const out = run('dumpe2fs', ['-h', disk]).stdout.toString();
   const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(out)?.[1]);
   return { blocks: field('Block count'), freeBlocks: field('Free blocks'), inodes: field('Inode count'), freeInodes: field('Free inodes') };
 }
+
+const MiB = 1024 * 1024;
 
 describe('ext4 sizing', () => {
   let tmp: string;
@@ -39,7 +29,21 @@ describe('ext4 sizing', () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  it('fits 24,000 one-byte files, 2,000 long-named files in one directory and 600 deep directories first time', async () => {
+  async function bake(name: string, ...layers: LayerEntry[][]): Promise<BakeResult> {
+    const image = makeImage(await Promise.all(layers.map(async (l) => ({ tar: await layerTar(l), compression: 'gzip' as const }))));
+    const result = await bakeImage({
+      manifest: image.manifest,
+      configBytes: image.configBytes,
+      openBlob: async (digest) => Readable.from([image.blobs.get(digest) as Buffer]),
+      workDir: path.join(tmp, 'work'),
+      outputDir: path.join(tmp, name),
+    });
+    const check = fsck(result.diskPath);
+    assert.ok(check.clean, check.output);
+    return result;
+  }
+
+  it('fits 24,000 one-byte files, 2,000 long-named files in one directory, 600 deep directories and 500 long symlinks with little to spare', async () => {
     const entries: LayerEntry[] = [];
     for (let d = 0; d < 120; d++) {
       entries.push({ name: `node_modules/pkg-${d}/`, type: 'directory' });
@@ -53,23 +57,41 @@ describe('ext4 sizing', () => {
       entries.push({ name: `${deep}/`, type: 'directory' });
     }
     for (let s = 0; s < 500; s++) entries.push({ name: `links/l${s}`, type: 'symlink', linkname: `/${'t'.repeat(100)}/${s}` });
-    const image = makeImage([{ tar: await layerTar(entries), compression: 'gzip' }]);
-    const writer = new RecordingWriter();
-    const result = await bakeImage({
-      manifest: image.manifest,
-      configBytes: image.configBytes,
-      openBlob: async (digest) => Readable.from([image.blobs.get(digest) as Buffer]),
-      workDir: path.join(tmp, 'work'),
-      outputDir: path.join(tmp, 'out'),
-      diskWriter: writer,
-    });
-    assert.equal(writer.info?.attempts, 1, 'the first size was big enough');
-    const check = fsck(result.diskPath);
-    assert.ok(check.clean, check.output);
+    const result = await bake('many', entries);
     const sb = superblock(result.diskPath);
     assert.ok(sb.inodes - sb.freeInodes > 27000, `inodes used: ${sb.inodes - sb.freeInodes}`);
-    // Not wasteful: content fills most of the disk (free space is the 16 MiB floor plus rounding).
+    assert.ok(sb.freeInodes >= (sb.inodes - sb.freeInodes) * 0.05, 'spare inodes for the guest');
+    // Not wasteful: the free space is the 16 MiB floor plus rounding.
     const freeBytes = sb.freeBlocks * 4096;
-    assert.ok(freeBytes < 40 * 1024 * 1024, `free: ${freeBytes} of ${sb.blocks * 4096}`);
+    assert.ok(freeBytes >= 16 * MiB && freeBytes < 20 * MiB, `free: ${freeBytes} of ${sb.blocks * 4096}`);
+    assert.equal(result.diskSizeBytes, sb.blocks * 4096);
+  });
+
+  const big = (seed: number) => Buffer.alloc(24 * MiB, seed);
+  const used = (sb: Record<string, number>) => sb.blocks - sb.freeBlocks;
+
+  it('reuses the blocks of files that later layers delete or replace', async () => {
+    const once = await bake('once', [{ name: 'data/a', content: big(3) }, { name: 'data/b', content: big(4) }]);
+    const churn = await bake(
+      'churn',
+      [{ name: 'data/a', content: big(1) }, { name: 'data/b', content: big(2) }],
+      [{ name: 'data/.wh.b', content: '' }, { name: 'data/a', content: big(3) }],
+      [{ name: 'data/b', content: big(4) }],
+    );
+    assert.deepEqual(debugfsCat(churn.diskPath, '/data/a'), big(3));
+    assert.deepEqual(debugfsCat(churn.diskPath, '/data/b'), big(4));
+    const [o, c] = [superblock(once.diskPath), superblock(churn.diskPath)];
+    assert.ok(used(c) <= used(o) + 16, `${used(c)} blocks in use after churn, ${used(o)} without`);
+    assert.equal(churn.diskSizeBytes, once.diskSizeBytes);
+  });
+
+  it('counts space freed in the middle as the free space it is, and punches it out of the image file', async () => {
+    const keep = Array.from({ length: 50 }, (_, i): LayerEntry => ({ name: `keep/f${i}`, content: Buffer.alloc(20_000, i) }));
+    const result = await bake('holes', [{ name: 'gone', content: big(1) }, ...keep], [{ name: '.wh.gone', content: '' }]);
+    const sb = superblock(result.diskPath);
+    // The 24 MiB hole covers the 16 MiB of free space the guest gets: no more is added.
+    assert.ok(sb.freeBlocks * 4096 >= 24 * MiB && sb.freeBlocks * 4096 < 26 * MiB, `free: ${sb.freeBlocks * 4096}`);
+    const allocated = statSync(result.diskPath).blocks * 512;
+    assert.ok(allocated < used(sb) * 4096 + MiB, `the image file allocates ${allocated} bytes for ${used(sb) * 4096} in use`);
   });
 });

@@ -1,6 +1,5 @@
 // `kiln serve`: runs the registry until SIGTERM/SIGINT, then drains and exits 0.
 import type { Command } from 'commander';
-import { setFlagsFromString } from 'node:v8';
 import { loadConfig } from '../server/config.js';
 import { createKiln } from '../server/app.js';
 
@@ -15,12 +14,7 @@ export function registerServeCommand(program: Command): void {
     .option('--insecure-no-auth', 'allow KILN_AUTH=off on a non-loopback address (trusted networks only)')
     .action(async (opts: { listen?: string; dataDir?: string; databaseUrl?: string; logLevel?: string; insecureNoAuth?: boolean }) => {
       const config = loadConfig(opts);
-      // Blob traffic allocates a buffer per socket read, so V8 runs a major GC
-      // every 64 MiB received. Marking on a helper thread takes a core from the
-      // clients and bakes sharing the machine (measured: a 512 MiB push is ~7 %
-      // faster on 2 cores without it); the heap is small, so marking on the
-      // main thread costs only a few milliseconds per collection.
-      setFlagsFromString('--no-concurrent-marking');
+      // V8's concurrent marking is turned off in bin/kiln.js, before any module loads.
       const kiln = await createKiln(config);
       const url = await kiln.listen();
       let stopping = false;

@@ -1,8 +1,13 @@
 // bakeImage: one single-platform image in, `rootfs.ext4` + `config.json` out.
 //
 //   blobs ─► digest check ─► gunzip / zstd ─► diff_id check ─► tar reader
-//         ─► RootfsTree (layer rules, containment) ─► staging tree (tmpfs if room)
-//         ─► mkfs.ext4 -d ─► debugfs fixups ─► output dir (temp sibling, then rename)
+//         ─► RootfsTree (layer rules, containment, limits) ─► ext4 writer
+//         ─► work dir ─► output dir (rename)
+//
+// File content goes from the decompressed stream straight into the disk
+// image; the rest of the disk is written from the tree once the last layer
+// is in. Nothing is unpacked to a directory, no external tool runs on image
+// data, and no privilege is needed.
 import { mkdir, mkdtemp, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -10,13 +15,12 @@ import { ImageConfigError, normalizeManifest, parseImageConfig, type ImageConfig
 import type { ImageManifest } from '../oci/manifest.js';
 import { isNonDistributable, layerCompression } from '../oci/media-types.js';
 import { bakedConfig } from './baked-config.js';
-import type { DiskWriter, StagedRootfs } from './disk-writer.js';
+import type { DiskBuilder, DiskWriter } from './disk-writer.js';
 import { BakeError } from './errors.js';
-import { Ext4Writer } from './ext4-writer.js';
+import { Ext4Writer } from './ext4/writer.js';
 import { readLayer } from './layer-stream.js';
+import { BakeBudget, DEFAULT_BAKE_LIMITS, type BakeLimits } from './limits.js';
 import { RootfsTree } from './rootfs-tree.js';
-import { createStagingDir, removeTree, type StagingDir } from './staging.js';
-import { StagingSink } from './staging-sink.js';
 import { TarFormatError, TarReader } from './tar-reader.js';
 
 export interface BakeInput {
@@ -26,21 +30,16 @@ export interface BakeInput {
   configBytes: Uint8Array;
   /** Raw (compressed) bytes of a blob, streamed. */
   openBlob(digest: string): Promise<Readable>;
-  /** Private scratch directory for this job; the caller deletes it. */
+  /** Private scratch directory for this job; the result is assembled here, so it must be on the filesystem of outputDir. The caller deletes it. */
   workDir: string;
-  /** Final result directory (images/<digest-hex>/); written as a temp sibling, then renamed. */
+  /** Final result directory (images/<digest-hex>/), replaced by a rename. */
   outputDir: string;
+  /** What the bake may cost; DEFAULT_BAKE_LIMITS when absent (bakeLimitsFromEnv reads the settings). */
+  limits?: BakeLimits;
   source?: { repo: string; tag?: string };
-  /** Compressed layer bytes consumed so far, out of the total (starts over if tmpfs fills and the bake restarts on disk). */
+  /** Compressed layer bytes consumed so far, out of the total. */
   onProgress?(bytesDone: number, bytesTotal: number): void;
   signal?: AbortSignal;
-  /**
-   * Parent directory for the unpacked tree; default /dev/shm when it has room,
-   * else workDir. A tmpfs that fills up mid-bake falls back to workDir.
-   */
-  stagingDir?: string;
-  /** Disk format; default ext4. */
-  diskWriter?: DiskWriter;
 }
 
 export interface BakeResult {
@@ -50,32 +49,40 @@ export interface BakeResult {
   runConfig: RunConfig;
 }
 
-/** Unpacked trees are estimated at this many times the compressed layers (gzip of typical rootfs ≈ 3×). */
-const EXPANSION_ESTIMATE = 5;
+const writer: DiskWriter = new Ext4Writer();
 
 export async function bakeImage(input: BakeInput): Promise<BakeResult> {
   input.signal?.throwIfAborted();
+  const budget = new BakeBudget(input.limits ?? DEFAULT_BAKE_LIMITS);
+  budget.checkLayerCount(input.manifest.layers.length);
   const manifest = normalizeManifest(input.manifest);
   const config = parseConfig(input.configBytes);
   checkLayers(manifest, config);
   await mkdir(input.workDir, { recursive: true });
-
-  const estimateBytes = manifest.layers.reduce((sum, l) => sum + l.size, 0) * EXPANSION_ESTIMATE;
-  let staging: StagingDir = await createStagingDir(input.workDir, { estimateBytes, parent: input.stagingDir });
+  const result = await mkdtemp(path.join(input.workDir, 'result-'));
+  const diskPath = path.join(result, writer.fileName);
+  let disk: DiskBuilder | null = null;
   try {
-    let rootfs: StagedRootfs;
-    try {
-      rootfs = await unpackLayers(manifest, config, input, staging.path);
-    } catch (err) {
-      // The estimate was wrong and tmpfs filled up: start again on disk.
-      if (!staging.onTmpfs || !isNoSpace(err)) throw err;
-      await removeTree(staging.path);
-      staging = await createStagingDir(input.workDir, { estimateBytes, parent: input.workDir });
-      rootfs = await unpackLayers(manifest, config, input, staging.path);
-    }
-    return await writeOutput(manifest, config, rootfs, input);
-  } finally {
-    await removeTree(staging.path);
+    disk = writer.create(diskPath, { budget, identity: manifest.config.digest, signal: input.signal });
+    const tree = new RootfsTree(disk, budget);
+    await readLayers(manifest, config, input, tree, budget);
+    const info = await disk.finish(tree.root);
+    const doc = bakedConfig({ manifest, config, source: input.source, disk: { file: writer.fileName, format: writer.format, sizeBytes: info.sizeBytes } });
+    await writeDurably(path.join(result, 'config.json'), `${JSON.stringify(doc, null, 2)}\n`);
+    input.signal?.throwIfAborted();
+    const outputDir = path.resolve(input.outputDir);
+    await mkdir(path.dirname(outputDir), { recursive: true });
+    await replaceDir(result, outputDir);
+    return {
+      diskPath: path.join(outputDir, writer.fileName),
+      configPath: path.join(outputDir, 'config.json'),
+      diskSizeBytes: info.sizeBytes,
+      runConfig: config.run,
+    };
+  } catch (err) {
+    disk?.abort();
+    await rm(result, { recursive: true, force: true });
+    throw diskError(err);
   }
 }
 
@@ -102,36 +109,31 @@ function checkLayers(manifest: ImageManifest, config: ImageConfig): void {
   }
 }
 
-async function unpackLayers(manifest: ImageManifest, config: ImageConfig, input: BakeInput, dir: string): Promise<StagedRootfs> {
-  const sink = new StagingSink(dir);
-  const uid = process.getuid?.() ?? 0;
-  const tree = new RootfsTree(sink, uid === 0 ? {} : { unprivileged: { uid, gid: process.getgid?.() ?? 0 } });
+async function readLayers(manifest: ImageManifest, config: ImageConfig, input: BakeInput, tree: RootfsTree, budget: BakeBudget): Promise<void> {
   const total = manifest.layers.reduce((sum, l) => sum + l.size, 0);
   let done = 0;
   input.onProgress?.(0, total);
-  try {
-    for (const [index, layer] of manifest.layers.entries()) {
-      tree.beginLayer();
-      const reader = new TarReader(tree);
-      try {
-        await readLayer(layer, {
-          open: () => input.openBlob(layer.digest),
-          diffId: config.diffIds[index],
-          onBytes: (n) => {
-            done += n;
-            input.onProgress?.(done, total);
-          },
-          consume: (chunk) => reader.write(chunk),
-          finish: () => reader.end(),
-          signal: input.signal,
-        });
-      } catch (err) {
-        throw inLayer(err, layer.digest, index);
-      }
+  for (const [index, layer] of manifest.layers.entries()) {
+    tree.beginLayer();
+    const reader = new TarReader(tree);
+    try {
+      await readLayer(layer, {
+        open: () => input.openBlob(layer.digest),
+        diffId: config.diffIds[index],
+        onBytes: (n) => {
+          done += n;
+          input.onProgress?.(done, total);
+        },
+        consume: (chunk) => {
+          budget.addUnpackedBytes(chunk.length);
+          reader.write(chunk);
+        },
+        finish: () => reader.end(),
+        signal: input.signal,
+      });
+    } catch (err) {
+      throw inLayer(err, layer.digest, index);
     }
-    return { dir, root: tree.root, fixups: tree.finish() };
-  } finally {
-    sink.close();
   }
 }
 
@@ -139,42 +141,17 @@ async function unpackLayers(manifest: ImageManifest, config: ImageConfig, input:
 function inLayer(err: unknown, digest: string, index: number): unknown {
   const where = `layer ${index + 1} (${digest})`;
   if (err instanceof TarFormatError) return new BakeError('LAYER_CORRUPT', `${where} is not a valid tar: ${err.message}`, { cause: err });
-  if (err instanceof BakeError && err.code === 'UNSAFE_ENTRY') return new BakeError(err.code, `${where}: ${err.message}`, { cause: err });
+  if (err instanceof BakeError && (err.code === 'UNSAFE_ENTRY' || err.code === 'UNSUPPORTED_ENTRY' || err.code === 'LIMIT_EXCEEDED')) {
+    return new BakeError(err.code, `${where}: ${err.message}`, { cause: err });
+  }
+  return diskError(err);
+}
+
+/** A failed write of the result (disk image, config.json), said without the host path the system error carries. */
+function diskError(err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException | null)?.code;
-  if (typeof code === 'string' && code.startsWith('E') && !(err instanceof BakeError)) {
-    return new BakeError('STAGING_IO', `${where}: could not write the unpacked tree: ${(err as Error).message}`, { cause: err });
-  }
-  return err;
-}
-
-function isNoSpace(err: unknown): boolean {
-  for (let e = err as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (e.code === 'ENOSPC') return true;
-  }
-  return false;
-}
-
-async function writeOutput(manifest: ImageManifest, config: ImageConfig, rootfs: StagedRootfs, input: BakeInput): Promise<BakeResult> {
-  const writer = input.diskWriter ?? new Ext4Writer();
-  const outputDir = path.resolve(input.outputDir);
-  await mkdir(path.dirname(outputDir), { recursive: true });
-  const temp = await mkdtemp(path.join(path.dirname(outputDir), `.${path.basename(outputDir)}.tmp-`));
-  try {
-    const disk = await writer.write(rootfs, path.join(temp, writer.fileName), { scratchDir: input.workDir, signal: input.signal });
-    const doc = bakedConfig({ manifest, config, source: input.source, disk: { file: writer.fileName, format: writer.format, sizeBytes: disk.sizeBytes } });
-    await writeDurably(path.join(temp, 'config.json'), `${JSON.stringify(doc, null, 2)}\n`);
-    input.signal?.throwIfAborted();
-    await replaceDir(temp, outputDir);
-    return {
-      diskPath: path.join(outputDir, writer.fileName),
-      configPath: path.join(outputDir, 'config.json'),
-      diskSizeBytes: disk.sizeBytes,
-      runConfig: config.run,
-    };
-  } catch (err) {
-    await rm(temp, { recursive: true, force: true });
-    throw err;
-  }
+  if (err instanceof BakeError || typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) return err;
+  return new BakeError('DISK_WRITE', `could not write the disk image: ${code}${code === 'ENOSPC' ? ' (the bake host is out of disk space)' : ''}`, { cause: err });
 }
 
 async function writeDurably(file: string, text: string): Promise<void> {
@@ -193,6 +170,7 @@ async function replaceDir(temp: string, target: string): Promise<void> {
     await rename(temp, target);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EXDEV') throw new Error('the bake work directory and the output directory must be on one filesystem', { cause: err });
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
     const old = `${temp}.old`;
     await rename(target, old);

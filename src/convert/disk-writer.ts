@@ -1,30 +1,33 @@
-// The seam between the unpacked rootfs and a disk image format. ext4 today;
-// an erofs writer (mkfs.erofs) implements the same interface.
-import type { DirNode, Fixups } from './rootfs-tree.js';
-
-export interface StagedRootfs {
-  /** Directory holding the unpacked tree (without device nodes, fifos and xattrs). */
-  dir: string;
-  /** The model of the same tree, with everything the directory lacks. */
-  root: DirNode;
-  fixups: Fixups;
-}
+// The seam between the tree model and a disk image format. A writer creates
+// a builder per disk; the builder receives file content while layers stream
+// (it is the tree's DataSink) and writes everything else from the finished
+// tree. ext4 today; an erofs writer implements the same interface.
+import type { BakeBudget } from './limits.js';
+import type { DataSink, DirNode } from './rootfs-tree.js';
 
 export interface DiskWriteOptions {
-  /** Private scratch directory for helper files. */
-  scratchDir: string;
+  /** The bake's limits; the builder checks the disk size against them. */
+  budget: BakeBudget;
+  /** Stable text naming the image (e.g. its config digest): the same image gives the same disk bytes. */
+  identity: string;
   signal?: AbortSignal;
 }
 
 export interface DiskInfo {
   sizeBytes: number;
-  /** How many sizes were tried (more than 1 means the first estimate was too small). */
-  attempts: number;
+}
+
+export interface DiskBuilder extends DataSink {
+  /** Writes the rest of the disk from the finished tree and makes it durable. */
+  finish(root: DirNode): Promise<DiskInfo>;
+  /** Gives up: closes the file (the caller removes it). */
+  abort(): void;
 }
 
 export interface DiskWriter {
   readonly format: string;
   /** File name of the disk inside the image directory, e.g. rootfs.ext4. */
   readonly fileName: string;
-  write(rootfs: StagedRootfs, diskPath: string, options: DiskWriteOptions): Promise<DiskInfo>;
+  /** Starts a disk at `diskPath`, which must not exist. */
+  create(diskPath: string, options: DiskWriteOptions): DiskBuilder;
 }

@@ -1,122 +1,122 @@
 // The rootfs as layers build it up: an in-memory model of every path, and the
 // OCI layer rules (whiteouts, opaque directories, replacement, containment)
-// applied to it. Each change to the model is mirrored by one call on a
-// TreeSink, which does the real I/O; the model never touches a disk, so the
-// rules are tested without one.
+// applied to it. Only file content leaves the model while layers stream: it
+// goes to a DataSink (the disk writer), which stores it and tells the model
+// where; everything else is written from the finished model.
 //
 // Containment: every parent path is resolved inside the model, following
 // symlinks the way the kernel would if the rootfs were `/` (absolute targets
-// restart at the root, `..` stops at the root). The sink only ever receives
-// resolved paths whose parents are real directories, so no write can pass
-// through a symlink, and nothing outside the root can be named.
-import { entryComponents, entryTarget } from './entry-path.js';
+// restart at the root, `..` stops at the root). Nothing outside the root can
+// be named, and nothing of the host is touched at all.
+//
+// Memory: a million entries must fit, so nodes are flat objects with the
+// metadata inline, and a plain file's node is its own (first) name.
+import { checkPathText, entryComponents, entryTarget } from './entry-path.js';
 import { BakeError, displayName } from './errors.js';
+import type { BakeBudget } from './limits.js';
 import type { TarEntry, TarHandler } from './tar-reader.js';
-
-export interface Meta {
-  /** Permission bits including setuid/setgid/sticky. */
-  mode: number;
-  uid: number;
-  gid: number;
-  /** Seconds since the epoch. */
-  mtime: number;
-}
 
 export type DeviceKind = 'char' | 'block' | 'fifo';
 
-/** One file object; several names share it when hardlinked. */
-export interface Inode {
-  type: 'file' | 'symlink' | 'special';
-  meta: Meta;
-  /** Content bytes of a regular file. */
-  size: number;
-  /** Byte string target of a symlink. */
-  target?: string;
-  device?: { kind: DeviceKind; major: number; minor: number };
-  xattrs?: Map<string, Buffer>;
+export interface Device {
+  kind: DeviceKind;
+  major: number;
+  minor: number;
 }
 
-export interface DirNode {
+/** What every inode carries. Modes are permission bits incl. setuid/setgid/sticky (07777). */
+export interface Meta {
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch, possibly fractional. */
+  mtime: number;
+  xattrs: ReadonlyMap<string, Buffer> | undefined;
+  /** Inode number, given by the disk writer when it lays the tree out (0 before). */
+  ino: number;
+}
+
+/** Anything but a directory. Several names share one when hardlinked. */
+export interface FileNode extends Meta {
+  kind: 'file' | 'symlink' | 'special';
+  /** Content bytes of a regular file (0 for the others). */
+  size: number;
+  /** Where the data sink stored the content; -1 when nothing is stored. */
+  dataRef: number;
+  /** Names of this node in the tree. */
+  links: number;
+  /** Layer that created this node's first name. */
+  layer: number;
+  /** Byte string target of a symlink. */
+  target: string | undefined;
+  device: Device | undefined;
+}
+
+/** A second or later name of a FileNode (a hardlink), with the layer that made it. */
+export interface LinkNode {
+  kind: 'link';
+  node: FileNode;
+  layer: number;
+}
+
+export interface DirNode extends Meta {
   kind: 'dir';
   children: Map<string, TreeNode>;
-  meta: Meta;
-  xattrs?: Map<string, Buffer>;
   /** Layer that created or last listed this directory. */
   layer: number;
   /** Last layer that wrote anything at or below this directory. */
   touchedLayer: number;
 }
 
-export interface LeafNode {
-  kind: 'leaf';
-  inode: Inode;
-  /** Layer that created this name. */
-  layer: number;
+export type TreeNode = DirNode | FileNode | LinkNode;
+
+/** Where file content goes while layers stream. */
+export interface DataSink {
+  /** A regular file of `size` bytes (> 0) begins; returns where its content is stored. */
+  beginFile(size: number): number;
+  /** The next bytes of the current file. */
+  write(chunk: Buffer): void;
+  endFile(): void;
+  /** The last name of a file is gone: what was stored at `dataRef` can be reused. */
+  release(dataRef: number, size: number): void;
+  /** Why the disk cannot hold these extended attributes on one inode, or null. */
+  xattrProblem(xattrs: ReadonlyMap<string, Buffer>): string | null;
 }
 
-export type TreeNode = DirNode | LeafNode;
+/** ext4 (like most Linux filesystems) counts at most this many links to one file. */
+export const MAX_LINKS = 65000;
+const MAX_ID = 0xffffffff;
+const MAX_DEV_MAJOR = 0xfff;
+const MAX_DEV_MINOR = 0xfffff;
 
-/** The I/O side: paths are root-relative byte strings ('' is the root). */
-export interface TreeSink {
-  mkdir(path: string): void;
-  remove(path: string, isDir: boolean): void;
-  createFile(path: string, meta: Meta): void;
-  writeFile(chunk: Buffer): void;
-  closeFile(): void;
-  symlink(path: string, target: string, meta: Meta): void;
-  link(existingPath: string, newPath: string): void;
-  setDirMeta(path: string, meta: Meta): void;
+/** The node a name refers to: a hardlink's file, or the node itself. */
+export function nodeOf(child: TreeNode): DirNode | FileNode {
+  return child.kind === 'link' ? child.node : child;
 }
-
-/** What mkfs cannot take from the staged tree, to be applied to the disk afterwards. */
-export interface Fixups {
-  root: Meta;
-  /** Device nodes and fifos: kept out of the staging tree (creating them needs root). First path is the primary name. */
-  specials: Array<{ paths: string[]; inode: Inode }>;
-  xattrs: Array<{ path: string; xattrs: Map<string, Buffer> }>;
-  /**
-   * Symlinks with several names. mkfs -d does not keep hardlinks between
-   * symlinks, so each name is staged as its own symlink and relinked after.
-   */
-  symlinkLinks: Array<{ paths: string[] }>;
-  /** Modes and owners the staging tree could not carry (unprivileged staging only). */
-  metas: Array<{ path: string; type: 'file' | 'dir' | 'symlink'; meta: Meta }>;
-  /** Directories that gain special files after mkfs, with the mtime to restore. */
-  dirTimes: Array<{ path: string; mtime: number }>;
-}
-
-export interface TreeOptions {
-  /**
-   * Set when staging runs without root: files are staged owned by this
-   * uid/gid with owner read/write(/search) added so mkfs can read them, and
-   * every node whose real mode or owner differs gets a fixup.
-   */
-  unprivileged?: { uid: number; gid: number };
-}
-
-const MAX_SYMLINK_HOPS = 255;
 
 export class RootfsTree implements TarHandler {
-  readonly root: DirNode = newDir({ mode: 0o755, uid: 0, gid: 0, mtime: 0 }, 0);
+  readonly root: DirNode = newDir(0o755, 0, 0, 0, 0);
   private layer = 0;
   private writing = false;
   private rootMtimeSet = false;
 
   constructor(
-    private readonly sink: TreeSink,
-    private readonly options: TreeOptions = {},
+    private readonly sink: DataSink,
+    private readonly budget: BakeBudget,
   ) {}
 
   /** Starts the next layer; whiteouts only hide what earlier layers wrote. */
   beginLayer(): void {
     this.layer++;
+    this.budget.beginLayer();
   }
 
   entry(e: TarEntry): void {
     this.writing = false;
+    this.budget.addEntry();
     if (!this.rootMtimeSet) {
       // Without a `./` entry the root gets the first entry's time: reproducible, unlike "now".
-      this.root.meta.mtime = e.mtime;
+      this.root.mtime = e.mtime;
       this.rootMtimeSet = true;
     }
     const target = entryTarget(e.name);
@@ -124,245 +124,216 @@ export class RootfsTree implements TarHandler {
       case 'ignored':
         return;
       case 'whiteout':
-        return this.whiteout(target.parent, target.name);
-      case 'opaque': {
+        return this.whiteout(target.parent, target.name, e.name);
+      case 'opaque':
         // The marker means the directory exists in this layer and shows only this layer's content.
-        const dir = this.resolveDir(target.dir, true, e.mtime);
-        return this.prune(dir.node, dir.path);
-      }
+        return this.prune(this.resolveDir(target.dir, true, e.mtime, e.name));
       case 'path':
         return this.place(target.path, e);
     }
   }
 
   data(chunk: Buffer): void {
-    if (this.writing) this.sink.writeFile(chunk);
+    if (this.writing) this.sink.write(chunk);
   }
 
   entryEnd(): void {
-    if (this.writing) this.sink.closeFile();
+    if (this.writing) this.sink.endFile();
     this.writing = false;
   }
 
-  /** Applies directory metadata (children first, so their creation cannot change it) and lists the fixups. */
-  finish(): Fixups {
-    const fixups: Fixups = { root: this.root.meta, specials: [], symlinkLinks: [], xattrs: [], metas: [], dirTimes: [] };
-    const specials = new Map<Inode, string[]>();
-    const symlinks = new Map<Inode, string[]>();
-    const seen = new Set<Inode>();
-    const checkMeta = (path: string, type: 'file' | 'dir' | 'symlink', meta: Meta) => {
-      const staged = this.staged(meta, type);
-      const modeDiffers = type !== 'symlink' && staged.mode !== meta.mode;
-      if (path !== '' && (modeDiffers || staged.uid !== meta.uid || staged.gid !== meta.gid)) fixups.metas.push({ path, type, meta });
-    };
-
-    const walk = (dir: DirNode, path: string): void => {
-      let hasSpecial = false;
-      for (const [name, child] of dir.children) {
-        const childPath = join(path, name);
-        if (child.kind === 'dir') {
-          walk(child, childPath);
-          continue;
-        }
-        const inode = child.inode;
-        if (inode.type === 'special') {
-          hasSpecial = true;
-          const names = specials.get(inode);
-          if (names) names.push(childPath);
-          else specials.set(inode, [childPath]);
-          continue;
-        }
-        if (inode.type === 'symlink') {
-          const names = symlinks.get(inode);
-          if (names) names.push(childPath);
-          else symlinks.set(inode, [childPath]);
-        }
-        if (seen.has(inode)) continue;
-        seen.add(inode);
-        if (inode.xattrs) fixups.xattrs.push({ path: childPath, xattrs: inode.xattrs });
-        checkMeta(childPath, inode.type, inode.meta);
-      }
-      if (dir.xattrs) fixups.xattrs.push({ path, xattrs: dir.xattrs });
-      checkMeta(path, 'dir', dir.meta);
-      if (hasSpecial && path !== '') fixups.dirTimes.push({ path, mtime: dir.meta.mtime });
-      this.sink.setDirMeta(path, this.staged(dir.meta, 'dir'));
-    };
-    walk(this.root, '');
-    for (const paths of symlinks.values()) if (paths.length > 1) fixups.symlinkLinks.push({ paths });
-    for (const [inode, paths] of specials) {
-      fixups.specials.push({ paths, inode });
-      if (inode.xattrs) fixups.xattrs.push({ path: paths[0], xattrs: inode.xattrs });
-    }
-    return fixups;
-  }
-
-  /** The metadata the staging tree gets for a node with metadata `meta`. */
-  private staged(meta: Meta, type: 'file' | 'dir' | 'symlink'): Meta {
-    const owner = this.options.unprivileged;
-    if (!owner) return meta;
-    const access = type === 'dir' ? 0o700 : type === 'file' ? 0o600 : 0;
-    return { mode: meta.mode | access, uid: owner.uid, gid: owner.gid, mtime: meta.mtime };
-  }
-
-  private whiteout(parentParts: string[], name: string): void {
-    const parent = this.resolveDir(parentParts, false, 0);
-    const node = parent?.node.children.get(name);
-    if (parent && node) this.hide(parent.node, parent.path, name, node);
+  private whiteout(parentParts: string[], name: string, entryName: string): void {
+    const parent = this.resolveDir(parentParts, false, 0, entryName);
+    const node = parent?.children.get(name);
+    if (parent && node) this.hide(parent, name, node);
   }
 
   /** Hides what lower layers put at `name`; what this layer wrote stays. */
-  private hide(dir: DirNode, dirPath: string, name: string, node: TreeNode): void {
+  private hide(dir: DirNode, name: string, node: TreeNode): void {
     const fromThisLayer = node.layer === this.layer || (node.kind === 'dir' && node.touchedLayer === this.layer);
-    if (!fromThisLayer) return this.removeChild(dir, dirPath, name, node);
-    if (node.kind === 'dir') this.prune(node, join(dirPath, name));
+    if (!fromThisLayer) return this.removeChild(dir, name, node);
+    if (node.kind === 'dir') this.prune(node);
   }
 
-  private prune(dir: DirNode, path: string): void {
-    for (const [name, child] of [...dir.children]) this.hide(dir, path, name, child);
+  /** Hides everything lower layers put below `top`, iteratively: trees can be deeper than the JS stack. */
+  private prune(top: DirNode): void {
+    const pending = [top];
+    for (let dir = pending.pop(); dir; dir = pending.pop()) {
+      for (const [name, child] of [...dir.children]) {
+        const fromThisLayer = child.layer === this.layer || (child.kind === 'dir' && child.touchedLayer === this.layer);
+        if (!fromThisLayer) this.removeChild(dir, name, child);
+        else if (child.kind === 'dir') pending.push(child);
+      }
+    }
   }
 
   private place(parts: string[], e: TarEntry): void {
-    const meta: Meta = { mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime };
+    this.checkEntry(e);
     const xattrs = e.xattrs.size > 0 ? e.xattrs : undefined;
     if (parts.length === 0) {
       if (e.type !== 'directory') throw new BakeError('UNSAFE_ENTRY', `entry ${displayName(e.name)} would replace the root directory with a ${e.type}`);
-      this.root.meta = meta;
-      this.root.xattrs = xattrs;
+      Object.assign(this.root, { mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, xattrs });
       this.rootMtimeSet = true;
       return;
     }
     // Resolve a hardlink's target before anything at the new name is removed.
     const linkTarget = e.type === 'hardlink' ? this.resolveLinkTarget(e) : undefined;
     const name = parts[parts.length - 1];
-    const parent = this.resolveDir(parts.slice(0, -1), true, e.mtime);
-    const path = join(parent.path, name);
-    const existing = parent.node.children.get(name);
+    const parent = this.resolveDir(parts.slice(0, -1), true, e.mtime, e.name);
+    const existing = parent.children.get(name);
 
     if (e.type === 'directory') {
       if (existing?.kind === 'dir') {
         // A directory over a directory merges: only its metadata changes.
-        Object.assign(existing, { meta, xattrs, layer: this.layer, touchedLayer: this.layer });
+        Object.assign(existing, { mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, xattrs, layer: this.layer, touchedLayer: this.layer });
         return;
       }
-      if (existing) this.removeChild(parent.node, parent.path, name, existing);
-      const dir = newDir(meta, this.layer);
+      if (existing) this.removeChild(parent, name, existing);
+      const dir = newDir(e.mode, e.uid, e.gid, e.mtime, this.layer);
       dir.xattrs = xattrs;
-      parent.node.children.set(name, dir);
-      this.sink.mkdir(path);
+      parent.children.set(name, dir);
       return;
     }
 
-    if (linkTarget && existing?.kind === 'leaf' && existing.inode === linkTarget.inode) {
+    if (linkTarget && existing && nodeOf(existing) === linkTarget) {
       existing.layer = this.layer; // already this link
       return;
     }
-    if (existing) this.removeChild(parent.node, parent.path, name, existing);
-
     if (linkTarget) {
-      const inode = linkTarget.inode;
-      parent.node.children.set(name, { kind: 'leaf', inode, layer: this.layer });
-      if (inode.type === 'file') this.sink.link(linkTarget.path, path);
-      else if (inode.type === 'symlink') this.sink.symlink(path, inode.target ?? '', this.staged(inode.meta, 'symlink'));
+      if (linkTarget.links >= MAX_LINKS) {
+        throw new BakeError('UNSUPPORTED_ENTRY', `hardlink ${displayName(e.name)} would give ${displayName(e.linkname)} more than ${MAX_LINKS} names, the most ext4 allows`);
+      }
+      // Counted first: what is replaced here may hold the target's last other name.
+      linkTarget.links++;
+      if (existing) this.removeChild(parent, name, existing);
+      parent.children.set(name, { kind: 'link', node: linkTarget, layer: this.layer });
       return;
     }
-    const inode: Inode = { type: 'file', meta, size: 0 };
-    if (xattrs) inode.xattrs = xattrs;
-    parent.node.children.set(name, { kind: 'leaf', inode, layer: this.layer });
+    if (existing) this.removeChild(parent, name, existing);
+    const node: FileNode = {
+      kind: 'file', mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, xattrs, ino: 0,
+      size: 0, dataRef: -1, links: 1, layer: this.layer, target: undefined, device: undefined,
+    };
     switch (e.type) {
       case 'file':
-        inode.size = e.size;
-        this.sink.createFile(path, this.staged(meta, 'file'));
-        this.writing = true;
-        return;
+        node.size = e.size;
+        if (e.size > 0) {
+          this.budget.expectFileBytes(e.size);
+          node.dataRef = this.sink.beginFile(e.size);
+          this.writing = true;
+        }
+        break;
       case 'symlink':
-        inode.type = 'symlink';
-        inode.target = e.linkname;
-        this.sink.symlink(path, e.linkname, this.staged(meta, 'symlink'));
-        return;
+        node.kind = 'symlink';
+        node.target = e.linkname;
+        break;
       case 'char-device':
       case 'block-device':
       case 'fifo':
-        inode.type = 'special';
-        inode.device = { kind: e.type === 'fifo' ? 'fifo' : e.type === 'char-device' ? 'char' : 'block', major: e.devmajor, minor: e.devminor };
-        return;
+        node.kind = 'special';
+        node.device = { kind: e.type === 'fifo' ? 'fifo' : e.type === 'char-device' ? 'char' : 'block', major: e.devmajor, minor: e.devminor };
+        break;
+    }
+    parent.children.set(name, node);
+  }
+
+  /** What ext4 cannot hold is refused by name, never cut short. */
+  private checkEntry(e: TarEntry): void {
+    const unsupported = (why: string) => new BakeError('UNSUPPORTED_ENTRY', `entry ${displayName(e.name)} ${why}`);
+    if (e.uid > MAX_ID || e.gid > MAX_ID) throw unsupported(`has owner ${e.uid}:${e.gid}; ext4 ids are at most ${MAX_ID}`);
+    if (e.type === 'symlink') {
+      if (e.linkname === '') throw unsupported('is a symbolic link with an empty target, which Linux cannot hold');
+      checkPathText(e.linkname, `the target of symbolic link ${displayName(e.name)}`);
+    }
+    if ((e.type === 'char-device' || e.type === 'block-device') && (e.devmajor > MAX_DEV_MAJOR || e.devminor > MAX_DEV_MINOR)) {
+      throw unsupported(`is device ${e.devmajor}:${e.devminor}; Linux device numbers are at most ${MAX_DEV_MAJOR}:${MAX_DEV_MINOR}`);
+    }
+    if (e.xattrs.size > 0) {
+      const problem = this.sink.xattrProblem(e.xattrs);
+      if (problem) throw unsupported(problem);
     }
   }
 
-  private resolveLinkTarget(e: TarEntry): { inode: Inode; path: string } {
+  private resolveLinkTarget(e: TarEntry): FileNode {
     const parts = entryComponents(e.linkname);
     const name = parts[parts.length - 1];
     if (name === undefined) throw new BakeError('UNSAFE_ENTRY', `hardlink ${displayName(e.name)} points to the root directory`);
-    const parent = this.resolveDir(parts.slice(0, -1), false, 0);
-    const node = parent?.node.children.get(name);
-    if (!parent || !node) {
+    const parent = this.resolveDir(parts.slice(0, -1), false, 0, e.linkname);
+    const child = parent?.children.get(name);
+    if (!parent || !child) {
       throw new BakeError('UNSAFE_ENTRY', `hardlink ${displayName(e.name)} points to ${displayName(e.linkname)}, which is not in the image`);
     }
+    const node = nodeOf(child);
     if (node.kind === 'dir') throw new BakeError('UNSAFE_ENTRY', `hardlink ${displayName(e.name)} points to a directory`);
-    return { inode: node.inode, path: join(parent.path, name) };
+    return node;
   }
 
-  private removeChild(dir: DirNode, dirPath: string, name: string, node: TreeNode): void {
+  private removeChild(dir: DirNode, name: string, child: TreeNode): void {
     dir.children.delete(name);
-    if (node.kind === 'dir') this.sink.remove(join(dirPath, name), true);
-    else if (node.inode.type !== 'special') this.sink.remove(join(dirPath, name), false);
+    if (child.kind !== 'dir') return this.unlink(nodeOf(child) as FileNode);
+    const pending = [child];
+    for (let d = pending.pop(); d; d = pending.pop()) {
+      for (const c of d.children.values()) {
+        if (c.kind === 'dir') pending.push(c);
+        else this.unlink(nodeOf(c) as FileNode);
+      }
+    }
+  }
+
+  /** One name of `node` is gone; with the last one, its content's space is released. */
+  private unlink(node: FileNode): void {
+    if (--node.links > 0 || node.dataRef < 0) return;
+    this.sink.release(node.dataRef, node.size);
+    node.dataRef = -1;
   }
 
   /**
    * Walks `parts` from the root, following symlinks inside the model.
    * With `create`, missing directories are made (0755, root-owned, like
    * Docker and umoci do) and every directory on the way is marked as touched
-   * by this layer; without it, a missing component gives null.
+   * by this layer; without it, a missing component gives null. The work is
+   * bounded: symlinks followed per path, and components walked per layer.
    */
-  private resolveDir(parts: readonly string[], create: true, mtime: number): { node: DirNode; path: string };
-  private resolveDir(parts: readonly string[], create: false, mtime: number): { node: DirNode; path: string } | null;
-  private resolveDir(parts: readonly string[], create: boolean, mtime: number): { node: DirNode; path: string } | null {
+  private resolveDir(parts: readonly string[], create: true, mtime: number, entryName: string): DirNode;
+  private resolveDir(parts: readonly string[], create: false, mtime: number, entryName: string): DirNode | null;
+  private resolveDir(parts: readonly string[], create: boolean, mtime: number, entryName: string): DirNode | null {
     const stack: DirNode[] = [this.root];
-    const names: string[] = [];
     const pending = parts.slice().reverse();
     let hops = 0;
     while (pending.length > 0) {
       const part = pending.pop() as string;
+      this.budget.addResolveStep();
       if (part === '' || part === '.') continue;
       if (part === '..') {
-        if (names.length > 0) {
-          stack.pop();
-          names.pop();
-        }
+        if (stack.length > 1) stack.pop();
         continue;
       }
       const current = stack[stack.length - 1];
       let child = current.children.get(part);
       if (child === undefined) {
         if (!create) return null;
-        child = newDir({ mode: 0o755, uid: 0, gid: 0, mtime }, this.layer);
+        this.budget.addEntry(); // an implied directory costs as much as a listed one
+        child = newDir(0o755, 0, 0, mtime, this.layer);
         current.children.set(part, child);
-        this.sink.mkdir(join(names.join('/'), part));
-      } else if (child.kind === 'leaf') {
-        if (child.inode.type !== 'symlink') {
-          throw new BakeError('UNSAFE_ENTRY', `${displayName(join(names.join('/'), part))} is not a directory, so ${displayName(parts.join('/'))} cannot be under it`);
+      } else if (child.kind !== 'dir') {
+        const node = nodeOf(child) as FileNode;
+        if (node.kind !== 'symlink') {
+          throw new BakeError('UNSAFE_ENTRY', `${displayName(part)} is not a directory, so ${displayName(entryName)} cannot be under it`);
         }
-        if (++hops > MAX_SYMLINK_HOPS) throw new BakeError('UNSAFE_ENTRY', `too many levels of symbolic links in ${displayName(parts.join('/'))}`);
-        const target = child.inode.target ?? '';
-        if (target.startsWith('/')) {
-          stack.length = 1;
-          names.length = 0;
-        }
+        this.budget.checkSymlinkHops(++hops, displayName(entryName));
+        const target = node.target ?? '';
+        if (target.startsWith('/')) stack.length = 1;
         const targetParts = target.split('/');
         for (let i = targetParts.length - 1; i >= 0; i--) pending.push(targetParts[i]);
         continue;
       }
       stack.push(child);
-      names.push(part);
     }
     if (create) for (const dir of stack) dir.touchedLayer = this.layer;
-    return { node: stack[stack.length - 1], path: names.join('/') };
+    return stack[stack.length - 1];
   }
 }
 
-function newDir(meta: Meta, layer: number): DirNode {
-  return { kind: 'dir', children: new Map(), meta, layer, touchedLayer: layer };
-}
-
-function join(dir: string, name: string): string {
-  return dir === '' ? name : `${dir}/${name}`;
+function newDir(mode: number, uid: number, gid: number, mtime: number, layer: number): DirNode {
+  return { kind: 'dir', mode, uid, gid, mtime, xattrs: undefined, ino: 0, children: new Map(), layer, touchedLayer: layer };
 }

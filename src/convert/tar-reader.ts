@@ -30,7 +30,7 @@ export interface TarEntry {
   devmajor: number;
   devminor: number;
   /** Extended attributes from pax `SCHILY.xattr.*` / `LIBARCHIVE.xattr.*` records. */
-  xattrs: Map<string, Buffer>;
+  xattrs: ReadonlyMap<string, Buffer>;
 }
 
 export interface TarHandler {
@@ -280,7 +280,11 @@ export function parsePax(data: Buffer): Map<string, Buffer> {
   return records;
 }
 
-function paxXattrs(pax: Map<string, Buffer>): Map<string, Buffer> {
+/** Shared by every entry without xattrs: most entries have none, and a map each is garbage to collect. */
+const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map();
+
+function paxXattrs(pax: Map<string, Buffer>): ReadonlyMap<string, Buffer> {
+  if (pax.size === 0) return NO_XATTRS;
   const xattrs = new Map<string, Buffer>();
   for (const [key, value] of pax) {
     if (key.startsWith('SCHILY.xattr.')) {
@@ -290,7 +294,7 @@ function paxXattrs(pax: Map<string, Buffer>): Map<string, Buffer> {
       xattrs.set(decodeURIComponent(key.slice('LIBARCHIVE.xattr.'.length)), Buffer.from(value.toString('latin1'), 'base64'));
     }
   }
-  return xattrs;
+  return xattrs.size > 0 ? xattrs : NO_XATTRS;
 }
 
 function paxNumber(pax: Map<string, Buffer>, key: string): number | undefined {

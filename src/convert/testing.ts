@@ -7,10 +7,11 @@ import { createReadStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
+import { createGzip, gzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
 import type { ImageManifest } from '../oci/manifest.js';
 import { OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST } from '../oci/media-types.js';
+import type { DataSink } from './rootfs-tree.js';
 
 export interface LayerEntry {
   name: string;
@@ -133,18 +134,22 @@ export interface TestImage {
 
 /** An image from uncompressed layer tars, each compressed as asked. */
 export function makeImage(layers: Array<{ tar: Buffer; compression: Compression }>, config: Record<string, unknown> = {}): TestImage {
+  return imageFromBlobs(layers.map(({ tar, compression }) => ({ blob: compress(tar, compression), mediaType: LAYER_TYPES[compression], diffId: sha256(tar) })), config);
+}
+
+/** An image from layer blobs as they are (compressed or not), in the order given; a blob may repeat. */
+export function imageFromBlobs(layers: Array<{ blob: Buffer; mediaType: string; diffId: string }>, config: Record<string, unknown> = {}): TestImage {
   const blobs = new Map<string, Buffer>();
-  const descriptors = layers.map(({ tar, compression }) => {
-    const blob = compress(tar, compression);
+  const descriptors = layers.map(({ blob, mediaType }) => {
     const digest = sha256(blob);
     blobs.set(digest, blob);
-    return { mediaType: LAYER_TYPES[compression], digest, size: blob.length };
+    return { mediaType, digest, size: blob.length };
   });
   const configDoc = {
     architecture: 'amd64',
     os: 'linux',
     config: { Env: ['PATH=/usr/bin:/bin'], Cmd: ['/bin/sh'], ...config },
-    rootfs: { type: 'layers', diff_ids: layers.map(({ tar }) => sha256(tar)) },
+    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
   };
   const configBytes = Buffer.from(JSON.stringify(configDoc));
   blobs.set(sha256(configBytes), configBytes);
@@ -156,6 +161,49 @@ export function makeImage(layers: Array<{ tar: Buffer; compression: Compression 
   };
   const manifestBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: manifest.config, layers: manifest.layers }));
   return { manifest, manifestBytes, configBytes, blobs };
+}
+
+
+/**
+ * The tar of `count` empty files, `perDir` to a directory (d0/f0, d0/f1, …),
+ * as a stream of 512 KiB chunks: a million entries without a million
+ * header objects.
+ */
+export function* emptyFilesTar(count: number, perDir: number): Generator<Buffer> {
+  const template = ustarHeader({ name: 'd0000000/f0000000', typeflag: '0', size: 0 });
+  const perChunk = 1024;
+  for (let first = 0; first < count; first += perChunk) {
+    const n = Math.min(perChunk, count - first);
+    const chunk = Buffer.alloc(n * 512);
+    for (let i = 0; i < n; i++) {
+      const index = first + i;
+      const at = i * 512;
+      template.copy(chunk, at);
+      chunk.write(`d${String(Math.floor(index / perDir)).padStart(7, '0')}/f${String(index).padStart(7, '0')}`, at, 'latin1');
+      chunk.write('        ', at + 148, 'latin1');
+      let sum = 0;
+      for (let b = at; b < at + 512; b++) sum += chunk[b];
+      chunk.write(`${sum.toString(8).padStart(6, '0')}\0 `, at + 148, 'latin1');
+    }
+    yield chunk;
+  }
+  yield Buffer.alloc(1024);
+}
+
+/** Gzips a stream of chunks into one buffer, hashing the uncompressed bytes on the way. */
+export async function gzipStream(chunks: Iterable<Buffer>, level = 1): Promise<{ blob: Buffer; diffId: string }> {
+  const hash = createHash('sha256');
+  const gzip = createGzip({ level });
+  const out: Buffer[] = [];
+  gzip.on('data', (c: Buffer) => out.push(c));
+  const done = new Promise((resolve, reject) => gzip.on('end', resolve).on('error', reject));
+  for (const chunk of chunks) {
+    hash.update(chunk);
+    if (!gzip.write(chunk)) await new Promise((resolve) => gzip.once('drain', resolve));
+  }
+  gzip.end();
+  await done;
+  return { blob: Buffer.concat(out), diffId: `sha256:${hash.digest('hex')}` };
 }
 
 /** Writes `image` as an OCI image layout at `dir`, tagged `tag`. */
@@ -177,4 +225,43 @@ export async function writeOciLayout(dir: string, image: TestImage, tag: string)
 /** openBlob for an OCI layout directory. */
 export function layoutBlobOpener(dir: string): (digest: string) => Promise<Readable> {
   return async (digest) => createReadStream(path.join(dir, 'blobs', ...digest.split(':')), { highWaterMark: 1 << 20 });
+}
+
+/**
+ * A DataSink that keeps file contents in memory by dataRef and records what
+ * is released, for tests of the tree model; xattr names containing "bad"
+ * are refused.
+ */
+export class MemorySink implements DataSink {
+  readonly contents = new Map<number, Buffer>();
+  readonly released: string[] = [];
+  private next = 0;
+  private current = -1;
+  private chunks: Buffer[] = [];
+
+  beginFile(): number {
+    this.current = this.next++;
+    this.chunks = [];
+    this.contents.set(this.current, Buffer.alloc(0));
+    return this.current;
+  }
+
+  write(chunk: Buffer): void {
+    this.chunks.push(Buffer.from(chunk));
+  }
+
+  endFile(): void {
+    this.contents.set(this.current, Buffer.concat(this.chunks));
+    this.current = -1;
+  }
+
+  release(ref: number): void {
+    this.released.push(this.contents.get(ref)?.toString() ?? '?');
+    this.contents.delete(ref);
+  }
+
+  xattrProblem(xattrs: ReadonlyMap<string, Buffer>): string | null {
+    const bad = [...xattrs.keys()].find((k) => k.includes('bad'));
+    return bad ? `has ${bad}` : null;
+  }
 }

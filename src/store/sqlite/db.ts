@@ -8,14 +8,19 @@ import { SQLITE_MIGRATIONS, type SqliteMigration } from './migrations.js';
 
 export type SqliteDatabase = Database.Database;
 
+/** better-sqlite3's name for a database that lives in memory only (tests). */
+const IN_MEMORY = ':memory:';
+
 /** How long a process waits for another one that is migrating the same file. */
 const MIGRATION_WAIT_MS = 60_000;
 
 /** `durable: false` (KILN_FSYNC=false, throwaway stores) lets commits return before they reach the disk. */
 export function openSqlite(file: string, options: { durable?: boolean } = {}): SqliteDatabase {
-  // SQLite gives its -wal and -shm files the database file's mode: create it private first.
-  if (!existsSync(file)) closeSync(openSync(file, 'a', PRIVATE_FILE_MODE));
-  for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, PRIVATE_FILE_MODE);
+  if (file !== IN_MEMORY) {
+    // SQLite gives its -wal and -shm files the database file's mode: create it private first.
+    if (!existsSync(file)) closeSync(openSync(file, 'a', PRIVATE_FILE_MODE));
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, PRIVATE_FILE_MODE);
+  }
   const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');
