@@ -298,8 +298,8 @@ describe('garbage collection on a store', () => {
     // A finished bake of the tagged image, and a disk whose image is gone.
     h.images.upsert({ digest: img.manifest.digest, repo: 'bake/app', tag: 'v1', indexDigest: null, platform: null });
     const job = h.jobs.enqueue('bake', `bake:${img.manifest.digest}`, { digest: img.manifest.digest, repo: 'bake/app' });
-    h.jobs.claim('bake');
-    h.jobs.finish(job.id, 'done');
+    h.jobs.claim('bake', 'test-worker', 60_000);
+    h.jobs.finish(job.id, 'test-worker', 'done');
     await writeDisk(h.dirs, img.manifest.digest);
     const ghost = blob('ghost image');
     await writeDisk(h.dirs, ghost.digest);

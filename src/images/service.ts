@@ -4,18 +4,19 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
-import { bakeImage } from '../convert/bake.js';
 import { classify, formatPlatform, isNotRunnable, noPlatformMessage, notRunnableMessage, type PlatformSpec } from '../oci/classify.js';
-import { parseManifest, type ImageManifest, type Manifest } from '../oci/manifest.js';
-import type { JobContext, JobQueue } from '../jobs/queue.js';
+import { parseManifest, type Manifest } from '../oci/manifest.js';
+import type { JobQueue } from '../jobs/queue.js';
 import type { ManifestPushedEvent, RegistryService } from '../registry/service.js';
 import type { DataDir } from '../store/data-dir.js';
 import type { ImageName, ImageRecord, ImageStore } from '../store/image-store.js';
 import type { JobRecord } from '../store/job-store.js';
 import { ApiError } from '../server/api-errors.js';
+import { BAKE_JOB, bakeJobKey as jobKey, type BakePayload } from './bake-job.js';
 import { formatRef, parseImageRef, RefError, type ImageRef } from './refs.js';
 
-export const BAKE_JOB = 'bake';
+/** How long deleting an image waits for its cancelled bake to stop. */
+const CANCEL_WAIT_MS = 15_000;
 
 export type ImageStatus = 'pending' | 'baking' | 'ready' | 'failed';
 
@@ -40,24 +41,17 @@ export interface ImageDetail extends ImageView {
   runConfig: unknown;
 }
 
-interface BakePayload {
-  digest: string;
-  repo: string;
-}
-
 export interface ImageServiceDeps {
   registry: RegistryService;
   jobs: JobQueue;
   images: ImageStore;
   dirs: DataDir;
   platforms: readonly PlatformSpec[];
-  concurrency: number;
   log: FastifyBaseLogger;
 }
 
 export class ImageService {
   constructor(private readonly deps: ImageServiceDeps) {
-    deps.jobs.register(BAKE_JOB, (job, ctx) => this.runBake(job, ctx), deps.concurrency);
     deps.registry.onManifestPushed((event) => {
       try {
         this.onPush(event);
@@ -154,7 +148,9 @@ export class ImageService {
 
   /**
    * Removes one name of a baked image; with the last name goes the disk and
-   * its record (a later push or bake request makes it again).
+   * its record (a later push or bake request makes it again). A bake still
+   * queued or running is cancelled first: its worker stops it and removes
+   * its scratch.
    */
   async deleteDisk(record: ImageRecord, name: ImageName): Promise<void> {
     if (record.names.length > 1) {
@@ -162,9 +158,9 @@ export class ImageService {
       return;
     }
     const key = jobKey(record.digest);
-    const job = this.deps.jobs.store.get(key);
-    if (job?.status === 'running' || job?.status === 'queued') {
-      throw new ApiError('CONFLICT', `${record.digest} is being baked; wait for it or try again later`);
+    if (this.deps.jobs.cancel(key, 'cancelled: the image was deleted') === 'signalled') {
+      const job = await this.deps.jobs.settled(key, CANCEL_WAIT_MS);
+      if (job?.status === 'running') throw new ApiError('CONFLICT', `the bake of ${record.digest} is stopping; try again in a few seconds`);
     }
     this.deps.jobs.store.delete(key);
     this.deps.images.delete(record.digest);
@@ -194,37 +190,6 @@ export class ImageService {
     };
   }
 
-  // ---- the job ---------------------------------------------------------------
-
-  private async runBake(job: JobRecord, ctx: JobContext): Promise<void> {
-    const { digest, repo } = job.payload as BakePayload;
-    const name = this.deps.images.get(digest)?.names.find((n) => n.repo === repo);
-    const manifest = await this.loadManifest(repo, digest);
-    if (manifest.kind !== 'image') throw new Error(`${digest} is an index, not a single image`);
-    const configBytes = await this.deps.registry.blobs.readBytes(manifest.config.digest);
-    if (!configBytes) throw new Error(`config blob ${manifest.config.digest} is missing from the store`);
-    const workDir = path.join(this.deps.dirs.scratchRoot, `bake-${job.id}`);
-    try {
-      const result = await bakeImage({
-        manifest: manifest as ImageManifest,
-        configBytes,
-        openBlob: async (d) => {
-          const stream = await this.deps.registry.blobs.open(d);
-          if (!stream) throw new Error(`layer ${d} is missing from the store`);
-          return stream;
-        },
-        workDir,
-        outputDir: this.deps.dirs.imageDir(digest),
-        source: { repo, tag: name?.tag ?? undefined },
-        onProgress: ctx.progress,
-        signal: ctx.signal,
-      });
-      this.deps.images.setDiskSize(digest, result.diskSizeBytes);
-    } finally {
-      await rm(workDir, { recursive: true, force: true });
-    }
-  }
-
   private async loadManifest(repo: string, digest: string): Promise<Manifest> {
     const { record, bytes } = await this.deps.registry.readManifest(repo, digest).catch(() => {
       throw new ApiError('NOT_FOUND', `manifest ${digest} is not in ${repo}`);
@@ -237,10 +202,6 @@ export class ImageService {
     if (!digest) throw new ApiError('NOT_FOUND', `${repo}:${tag} is not in the registry`);
     return digest;
   }
-}
-
-function jobKey(digest: string): string {
-  return `${BAKE_JOB}:${digest}`;
 }
 
 function statusOf(job: JobRecord | null): ImageStatus {

@@ -170,7 +170,7 @@ export class SqliteGcStore implements GcStore {
   async deleteBlobRows(digests: readonly string[]): Promise<void> {
     this.db.transaction(() => {
       for (const d of digests) this.s.deleteBlob.run(d);
-    })();
+    }).immediate();
   }
 
   async bakeStatus(digest: string): Promise<string | null> {
@@ -184,7 +184,7 @@ export class SqliteGcStore implements GcStore {
   async recordPulls(entries: Iterable<readonly [string, string, number]>): Promise<void> {
     this.db.transaction(() => {
       for (const [repo, tag, at] of entries) this.s.upsertPull.run(repo, tag, at);
-    })();
+    }).immediate();
   }
 
   async integrityCheck(): Promise<string[]> {

@@ -50,7 +50,7 @@ export class SqliteImageStore implements ImageStore {
       this.s.upsert.run({ digest: source.digest, indexDigest: source.indexDigest, platform: source.platform, now });
       // '' stands for "pushed by digest" so the primary key stays simple.
       this.s.upsertName.run(source.digest, source.repo, source.tag ?? '', now);
-    })();
+    }).immediate();
     return this.get(source.digest)!;
   }
 
@@ -81,7 +81,7 @@ export class SqliteImageStore implements ImageStore {
     return this.db.transaction(() => {
       this.s.deleteNames.run(digest);
       return this.s.delete.run(digest).changes > 0;
-    })();
+    }).immediate();
   }
 }
 

@@ -154,4 +154,16 @@ CREATE INDEX builds_tenant ON builds(tenant, seq);
 CREATE INDEX builds_retention ON builds(finished_at) WHERE files_removed_at IS NULL AND finished_at IS NOT NULL;
 `,
   },
+  {
+    version: 4,
+    name: 'job leases',
+    sql: `
+ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+ALTER TABLE jobs ADD COLUMN lease_until INTEGER;
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN not_before INTEGER NOT NULL DEFAULT 0;
+-- Jobs left running by a server of an earlier release had no lease: the next worker takes them up.
+UPDATE jobs SET lease_until = 0 WHERE status = 'running';
+`,
+  },
 ];

@@ -1,0 +1,67 @@
+// One worker process: open the stores beside the server (the database
+// coordinates them), check that bakes can be sandboxed here, and run jobs
+// until SIGTERM or until the server that started it goes away.
+import os from 'node:os';
+import { pino } from 'pino';
+import { bakeImage } from '../convert/bake.js';
+import { bakeLimitsFromEnv } from '../convert/limits.js';
+import { BAKE_JOB, bakeJobHandler } from '../images/bake-job.js';
+import { openStores } from '../store/open.js';
+import { loadS3Config } from '../store/s3/config.js';
+import { loadJobSettings } from './settings.js';
+import { JobWorker, type JobHandler } from './worker.js';
+import { newWorkerId } from './worker-id.js';
+
+export interface WorkerProcessOptions {
+  dataDir: string;
+  databaseUrl?: string;
+  logLevel: string;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Worker processes yield the CPU to the API (measured in bench/registry.ts: p99 of GET manifest during a bake). */
+const WORKER_NICE = 10;
+
+export async function runWorkerProcess(options: WorkerProcessOptions): Promise<void> {
+  const log = pino({ level: options.logLevel, base: { service: 'kiln-worker', pid: process.pid } });
+  const settings = loadJobSettings(options.env);
+  const limits = bakeLimitsFromEnv(options.env);
+  try {
+    os.setPriority(WORKER_NICE);
+  } catch (err) {
+    log.warn({ err }, 'could not lower the worker priority');
+  }
+  const stores = await openStores({
+    dataDir: options.dataDir,
+    databaseUrl: options.databaseUrl,
+    durable: options.env.KILN_FSYNC !== 'false',
+    s3: loadS3Config(options.env),
+    owner: 'kiln worker',
+    // Beside the server, which holds the data directory's lock.
+    shared: true,
+    existing: true,
+  });
+  const handlers = new Map<string, JobHandler>([
+    [BAKE_JOB, bakeJobHandler({ meta: stores.meta, blobs: stores.blobs, images: stores.images, dirs: stores.dirs, limits, bake: bakeImage })],
+  ]);
+  const id = newWorkerId();
+  const worker = new JobWorker(stores.jobs, handlers, settings, id, log);
+
+  let stopping: Promise<void> | null = null;
+  const stop = (why: string) => {
+    stopping ??= (async () => {
+      log.info({ why }, 'worker stopping');
+      await worker.stop();
+      await stores.close();
+      process.exit(0);
+    })();
+    return stopping;
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  // Started by `kiln serve`: woken when work is queued, and gone with it.
+  process.on('message', (m) => m === 'wake' && worker.wake());
+  process.on('disconnect', () => void stop('the server that started this worker exited'));
+  worker.start();
+  log.info({ worker: id }, 'worker ready');
+}
