@@ -6,6 +6,7 @@ import { after } from 'node:test';
 import { openStores, type Stores } from '../src/store/open.js';
 import { apiKeyStoreContract } from '../src/store/testing/api-key-store-contract.js';
 import { gcStoreContract } from '../src/store/testing/gc-store-contract.js';
+import { jobStoreContract } from '../src/store/testing/job-store-contract.js';
 import { metadataStoreContract } from '../src/store/testing/metadata-store-contract.js';
 import { tempDir } from './helpers/kiln.js';
 import { startPostgres, type TestPostgres } from './helpers/postgres.js';
@@ -56,3 +57,9 @@ for (const [name, open] of backends) {
     return { gc: h.stores.gc, meta: h.stores.meta, pins: h.stores.pins, close: h.close };
   });
 }
+
+// Jobs stay in the data directory's SQLite database on both backends for now.
+jobStoreContract('sqlite', async () => {
+  const h = await backend(async () => undefined)();
+  return { store: h.stores.jobs, close: h.close };
+});
