@@ -52,14 +52,12 @@ for (const [name, open] of backends) {
     const h = await open();
     return { store: h.stores.apiKeys, reopen: async () => (await h.reopen()).apiKeys, close: h.close };
   });
+  jobStoreContract(name, async () => {
+    const h = await open();
+    return { store: h.stores.jobs, close: h.close };
+  });
   gcStoreContract(name, async () => {
     const h = await open();
     return { gc: h.stores.gc, meta: h.stores.meta, pins: h.stores.pins, close: h.close };
   });
 }
-
-// Jobs stay in the data directory's SQLite database on both backends for now.
-jobStoreContract('sqlite', async () => {
-  const h = await backend(async () => undefined)();
-  return { store: h.stores.jobs, close: h.close };
-});

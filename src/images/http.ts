@@ -49,7 +49,7 @@ export function registerImageRoutes(app: FastifyInstance, images: ImageService, 
     '/api/v1/images',
     handle(async (req) => {
       const decision = await allow(req, null, []);
-      return { images: images.list(decision.canPull) };
+      return { images: await images.list(decision.canPull) };
     }),
   );
 

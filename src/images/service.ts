@@ -53,38 +53,37 @@ export interface ImageServiceDeps {
 export class ImageService {
   constructor(private readonly deps: ImageServiceDeps) {
     deps.registry.onManifestPushed((event) => {
-      try {
-        this.onPush(event);
-      } catch (err) {
+      return this.onPush(event).catch((err: unknown) => {
         deps.log.error({ err, repo: event.repo, digest: event.digest }, 'could not queue bake');
-      }
+      });
     });
   }
 
   /** Queues bakes for a pushed manifest when it is a runnable image (or an index of them). */
-  private onPush(event: ManifestPushedEvent): void {
+  private async onPush(event: ManifestPushedEvent): Promise<void> {
     const c = classify(event.manifest, event.repo, { platforms: this.deps.platforms });
-    if (c.kind === 'runnable-image') this.enqueue({ digest: event.digest, repo: event.repo, tag: event.tag, indexDigest: null, platform: null });
+    if (c.kind === 'runnable-image') await this.enqueue({ digest: event.digest, repo: event.repo, tag: event.tag, indexDigest: null, platform: null });
     if (c.kind === 'multi-platform-image') {
       for (const child of c.toBake) {
         const platform = child.platform ? formatPlatform(child.platform) : null;
-        this.enqueue({ digest: child.digest, repo: event.repo, tag: event.tag, indexDigest: event.digest, platform });
+        await this.enqueue({ digest: child.digest, repo: event.repo, tag: event.tag, indexDigest: event.digest, platform });
       }
     }
   }
 
-  private enqueue(source: Parameters<ImageStore['upsert']>[0]): ImageRecord {
+  private async enqueue(source: Parameters<ImageStore['upsert']>[0]): Promise<ImageRecord> {
     const record = this.deps.images.upsert(source);
     const payload: BakePayload = { digest: source.digest, repo: source.repo };
-    this.deps.jobs.enqueue(BAKE_JOB, jobKey(source.digest), payload);
+    await this.deps.jobs.enqueue(BAKE_JOB, jobKey(source.digest), payload);
     return record;
   }
 
   // ---- API -----------------------------------------------------------------
 
   /** One entry per repo:tag naming a baked image, for the names the caller may see. */
-  list(visible: (repo: string) => boolean): ImageView[] {
-    return this.deps.images.list().flatMap((record) => record.names.filter((n) => visible(n.repo)).map((n) => this.view(record, n)));
+  async list(visible: (repo: string) => boolean): Promise<ImageView[]> {
+    const views = this.deps.images.list().flatMap((record) => record.names.filter((n) => visible(n.repo)).map((n) => this.view(record, n)));
+    return Promise.all(views);
   }
 
   /**
@@ -105,7 +104,7 @@ export class ImageService {
   }
 
   async detail(record: ImageRecord, name?: ImageName): Promise<ImageDetail> {
-    const view = this.view(record, name);
+    const view = await this.view(record, name);
     let runConfig: unknown = null;
     if (view.status === 'ready') {
       runConfig = JSON.parse(await readFile(path.join(this.deps.dirs.imageDir(record.digest), 'config.json'), 'utf8'));
@@ -133,15 +132,15 @@ export class ImageService {
     } else {
       target = { digest, platform: null, indexDigest: null };
     }
-    const record = this.enqueue({ ...target, repo: ref.repo, tag });
-    const job = this.deps.jobs.store.get(jobKey(target.digest));
-    if (job?.status === 'failed' || job?.status === 'cancelled') this.deps.jobs.retry(job.key);
+    const record = await this.enqueue({ ...target, repo: ref.repo, tag });
+    const job = await this.deps.jobs.store.get(jobKey(target.digest));
+    if (job?.status === 'failed' || job?.status === 'cancelled') await this.deps.jobs.retry(job.key);
     return this.view(record, record.names.find((n) => n.repo === ref.repo && n.tag === tag));
   }
 
   /** Path and size of a ready disk. */
   async disk(record: ImageRecord): Promise<{ file: string; size: number }> {
-    if (this.view(record).status !== 'ready') throw new ApiError('NOT_READY', `the disk of ${record.digest} is not ready yet`);
+    if ((await this.view(record)).status !== 'ready') throw new ApiError('NOT_READY', `the disk of ${record.digest} is not ready yet`);
     const file = path.join(this.deps.dirs.imageDir(record.digest), 'rootfs.ext4');
     return { file, size: (await stat(file)).size };
   }
@@ -158,18 +157,18 @@ export class ImageService {
       return;
     }
     const key = jobKey(record.digest);
-    if (this.deps.jobs.cancel(key, 'cancelled: the image was deleted') === 'signalled') {
+    if ((await this.deps.jobs.cancel(key, 'cancelled: the image was deleted')) === 'signalled') {
       const job = await this.deps.jobs.settled(key, CANCEL_WAIT_MS);
       if (job?.status === 'running') throw new ApiError('CONFLICT', `the bake of ${record.digest} is stopping; try again in a few seconds`);
     }
-    this.deps.jobs.store.delete(key);
+    await this.deps.jobs.store.delete(key);
     this.deps.images.delete(record.digest);
     await rm(this.deps.dirs.imageDir(record.digest), { recursive: true, force: true });
   }
 
   /** The image as seen through one of its names (the most recent when not given). */
-  view(record: ImageRecord, name: ImageName | undefined = record.names[0]): ImageView {
-    const job = this.deps.jobs.store.get(jobKey(record.digest));
+  async view(record: ImageRecord, name: ImageName | undefined = record.names[0]): Promise<ImageView> {
+    const job = await this.deps.jobs.store.get(jobKey(record.digest));
     const repo = name?.repo ?? '';
     const tag = name?.tag ?? null;
     return {

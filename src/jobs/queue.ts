@@ -13,21 +13,21 @@ export class JobQueue {
     this.listeners.push(listener);
   }
 
-  enqueue(kind: string, key: string, payload: unknown): JobRecord {
-    const job = this.store.enqueue(kind, key, payload);
+  async enqueue(kind: string, key: string, payload: unknown): Promise<JobRecord> {
+    const job = await this.store.enqueue(kind, key, payload);
     if (job.status === 'queued') this.notify(kind);
     return job;
   }
 
-  retry(key: string): boolean {
-    const job = this.store.get(key);
-    if (!job || !this.store.requeue(key)) return false;
+  async retry(key: string): Promise<boolean> {
+    const job = await this.store.get(key);
+    if (!job || !(await this.store.requeue(key))) return false;
     this.notify(job.kind);
     return true;
   }
 
   /** Cancels a queued job, or asks the worker of a running one to stop it. */
-  cancel(key: string, reason = 'cancelled'): 'cancelled' | 'signalled' | null {
+  cancel(key: string, reason = 'cancelled'): Promise<'cancelled' | 'signalled' | null> {
     return this.store.requestCancel(key, reason);
   }
 
@@ -35,7 +35,7 @@ export class JobQueue {
   async settled(key: string, timeoutMs: number): Promise<JobRecord | null> {
     const until = Date.now() + timeoutMs;
     for (;;) {
-      const job = this.store.get(key);
+      const job = await this.store.get(key);
       if (!job || (job.status !== 'queued' && job.status !== 'running') || Date.now() >= until) return job;
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -43,7 +43,7 @@ export class JobQueue {
 
   /** Resolves once no job of `kind` is queued or running (tests and CLI waits). */
   async idle(kind: string): Promise<void> {
-    while (this.store.list(kind).some((j) => j.status === 'queued' || j.status === 'running')) {
+    while ((await this.store.list(kind)).some((j) => j.status === 'queued' || j.status === 'running')) {
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -24,6 +24,26 @@ const WORKER_NICE = 10;
 
 export async function runWorkerProcess(options: WorkerProcessOptions): Promise<void> {
   const log = pino({ level: options.logLevel, base: { service: 'kiln-worker', pid: process.pid } });
+  let worker: JobWorker | null = null;
+  let close: () => Promise<void> = async () => undefined;
+  let stopping: Promise<void> | null = null;
+  const stop = (why: string) => {
+    stopping ??= (async () => {
+      log.info({ why }, 'worker stopping');
+      await worker?.stop();
+      await close();
+      process.exit(0);
+    })();
+    return stopping;
+  };
+  // Signals and the server's going away are watched before anything else:
+  // a server killed while this worker starts must not leave it behind.
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  const supervised = typeof process.send === 'function';
+  process.on('disconnect', () => void stop('the server that started this worker exited'));
+  if (supervised && !process.connected) return void stop('the server that started this worker exited');
+
   const settings = loadJobSettings(options.env);
   const limits = bakeLimitsFromEnv(options.env);
   try {
@@ -41,27 +61,15 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
     shared: true,
     existing: true,
   });
+  close = () => stores.close();
+  if (stopping) return;
   const handlers = new Map<string, JobHandler>([
     [BAKE_JOB, bakeJobHandler({ meta: stores.meta, blobs: stores.blobs, images: stores.images, dirs: stores.dirs, limits, bake: bakeImage })],
   ]);
   const id = newWorkerId();
-  const worker = new JobWorker(stores.jobs, handlers, settings, id, log);
-
-  let stopping: Promise<void> | null = null;
-  const stop = (why: string) => {
-    stopping ??= (async () => {
-      log.info({ why }, 'worker stopping');
-      await worker.stop();
-      await stores.close();
-      process.exit(0);
-    })();
-    return stopping;
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
-  // Started by `kiln serve`: woken when work is queued, and gone with it.
-  process.on('message', (m) => m === 'wake' && worker.wake());
-  process.on('disconnect', () => void stop('the server that started this worker exited'));
+  worker = new JobWorker(stores.jobs, handlers, settings, id, log);
+  // Started by `kiln serve`: woken when work is queued.
+  process.on('message', (m) => m === 'wake' && worker?.wake());
   worker.start();
   log.info({ worker: id }, 'worker ready');
 }

@@ -65,8 +65,8 @@ export class JobWorker {
     while (!this.stopping) {
       let job: JobRecord | null = null;
       try {
-        this.expireLeases();
-        job = this.claim();
+        await this.expireLeases();
+        job = await this.claim();
       } catch (err) {
         this.log.error({ err }, 'could not read the job queue');
       }
@@ -75,8 +75,8 @@ export class JobWorker {
     }
   }
 
-  private expireLeases(): void {
-    const expired = this.store.expireLeases({
+  private async expireLeases(): Promise<void> {
+    const expired = await this.store.expireLeases({
       now: Date.now(),
       maxAttempts: this.settings.maxAttempts,
       backoffMs: retryBackoffMs,
@@ -85,9 +85,9 @@ export class JobWorker {
     for (const e of expired) this.log.warn({ job: e.key, worker: e.leaseOwner, failed: e.failed }, 'a job lost its worker');
   }
 
-  private claim(): JobRecord | null {
+  private async claim(): Promise<JobRecord | null> {
     for (const kind of this.handlers.keys()) {
-      const job = this.store.claim(kind, this.id, this.settings.leaseMs);
+      const job = await this.store.claim(kind, this.id, this.settings.leaseMs);
       if (job) return job;
     }
     return null;
@@ -109,7 +109,7 @@ export class JobWorker {
   private async runJob(job: JobRecord): Promise<void> {
     const controller = new AbortController();
     this.current = controller;
-    const renew = setInterval(() => this.renew(job, controller), renewIntervalMs(this.settings));
+    const renew = setInterval(() => void this.renew(job, controller), renewIntervalMs(this.settings));
     let lastWrite = 0;
     const ctx: JobContext = {
       signal: controller.signal,
@@ -117,22 +117,22 @@ export class JobWorker {
         const now = Date.now();
         if (now - lastWrite < PROGRESS_INTERVAL_MS && done < total) return;
         lastWrite = now;
-        this.store.progress(job.id, this.id, done, total);
+        this.store.progress(job.id, this.id, done, total).catch((err: unknown) => this.log.error({ err, job: job.key }, 'could not record progress'));
       },
     };
     this.log.info({ job: job.key, attempt: job.attempts }, 'job started');
     try {
       await this.handlers.get(job.kind)!(job, ctx);
-      this.settle(job, () => this.store.finish(job.id, this.id, 'done'));
+      await this.settle(job, this.store.finish(job.id, this.id, 'done'));
       this.log.info({ job: job.key }, 'job done');
     } catch (err) {
       const reason = controller.signal.reason as unknown;
-      if (reason instanceof Stopped) this.settle(job, () => this.store.release(job.id, this.id));
+      if (reason instanceof Stopped) await this.settle(job, this.store.release(job.id, this.id));
       else if (reason instanceof LeaseLost) this.log.warn({ job: job.key }, 'the job was taken from this worker (its lease ran out); its result is dropped');
       else {
         const cancelled = controller.signal.aborted;
         const message = cancelled ? 'cancelled' : errorMessage(err);
-        this.settle(job, () => this.store.finish(job.id, this.id, cancelled ? 'cancelled' : 'failed', message));
+        await this.settle(job, this.store.finish(job.id, this.id, cancelled ? 'cancelled' : 'failed', message));
         this.log.info({ job: job.key, error: message }, cancelled ? 'job cancelled' : 'job failed');
       }
     } finally {
@@ -141,9 +141,9 @@ export class JobWorker {
     }
   }
 
-  private renew(job: JobRecord, controller: AbortController): void {
+  private async renew(job: JobRecord, controller: AbortController): Promise<void> {
     try {
-      const state = this.store.renew(job.id, this.id, this.settings.leaseMs);
+      const state = await this.store.renew(job.id, this.id, this.settings.leaseMs);
       if (state === 'cancel') controller.abort(new Error('cancelled'));
       if (state === 'lost') controller.abort(new LeaseLost());
     } catch (err) {
@@ -152,8 +152,8 @@ export class JobWorker {
     }
   }
 
-  private settle(job: JobRecord, write: () => boolean): void {
-    if (!write()) this.log.warn({ job: job.key }, 'the job was taken from this worker (its lease ran out); its result is not recorded');
+  private async settle(job: JobRecord, write: Promise<boolean>): Promise<void> {
+    if (!(await write)) this.log.warn({ job: job.key }, 'the job was taken from this worker (its lease ran out); its result is not recorded');
   }
 }
 

@@ -28,7 +28,8 @@ export interface ManifestPushedEvent {
   manifest: Manifest;
 }
 
-export type ManifestListener = (event: ManifestPushedEvent) => void;
+/** Told of every stored manifest; awaited before the push is answered, so it must not throw (it logs its own errors). */
+export type ManifestListener = (event: ManifestPushedEvent) => void | Promise<void>;
 
 export interface StoredManifest {
   record: ManifestRecord;
@@ -308,7 +309,8 @@ export class RegistryService {
     });
     this.manifestCache.set(digest, bytes);
     const event: ManifestPushedEvent = { repo, tag: byDigest ? null : reference, digest, mediaType: manifest.mediaType, manifest };
-    for (const listener of this.listeners) listener(event);
+    // Awaited: when the client hears 201, the bake job of the manifest is queued.
+    for (const listener of this.listeners) await listener(event);
     return { digest, subject: manifest.subject?.digest ?? null };
   }
 

@@ -49,6 +49,20 @@ export interface GcJobRoot {
   repo: string;
   digest: string;
 }
+/** The job roots among active job rows: bake jobs name the manifest they bake (`{digest, repo}`). */
+export function jobRootsOf(rows: Iterable<{ key: string; payload: string }>): GcJobRoot[] {
+  const roots: GcJobRoot[] = [];
+  for (const job of rows) {
+    try {
+      const payload = JSON.parse(job.payload) as { repo?: unknown; digest?: unknown };
+      if (typeof payload.repo === 'string' && typeof payload.digest === 'string') roots.push({ key: job.key, repo: payload.repo, digest: payload.digest });
+    } catch {
+      // not a payload that names a manifest
+    }
+  }
+  return roots;
+}
+
 export interface GcImageRow {
   digest: string;
   repo: string;

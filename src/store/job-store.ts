@@ -42,36 +42,48 @@ export interface ExpiredJob {
   failed: boolean;
 }
 
+export interface ExpireOptions {
+  now: number;
+  maxAttempts: number;
+  backoffMs(attempts: number): number;
+  isDead(owner: string): boolean;
+}
+
+/** The message of a job failed because its workers kept dying; shared by every backend. */
+export function workerDiedMessage(attempts: number, maxAttempts: number): string {
+  return `the job's worker stopped without finishing it ${attempts} times (it was killed or crashed); it is not tried again (KILN_JOB_MAX_ATTEMPTS=${maxAttempts}); retry it once the cause is fixed`;
+}
+
 export interface JobStore {
   /** Inserts a queued job unless one with the key exists; returns the job either way. */
-  enqueue(kind: string, key: string, payload: unknown): JobRecord;
-  get(key: string): JobRecord | null;
-  list(kind?: string): JobRecord[];
+  enqueue(kind: string, key: string, payload: unknown): Promise<JobRecord>;
+  get(key: string): Promise<JobRecord | null>;
+  list(kind?: string): Promise<JobRecord[]>;
   /**
    * Atomically moves the oldest queued job of `kind` whose backoff is over to
    * running, held by `worker` for `leaseMs`; counts the attempt.
    */
-  claim(kind: string, worker: string, leaseMs: number): JobRecord | null;
+  claim(kind: string, worker: string, leaseMs: number): Promise<JobRecord | null>;
   /** Extends the lease of a job `worker` holds; says whether it still does and whether a cancel was asked. */
-  renew(id: number, worker: string, leaseMs: number): LeaseState;
+  renew(id: number, worker: string, leaseMs: number): Promise<LeaseState>;
   /** Ends a job `worker` holds; false when its lease was lost (another worker may have it now). */
-  finish(id: number, worker: string, status: 'done' | 'failed' | 'cancelled', error?: string): boolean;
+  finish(id: number, worker: string, status: 'done' | 'failed' | 'cancelled', error?: string): Promise<boolean>;
   /** Hands a job back unrun (a worker shutting down): queued again, the attempt not counted. */
-  release(id: number, worker: string): boolean;
-  progress(id: number, worker: string, done: number, total: number): void;
+  release(id: number, worker: string): Promise<boolean>;
+  progress(id: number, worker: string, done: number, total: number): Promise<void>;
   /**
    * Running jobs whose lease ended before `now`, or whose owner `isDead` says
    * is gone, are queued again (not before `now + backoff(attempts)`), or
    * failed once they were claimed `maxAttempts` times.
    */
-  expireLeases(options: { now: number; maxAttempts: number; backoffMs(attempts: number): number; isDead(owner: string): boolean }): ExpiredJob[];
+  expireLeases(options: ExpireOptions): Promise<ExpiredJob[]>;
   /**
    * Asks a job to stop: a queued one is cancelled at once ('cancelled'), a
    * running one is flagged for its worker ('signalled'); null when there is
    * nothing to cancel.
    */
-  requestCancel(key: string, reason: string): 'cancelled' | 'signalled' | null;
+  requestCancel(key: string, reason: string): Promise<'cancelled' | 'signalled' | null>;
   /** Puts a failed or cancelled job back in the queue with fresh attempts; false when it is not in such a state. */
-  requeue(key: string): boolean;
-  delete(key: string): boolean;
+  requeue(key: string): Promise<boolean>;
+  delete(key: string): Promise<boolean>;
 }

@@ -9,7 +9,6 @@ import type {
   GcDecision,
   GcDeletion,
   GcImageRow,
-  GcJobRoot,
   GcLinkRow,
   GcManifestRow,
   GcPointView,
@@ -21,6 +20,7 @@ import type {
   GcTagRow,
   UploadRow,
 } from '../gc-store.js';
+import { jobRootsOf } from '../gc-store.js';
 import type { SqliteDatabase } from './db.js';
 
 export class SqliteGcStore implements GcStore {
@@ -114,15 +114,6 @@ export class SqliteGcStore implements GcStore {
   }
 
   private snapshot(): GcSnapshot {
-    const jobRoots: GcJobRoot[] = [];
-    for (const job of this.s.activeJobs.all()) {
-      try {
-        const payload = JSON.parse(job.payload) as { repo?: unknown; digest?: unknown };
-        if (typeof payload.repo === 'string' && typeof payload.digest === 'string') jobRoots.push({ key: job.key, repo: payload.repo, digest: payload.digest });
-      } catch {
-        // not a payload that names a manifest
-      }
-    }
     return {
       repos: this.s.repos.all(),
       manifests: this.s.manifests.all(),
@@ -130,7 +121,7 @@ export class SqliteGcStore implements GcStore {
       tags: this.s.tags.all(),
       links: this.s.links.all(),
       blobs: this.s.blobs.all(),
-      jobRoots,
+      jobRoots: jobRootsOf(this.s.activeJobs.all()),
       images: this.s.images.all(),
       pinned: [],
     };

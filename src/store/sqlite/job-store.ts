@@ -1,26 +1,8 @@
 // JobStore on SQLite. Several processes (the server and its workers) share
 // the database file; every state change is one statement or one transaction.
-import type { ExpiredJob, JobRecord, JobStatus, JobStore, LeaseState } from '../job-store.js';
+import { workerDiedMessage, type ExpireOptions, type ExpiredJob, type JobRecord, type JobStore, type LeaseState } from '../job-store.js';
+import { toJobRecord as toRecord, type JobRow } from '../sql-rows.js';
 import type { SqliteDatabase } from './db.js';
-
-interface JobRow {
-  id: number;
-  kind: string;
-  key: string;
-  payload: string;
-  status: JobStatus;
-  attempts: number;
-  error: string | null;
-  progress_done: number;
-  progress_total: number;
-  created_at: number;
-  updated_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  lease_owner: string | null;
-  lease_until: number | null;
-  cancel_requested: number;
-}
 
 export class SqliteJobStore implements JobStore {
   private readonly s;
@@ -71,22 +53,22 @@ export class SqliteJobStore implements JobStore {
     };
   }
 
-  enqueue(kind: string, key: string, payload: unknown): JobRecord {
+  async enqueue(kind: string, key: string, payload: unknown): Promise<JobRecord> {
     const now = Date.now();
     this.s.insert.run(kind, key, JSON.stringify(payload), now, now);
     return toRecord(this.s.byKey.get(key)!);
   }
 
-  get(key: string): JobRecord | null {
+  async get(key: string): Promise<JobRecord | null> {
     const row = this.s.byKey.get(key);
     return row ? toRecord(row) : null;
   }
 
-  list(kind?: string): JobRecord[] {
+  async list(kind?: string): Promise<JobRecord[]> {
     return (kind ? this.s.allOfKind.all(kind) : this.s.all.all()).map(toRecord);
   }
 
-  claim(kind: string, worker: string, leaseMs: number): JobRecord | null {
+  async claim(kind: string, worker: string, leaseMs: number): Promise<JobRecord | null> {
     return this.db.transaction(() => {
       const now = Date.now();
       const next = this.s.nextQueued.get(kind, now);
@@ -96,24 +78,24 @@ export class SqliteJobStore implements JobStore {
     }).immediate();
   }
 
-  renew(id: number, worker: string, leaseMs: number): LeaseState {
+  async renew(id: number, worker: string, leaseMs: number): Promise<LeaseState> {
     if (this.s.renew.run({ until: Date.now() + leaseMs, id, worker }).changes === 0) return 'lost';
     return this.s.byId.get(id)?.cancel_requested ? 'cancel' : 'held';
   }
 
-  finish(id: number, worker: string, status: 'done' | 'failed' | 'cancelled', error?: string): boolean {
+  async finish(id: number, worker: string, status: 'done' | 'failed' | 'cancelled', error?: string): Promise<boolean> {
     return this.s.finish.run({ status, error: error ?? null, now: Date.now(), id, worker }).changes > 0;
   }
 
-  release(id: number, worker: string): boolean {
+  async release(id: number, worker: string): Promise<boolean> {
     return this.s.release.run({ now: Date.now(), id, worker }).changes > 0;
   }
 
-  progress(id: number, worker: string, done: number, total: number): void {
+  async progress(id: number, worker: string, done: number, total: number): Promise<void> {
     this.s.progress.run({ done, total, now: Date.now(), id, worker });
   }
 
-  expireLeases(options: { now: number; maxAttempts: number; backoffMs(attempts: number): number; isDead(owner: string): boolean }): ExpiredJob[] {
+  async expireLeases(options: ExpireOptions): Promise<ExpiredJob[]> {
     const { now } = options;
     return this.db.transaction(() => {
       const expired: ExpiredJob[] = [];
@@ -136,43 +118,18 @@ export class SqliteJobStore implements JobStore {
     }).immediate();
   }
 
-  requestCancel(key: string, reason: string): 'cancelled' | 'signalled' | null {
+  async requestCancel(key: string, reason: string): Promise<'cancelled' | 'signalled' | null> {
     const now = Date.now();
     if (this.s.cancelQueued.run(reason, now, now, key).changes > 0) return 'cancelled';
     if (this.s.flagCancel.run(reason, now, key).changes > 0) return 'signalled';
     return null;
   }
 
-  requeue(key: string): boolean {
+  async requeue(key: string): Promise<boolean> {
     return this.s.requeue.run(Date.now(), key).changes > 0;
   }
 
-  delete(key: string): boolean {
+  async delete(key: string): Promise<boolean> {
     return this.s.delete.run(key).changes > 0;
   }
-}
-
-function workerDiedMessage(attempts: number, maxAttempts: number): string {
-  return `the job's worker stopped without finishing it ${attempts} times (it was killed or crashed); it is not tried again (KILN_JOB_MAX_ATTEMPTS=${maxAttempts}); retry it once the cause is fixed`;
-}
-
-function toRecord(row: JobRow): JobRecord {
-  return {
-    id: row.id,
-    kind: row.kind,
-    key: row.key,
-    payload: JSON.parse(row.payload) as unknown,
-    status: row.status,
-    attempts: row.attempts,
-    error: row.error,
-    progressDone: row.progress_done,
-    progressTotal: row.progress_total,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-    leaseOwner: row.lease_owner,
-    leaseUntil: row.lease_until,
-    cancelRequested: row.cancel_requested === 1,
-  };
 }
