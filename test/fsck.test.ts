@@ -89,7 +89,7 @@ describe('kiln fsck', () => {
     images.upsert({ digest, repo: 'disk/app', tag: 'v1', indexDigest: null, platform: null });
     const job = await jobs.enqueue('bake', `bake:${digest}`, { digest, repo: 'disk/app' });
     await jobs.claim('bake', 'test-worker', 60_000);
-    await jobs.finish(job.id, 'test-worker', 'done');
+    assert.ok(await jobs.finish(job.id, 'test-worker', 'done'));
     const dir = offline.stores.dirs.imageDir(digest);
     await mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, 'rootfs.ext4'), randomBytes(4096));
