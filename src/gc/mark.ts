@@ -165,12 +165,12 @@ export function planCollection(snap: GcSnapshot, options: MarkOptions): GcPlan {
   for (const t of liveTags) occupied.add(t.repoId);
   const repos = snap.repos.filter((r) => !occupied.has(r.id)).map((r) => ({ id: r.id, name: r.name }));
 
-  // ---- baked images: kept while their manifest exists anywhere or a bake is pending ----
+  // ---- baked images: kept while a name of them is left and their manifest exists, or a bake is pending ----
   const activeBakes = new Set(snap.jobRoots.map((j) => j.digest));
   const images: string[] = [];
   let liveImages = 0;
   for (const i of snap.images) {
-    if (liveDigests.has(i.digest) || activeBakes.has(i.digest)) liveImages++;
+    if ((i.repo !== '' && liveDigests.has(i.digest)) || activeBakes.has(i.digest)) liveImages++;
     else images.push(i.digest);
   }
 

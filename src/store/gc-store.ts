@@ -51,6 +51,7 @@ export interface GcJobRoot {
 }
 export interface GcImageRow {
   digest: string;
+  /** The repo of its latest name; '' when no name is left (the image is then garbage unless a bake of it is pending). */
   repo: string;
 }
 

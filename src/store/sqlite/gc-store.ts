@@ -58,8 +58,10 @@ export class SqliteGcStore implements GcStore {
       ),
       deleteImage: db.prepare('DELETE FROM images WHERE digest = ?'),
       deleteImageNames: db.prepare('DELETE FROM image_names WHERE digest = ?'),
-      // A repo whose manifest is collected no longer names the image (other repos may still).
-      deleteImageNameOf: db.prepare('DELETE FROM image_names WHERE digest = ? AND repo = (SELECT name FROM repos WHERE id = ?)'),
+      // A repo whose manifest (an image or an index of it) is collected no longer names the image (other repos may still).
+      deleteImageNameOf: db.prepare(
+        'DELETE FROM image_names WHERE repo = (SELECT name FROM repos WHERE id = @repoId) AND (digest = @digest OR index_digest = @digest)',
+      ),
       deleteFinishedJob: db.prepare(`DELETE FROM jobs WHERE key = ? AND status NOT IN ('queued', 'running')`),
       deleteStalePulls: db.prepare(
         'DELETE FROM tag_pulls WHERE NOT EXISTS (SELECT 1 FROM tags t JOIN repos r ON r.id = t.repo_id WHERE r.name = tag_pulls.repo AND t.name = tag_pulls.tag)',
@@ -142,7 +144,7 @@ export class SqliteGcStore implements GcStore {
       this.s.deleteManifest.run(m.repoId, m.digest);
       this.s.deleteRefs.run(m.repoId, m.digest);
       this.s.deleteTagsOf.run(m.repoId, m.digest);
-      this.s.deleteImageNameOf.run(m.digest, m.repoId);
+      this.s.deleteImageNameOf.run({ digest: m.digest, repoId: m.repoId });
     }
     for (const l of d.links) this.s.deleteLink.run(l.repoId, l.digest);
     for (const b of d.blobs) this.s.deleteBlob.run(b);
