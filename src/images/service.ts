@@ -23,6 +23,7 @@ import type { ImageName, ImageNameCursor, ImageRecord, ImageStore, ListedImageNa
 import type { RepoScope } from '../store/types.js';
 import type { JobRecord } from '../store/job-store.js';
 import { ApiError } from '../server/api-errors.js';
+import { bakesForPush } from './bake-rule.js';
 import { formatRef, parseImageRef, RefError, type ImageRef } from './refs.js';
 
 export const BAKE_JOB = 'bake';
@@ -93,25 +94,11 @@ export class ImageService {
     });
   }
 
-  /**
-   * A tag pushed moves the tag: names it gave before go. Then bakes are queued
-   * when a tag names a runnable image or an index of them arrives (by tag or
-   * by digest); a single image pushed by digest waits for a tag or an index
-   * (clients push an index's children by digest first), so every client
-   * order bakes the same platforms.
-   */
+  /** A tag pushed moves the tag (names it gave before go); then the bakes the push asks for (bake-rule.ts) are queued. */
   private onPush(event: ManifestPushedEvent): void {
     if (event.tag !== null) this.deps.images.dropTag(event.repo, event.tag, event.digest);
     const c = classify(event.manifest, event.repo, { platforms: this.deps.platforms });
-    if (c.kind === 'runnable-image' && event.tag !== null) {
-      this.enqueue({ digest: event.digest, repo: event.repo, tag: event.tag, indexDigest: null, platform: null });
-    }
-    if (c.kind === 'multi-platform-image') {
-      for (const child of c.toBake) {
-        const platform = child.platform ? formatPlatform(child.platform) : null;
-        this.enqueue({ digest: child.digest, repo: event.repo, tag: event.tag, indexDigest: event.digest, platform });
-      }
-    }
+    for (const source of bakesForPush(c, event)) this.enqueue(source);
   }
 
   private enqueue(source: Parameters<ImageStore['upsert']>[0]): ImageRecord {
