@@ -77,6 +77,13 @@ export interface GcDeletion {
   repos: number[];
   /** Image records (and their finished bake jobs) whose disks go. */
   images: string[];
+  /**
+   * Image names of deleted manifests (as image or as index), by repo name:
+   * for a backend whose image names live apart from its manifests (PostgreSQL
+   * metadata, image names in SQLite). A backend holding both drops them with
+   * the manifests.
+   */
+  imageNames?: { repo: string; digest: string }[];
 }
 
 export interface UploadRow {

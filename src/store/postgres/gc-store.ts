@@ -47,7 +47,15 @@ export class PostgresGcStore implements GcStore {
         const { result, deletion } = decide(snapshot);
         if (deletion) await this.apply(client, deletion);
         await client.query('COMMIT');
-        if (deletion && deletion.images.length > 0) await this.bakes.collect(() => ({ result: null, deletion: { ...NO_ROWS, images: deletion.images } }));
+        if (deletion && (deletion.images.length > 0 || deletion.manifests.length > 0)) {
+          // The image names of deleted manifests live in SQLite with the image records.
+          const repoName = new Map(snapshot.repos.map((r) => [r.id, r.name]));
+          const imageNames = deletion.manifests.flatMap((m) => {
+            const repo = repoName.get(m.repoId);
+            return repo === undefined ? [] : [{ repo, digest: m.digest }];
+          });
+          await this.bakes.collect(() => ({ result: null, deletion: { ...NO_ROWS, images: deletion.images, imageNames } }));
+        }
         return result;
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);

@@ -62,6 +62,7 @@ export class SqliteGcStore implements GcStore {
       deleteImageNameOf: db.prepare(
         'DELETE FROM image_names WHERE repo = (SELECT name FROM repos WHERE id = @repoId) AND (digest = @digest OR index_digest = @digest)',
       ),
+      deleteImageNameIn: db.prepare('DELETE FROM image_names WHERE repo = @repo AND (digest = @digest OR index_digest = @digest)'),
       deleteFinishedJob: db.prepare(`DELETE FROM jobs WHERE key = ? AND status NOT IN ('queued', 'running')`),
       deleteStalePulls: db.prepare(
         'DELETE FROM tag_pulls WHERE NOT EXISTS (SELECT 1 FROM tags t JOIN repos r ON r.id = t.repo_id WHERE r.name = tag_pulls.repo AND t.name = tag_pulls.tag)',
@@ -149,6 +150,7 @@ export class SqliteGcStore implements GcStore {
     for (const l of d.links) this.s.deleteLink.run(l.repoId, l.digest);
     for (const b of d.blobs) this.s.deleteBlob.run(b);
     for (const r of d.repos) this.s.deleteRepo.run({ id: r });
+    for (const n of d.imageNames ?? []) this.s.deleteImageNameIn.run(n);
     for (const i of d.images) {
       this.s.deleteImage.run(i);
       this.s.deleteImageNames.run(i);
