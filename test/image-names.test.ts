@@ -229,6 +229,26 @@ describe('image names follow the registry, per tenant', () => {
     assert.equal(bakeJob(k, digest), null, 'its finished bake goes too, so a later push bakes again');
     assert.ok(existsSync(k.kiln.dirs.imageDir(digestOfManifest(second))), 'a named image keeps its disk');
   });
+
+  it('keeps a digest name while its manifest is in the repo: when the collector takes an untagged index, its names and disk go', async () => {
+    const arm = await image('untagged index arm64');
+    await pushBlobs(k.url, 'acme/untagged', arm);
+    await putManifest(k.url, 'acme/untagged', digestOfManifest(arm), arm.manifestBytes, OCI_MANIFEST);
+    const index = indexOf([[arm, 'arm64']]);
+    const indexDigest = await putManifest(k.url, 'acme/untagged', sha256(index), index, OCI_INDEX);
+    const view = await waitReady(k.url, `acme/untagged@${indexDigest}`);
+    assert.equal(view.status, 'ready', view.error ?? '');
+    assert.equal(view.ref, `acme/untagged@${digestOfManifest(arm)}`);
+    assert.equal(view.indexDigest, indexDigest);
+
+    const report = await k.kiln.gc.run({ graceMs: 0, trigger: 'test' });
+    assert.ok(report.items.manifests.includes(`acme/untagged@${indexDigest}`), JSON.stringify(report.items.manifests));
+    assert.equal((await fetch(`${k.url}/api/v1/images/acme/untagged@${indexDigest}`)).status, 404);
+    assert.deepEqual((await listAll(k.url)).views.filter((v) => v.repo === 'acme/untagged'), []);
+    // Nameless now: the next run reclaims the disk (this one decided before the names went, on PostgreSQL).
+    await k.kiln.gc.run({ graceMs: 0, trigger: 'test' });
+    assert.ok(!existsSync(k.kiln.dirs.imageDir(digestOfManifest(arm))));
+  });
 });
 
 describe('image listing pages by what the caller may see', () => {
