@@ -249,6 +249,22 @@ describe('image names follow the registry, per tenant', () => {
     await k.kiln.gc.run({ graceMs: 0, trigger: 'test' });
     assert.ok(!existsSync(k.kiln.dirs.imageDir(digestOfManifest(arm))));
   });
+
+  it('the collector drops names whose tag went by a way the image service did not see (names from before the upgrade)', async () => {
+    const img = await image('stale names');
+    await pushBlobs(k.url, 'acme/stale', img);
+    const digest = await putManifest(k.url, 'acme/stale', 'v1', img.manifestBytes, OCI_MANIFEST);
+    assert.equal((await waitReady(k.url, 'acme/stale:v1')).status, 'ready');
+    // As an older Kiln left them: names of tags long deleted, and of a manifest that is not in the repo.
+    const store = k.kiln.stores.images;
+    store.upsert({ digest, repo: 'acme/stale', tag: 'deleted-long-ago', indexDigest: null, platform: null });
+    store.upsert({ digest, repo: 'acme/stale-too', tag: null, indexDigest: null, platform: null });
+    const refs = async () => (await listAll(k.url)).views.filter((v) => v.repo.startsWith('acme/stale')).map((v) => v.ref);
+    assert.deepEqual(await refs(), ['acme/stale:deleted-long-ago', 'acme/stale:v1', `acme/stale-too@${digest}`]);
+    await k.kiln.gc.run({ trigger: 'test' });
+    assert.deepEqual(await refs(), ['acme/stale:v1']);
+    assert.ok(existsSync(k.kiln.dirs.imageDir(digest)));
+  });
 });
 
 describe('image listing pages by what the caller may see', () => {

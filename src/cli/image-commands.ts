@@ -50,7 +50,9 @@ export function registerImageCommands(program: Command): void {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ ref }),
       });
-      const final = await waitForBake(() => client.json<ImageView>(`/api/v1/images/${started.digest}`));
+      // Through the name the bake was asked for: a bare digest may answer through another repo's name.
+      const polled = started.repo === '' ? started.digest : started.ref;
+      const final = await waitForBake(() => client.json<ImageView>(`/api/v1/images/${polled}`));
       if (final.status === 'failed') throw new Error(`bake of ${ref} failed: ${final.error}`);
       process.stdout.write(`${final.ref} ready: ${formatBytes(final.diskSize ?? 0)} disk at /api/v1/images/${final.digest}/disk\n`);
     });

@@ -55,6 +55,15 @@ export interface GcImageRow {
   repo: string;
 }
 
+/** A name of a baked image: `tag` '' for a digest name, `indexDigest` '' when not picked from an index. */
+export interface GcImageNameRow {
+  repo: string;
+  tag: string;
+  digest: string;
+  indexDigest: string;
+  updatedAt: number;
+}
+
 export interface GcSnapshot {
   repos: GcRepoRow[];
   manifests: GcManifestRow[];
@@ -64,6 +73,8 @@ export interface GcSnapshot {
   blobs: GcBlobRow[];
   jobRoots: GcJobRoot[];
   images: GcImageRow[];
+  /** Names of the baked images (a tenant's view of them), checked against the tags and manifests. */
+  imageNames: GcImageNameRow[];
   /** Digests pinned by requests of any process, as far as the database knows them (this process's own are in its PinStore). */
   pinned: string[];
 }
@@ -84,6 +95,8 @@ export interface GcDeletion {
    * the manifests.
    */
   imageNames?: { repo: string; digest: string }[];
+  /** Image names whose tag or manifest is gone (missed by the image service, or from before names followed them); not if named again since. */
+  staleImageNames?: GcImageNameRow[];
 }
 
 export interface UploadRow {

@@ -43,18 +43,19 @@ export class PostgresGcStore implements GcStore {
     return this.holding(LOCKS.reach, async (client) => {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       try {
-        const snapshot = { ...(await this.snapshot(client)), jobRoots: side.jobRoots, images: side.images };
+        const snapshot = { ...(await this.snapshot(client)), jobRoots: side.jobRoots, images: side.images, imageNames: side.imageNames };
         const { result, deletion } = decide(snapshot);
         if (deletion) await this.apply(client, deletion);
         await client.query('COMMIT');
-        if (deletion && (deletion.images.length > 0 || deletion.manifests.length > 0)) {
+        const stale = deletion?.staleImageNames ?? [];
+        if (deletion && (deletion.images.length > 0 || deletion.manifests.length > 0 || stale.length > 0)) {
           // The image names of deleted manifests live in SQLite with the image records.
           const repoName = new Map(snapshot.repos.map((r) => [r.id, r.name]));
           const imageNames = deletion.manifests.flatMap((m) => {
             const repo = repoName.get(m.repoId);
             return repo === undefined ? [] : [{ repo, digest: m.digest }];
           });
-          await this.bakes.collect(() => ({ result: null, deletion: { ...NO_ROWS, images: deletion.images, imageNames } }));
+          await this.bakes.collect(() => ({ result: null, deletion: { ...NO_ROWS, images: deletion.images, imageNames, staleImageNames: stale } }));
         }
         return result;
       } catch (err) {
@@ -71,7 +72,7 @@ export class PostgresGcStore implements GcStore {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const snapshot = await this.snapshot(client);
       await client.query('COMMIT');
-      return { ...snapshot, jobRoots: side.jobRoots, images: side.images };
+      return { ...snapshot, jobRoots: side.jobRoots, images: side.images, imageNames: side.imageNames };
     } finally {
       client.release();
     }
@@ -162,7 +163,7 @@ export class PostgresGcStore implements GcStore {
     }
   }
 
-  private async snapshot(client: PgClient): Promise<Omit<GcSnapshot, 'jobRoots' | 'images'>> {
+  private async snapshot(client: PgClient): Promise<Omit<GcSnapshot, 'jobRoots' | 'images' | 'imageNames'>> {
     // One REPEATABLE READ transaction: every query sees the same moment. Sequential: one connection.
     const q = async <R extends object>(sql: string, params: unknown[] = []) => (await client.query<R>(sql, params)).rows;
     const repos = await q<GcRepoRow>('SELECT id, name FROM repos');
