@@ -36,7 +36,6 @@ export interface BakeInput {
   outputDir: string;
   /** What the bake may cost; DEFAULT_BAKE_LIMITS when absent (bakeLimitsFromEnv reads the settings). */
   limits?: BakeLimits;
-  source?: { repo: string; tag?: string };
   /** Compressed layer bytes consumed so far, out of the total. */
   onProgress?(bytesDone: number, bytesTotal: number): void;
   signal?: AbortSignal;
@@ -67,7 +66,7 @@ export async function bakeImage(input: BakeInput): Promise<BakeResult> {
     const tree = new RootfsTree(disk, budget);
     await readLayers(manifest, config, input, tree, budget);
     const info = await disk.finish(tree.root);
-    const doc = bakedConfig({ manifest, config, source: input.source, disk: { file: writer.fileName, format: writer.format, sizeBytes: info.sizeBytes } });
+    const doc = bakedConfig({ manifest, config, disk: { file: writer.fileName, format: writer.format, sizeBytes: info.sizeBytes } });
     await writeDurably(path.join(result, 'config.json'), `${JSON.stringify(doc, null, 2)}\n`);
     input.signal?.throwIfAborted();
     const outputDir = path.resolve(input.outputDir);

@@ -44,7 +44,6 @@ export function bakeJobHandler(deps: BakeJobDeps): JobHandler {
     if (manifest.kind !== 'image') throw new BakeError('INVALID_IMAGE', `${digest} is an index, not a single image`);
     const configBytes = await deps.blobs.readBytes(manifest.config.digest);
     if (!configBytes) throw new BakeError('INVALID_IMAGE', `the config blob ${manifest.config.digest} of ${digest} is missing; push the image again`);
-    const name = deps.images.get(digest)?.names.find((n) => n.repo === repo);
     const workDir = path.join(deps.dirs.scratchRoot, `bake-${job.id}-${process.pid}`);
     try {
       const result = await deps.bake({
@@ -58,7 +57,6 @@ export function bakeJobHandler(deps: BakeJobDeps): JobHandler {
         workDir,
         outputDir: deps.dirs.imageDir(digest),
         limits: deps.limits,
-        source: { repo, tag: name?.tag ?? undefined },
         onProgress: ctx.progress,
         signal: ctx.signal,
       });

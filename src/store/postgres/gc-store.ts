@@ -44,11 +44,20 @@ export class PostgresGcStore implements GcStore {
     return this.holding(LOCKS.reach, async (client) => {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       try {
-        const snapshot = { ...(await this.snapshot(client)), images: side.images };
+        const snapshot = { ...(await this.snapshot(client)), images: side.images, imageNames: side.imageNames };
         const { result, deletion } = decide(snapshot);
         if (deletion) await this.apply(client, deletion);
         await client.query('COMMIT');
-        if (deletion && deletion.images.length > 0) await this.bakes.collect(() => ({ result: null, deletion: { ...NO_ROWS, images: deletion.images } }));
+        const stale = deletion?.staleImageNames ?? [];
+        if (deletion && (deletion.images.length > 0 || deletion.manifests.length > 0 || stale.length > 0)) {
+          // The image names of deleted manifests live in SQLite with the image records.
+          const repoName = new Map(snapshot.repos.map((r) => [r.id, r.name]));
+          const imageNames = deletion.manifests.flatMap((m) => {
+            const repo = repoName.get(m.repoId);
+            return repo === undefined ? [] : [{ repo, digest: m.digest }];
+          });
+          await this.bakes.collect(() => ({ result: null, deletion: { ...NO_ROWS, images: deletion.images, imageNames, staleImageNames: stale } }));
+        }
         return result;
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
@@ -64,7 +73,7 @@ export class PostgresGcStore implements GcStore {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const snapshot = await this.snapshot(client);
       await client.query('COMMIT');
-      return { ...snapshot, images: side.images };
+      return { ...snapshot, images: side.images, imageNames: side.imageNames };
     } finally {
       client.release();
     }
@@ -159,7 +168,7 @@ export class PostgresGcStore implements GcStore {
     }
   }
 
-  private async snapshot(client: PgClient): Promise<Omit<GcSnapshot, 'images'>> {
+  private async snapshot(client: PgClient): Promise<Omit<GcSnapshot, 'images' | 'imageNames'>> {
     // One REPEATABLE READ transaction: every query sees the same moment. Sequential: one connection.
     const q = async <R extends object>(sql: string, params: unknown[] = []) => (await client.query<R>(sql, params)).rows;
     const repos = await q<GcRepoRow>('SELECT id, name FROM repos');
