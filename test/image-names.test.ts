@@ -148,7 +148,7 @@ describe('image names follow the registry, per tenant', () => {
     for (const img of [amd1, arm1]) {
       await pushBlobs(k.url, 'acme/order1', img);
       await putManifest(k.url, 'acme/order1', digestOfManifest(img), img.manifestBytes, OCI_MANIFEST);
-      assert.equal(bakeJob(k, digestOfManifest(img)), null, 'a child pushed by digest waits for its index');
+      assert.equal(await bakeJob(k, digestOfManifest(img)), null, 'a child pushed by digest waits for its index');
     }
     await putManifest(k.url, 'acme/order1', 'v1', indexOf([[amd1, 'amd64'], [arm1, 'arm64']]), OCI_INDEX);
 
@@ -169,7 +169,7 @@ describe('image names follow the registry, per tenant', () => {
       assert.equal(view.status, 'ready', view.error ?? '');
       assert.equal(view.digest, digestOfManifest(arm), `${repo}: the arm64 child (KILN_PLATFORMS) is baked`);
       assert.equal(view.platform, 'linux/arm64');
-      assert.equal(bakeJob(k, digestOfManifest(amd)), null, `${repo}: the amd64 child is never baked`);
+      assert.equal(await bakeJob(k, digestOfManifest(amd)), null, `${repo}: the amd64 child is never baked`);
       const listed = (await listAll(k.url)).views.filter((v) => v.repo === repo);
       assert.deepEqual(listed.map((v) => `${v.ref} ${v.platform}`), [`${repo}:v1 linux/arm64`], `${repo}: listed once, by its tag`);
     }
@@ -179,7 +179,7 @@ describe('image names follow the registry, per tenant', () => {
     const lone = await image('by digest only');
     await pushBlobs(k.url, 'acme/lone', lone);
     const digest = await putManifest(k.url, 'acme/lone', digestOfManifest(lone), lone.manifestBytes, OCI_MANIFEST);
-    assert.equal(bakeJob(k, digest), null);
+    assert.equal(await bakeJob(k, digest), null);
     const bake = await fetch(`${k.url}/api/v1/images/bake`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ref: `acme/lone@${digest}` }) });
     assert.equal(bake.status, 202);
     const view = await waitReady(k.url, `acme/lone@${digest}`);
@@ -226,7 +226,7 @@ describe('image names follow the registry, per tenant', () => {
     const report = await k.kiln.gc.run({ graceMs: 0, trigger: 'test' });
     assert.ok(report.items.disks.includes(digest), JSON.stringify(report.items.disks));
     assert.ok(!existsSync(k.kiln.dirs.imageDir(digest)));
-    assert.equal(bakeJob(k, digest), null, 'its finished bake goes too, so a later push bakes again');
+    assert.equal(await bakeJob(k, digest), null, 'its finished bake goes too, so a later push bakes again');
     assert.ok(existsSync(k.kiln.dirs.imageDir(digestOfManifest(second))), 'a named image keeps its disk');
   });
 
