@@ -109,6 +109,8 @@ export class JobWorker {
   private async runJob(job: JobRecord): Promise<void> {
     const controller = new AbortController();
     this.current = controller;
+    // A stop that came while the job was being claimed.
+    if (this.stopping) controller.abort(new Stopped('the worker is shutting down'));
     const renew = setInterval(() => void this.renew(job, controller), renewIntervalMs(this.settings));
     let lastWrite = 0;
     const ctx: JobContext = {
@@ -153,7 +155,12 @@ export class JobWorker {
   }
 
   private async settle(job: JobRecord, write: Promise<boolean>): Promise<void> {
-    if (!(await write)) this.log.warn({ job: job.key }, 'the job was taken from this worker (its lease ran out); its result is not recorded');
+    const recorded = await write.catch((err: unknown) => {
+      // The lease runs out and the next worker runs the job again.
+      this.log.error({ err, job: job.key }, 'could not record the outcome of a job');
+      return true;
+    });
+    if (!recorded) this.log.warn({ job: job.key }, 'the job was taken from this worker (its lease ran out); its result is not recorded');
   }
 }
 
