@@ -8,6 +8,7 @@ import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { once } from 'node:events';
+import { constants as osConstants } from 'node:os';
 import { DISK_FILE_NAME, publishBake, type BakeInput, type BakeResult, type BakedDisk } from '../../convert/bake.js';
 import type { BakedConfig } from '../../convert/baked-config.js';
 import { BakeError, type BakeErrorCode } from '../../convert/errors.js';
@@ -109,18 +110,19 @@ async function runChild(input: BakeInput, settings: SandboxSettings, fd: number)
   if (timedOut) {
     throw new BakeError('LIMIT_EXCEEDED', `the bake took longer than ${settings.timeoutText}: the limit of bake time is ${settings.timeoutText}; raise ${SANDBOX_ENV.timeout} to allow more`);
   }
-  if (failure !== null) throw failure;
-  return interpret(outcome, exit, settings);
+  return interpret(outcome, failure, exit, settings);
 }
 
 /** What the child's last message and its exit say. */
-function interpret(outcome: ChildMessage | null, exit: SandboxExit, settings: SandboxSettings): BakedDisk {
+function interpret(outcome: ChildMessage | null, failure: unknown, exit: SandboxExit, settings: SandboxSettings): BakedDisk {
   const memory = () => new BakeError('LIMIT_EXCEEDED', `the bake needed more memory than the limit of ${settings.memoryBytes} bytes (${formatBytes(settings.memoryBytes)}); raise ${SANDBOX_ENV.memory} to allow more`);
+  const signal = exitSignal(exit);
   if (exit.oomKilled) throw memory();
-  if (/heap out of memory|Allocation failed|Cannot allocate memory|std::bad_alloc/.test(exit.stderr) && outcome?.type !== 'result') throw memory();
-  if (exit.signal === 'SIGXCPU') {
+  if (outcome?.type !== 'result' && OUT_OF_MEMORY.test(exit.stderr)) throw memory();
+  if (signal === 'SIGXCPU') {
     throw new BakeError('LIMIT_EXCEEDED', `the bake used more than ${cpuSeconds(settings)} seconds of CPU time (twice ${SANDBOX_ENV.timeout}=${settings.timeoutText}); raise ${SANDBOX_ENV.timeout} to allow more`);
   }
+  if (failure !== null) throw failure;
   if (outcome?.type === 'error') {
     const message = String(outcome.message).slice(0, MAX_MESSAGE);
     if (outcome.code !== null && CODES.has(outcome.code)) throw new BakeError(outcome.code, message);
@@ -128,8 +130,19 @@ function interpret(outcome: ChildMessage | null, exit: SandboxExit, settings: Sa
   }
   if (outcome?.type === 'result' && exit.code === 0) return checkResult(outcome);
   if (exit.code === JOIN_FAILED_EXIT) throw new Error('the bake process could not join its cgroup');
-  if (exit.signal) throw new Error(`the bake process was killed by ${exit.signal}${exit.signal === 'SIGKILL' ? ' (out of memory, or killed from outside)' : ''}`);
+  if (signal) throw new Error(`the bake process was killed by ${signal}${signal === 'SIGKILL' ? ' (out of memory, or killed from outside)' : ''}`);
   throw new Error(`the bake process exited with code ${exit.code} without a result${exit.stderr ? `: ${lastLine(exit.stderr)}` : ''}`);
+}
+
+/** How V8, the C++ runtime and zstd say they ran out of memory (under RLIMIT_DATA or the V8 heap limit). */
+const OUT_OF_MEMORY = /JavaScript heap out of memory|Allocation failed|Fatal process out of memory|Cannot allocate memory|std::bad_alloc|allocation error/;
+
+/** The signal that ended the process; bwrap's init reports its child's as exit code 128 + n. */
+function exitSignal(exit: SandboxExit): NodeJS.Signals | null {
+  if (exit.signal) return exit.signal;
+  if (exit.code === null || exit.code <= 128) return null;
+  const name = Object.entries(osConstants.signals).find(([, n]) => n === exit.code! - 128)?.[0];
+  return (name as NodeJS.Signals | undefined) ?? null;
 }
 
 function lastLine(text: string): string {
@@ -208,7 +221,7 @@ class LayerServer {
         for (let at = 0; at < bytes.length; at += MAX_FRAME_BYTES) {
           const piece = bytes.subarray(at, at + MAX_FRAME_BYTES);
           this.out.write(frameHeader(stream, piece.length));
-          if (!this.out.write(piece)) await this.drained();
+          if (!this.out.write(piece) && !(await this.drained())) return;
         }
       }
       this.out.write(frameHeader(stream, 0));
@@ -218,9 +231,18 @@ class LayerServer {
     }
   }
 
-  private async drained(): Promise<void> {
-    if (this.stopped) return;
-    await once(this.out, 'drain');
+  /** Waits for the pipe to take more; false when the child is gone (its exit says why, not the broken pipe). */
+  private async drained(): Promise<boolean> {
+    if (this.stopped || this.out.destroyed) return false;
+    const closed = new AbortController();
+    try {
+      await Promise.race([once(this.out, 'drain', { signal: closed.signal }), once(this.out, 'close', { signal: closed.signal })]);
+    } catch {
+      return false;
+    } finally {
+      closed.abort();
+    }
+    return !this.out.destroyed && !this.stopped;
   }
 }
 

@@ -145,6 +145,8 @@ function bwrapArgs(tools: SandboxTools): string[] {
     '--proc', '/proc',
     '--dev', '/dev',
     '--size', String(TMP_BYTES), '--tmpfs', '/tmp',
+    // The root bwrap builds (a tmpfs holding the mount points) becomes read-only: only /tmp and the disk fd are writable.
+    '--remount-ro', '/',
     '--chdir', '/',
   ];
   return args;
