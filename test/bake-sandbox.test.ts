@@ -303,6 +303,25 @@ describe('attacks and limits, in the sandbox', () => {
     assert.deepEqual(bakeProcesses(), [], 'the bake process is gone');
   });
 
+  it('a bake process killed from outside fails the bake with a plain Error (no pid, no path); the worker carries on', async () => {
+    const { image, openBlob } = trickling((n) => {
+      if (n !== 5) return;
+      // The sandboxed node itself (not bwrap): the first process running node on our entry.
+      for (const pid of bakeProcesses()) {
+        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith(`${process.execPath}\0`)) process.kill(pid, 'SIGKILL');
+      }
+    });
+    const input = inputFor(image, { openBlob });
+    const outcome = await sandboxedBake(input, settingsFor()).catch((err: unknown) => err);
+    assert.ok(outcome instanceof Error && !(outcome instanceof BakeError), String(outcome));
+    assert.match(outcome.message, /killed by SIGKILL/);
+    assert.ok(!outcome.message.includes(root) && !/\d{3,}/.test(outcome.message), outcome.message);
+    assertNothingLeft(input);
+    assert.deepEqual(bakeProcesses(), []);
+    // And the next bake works.
+    assert.ok(fsck((await sandboxedBake(inputFor(await fixtureImage()), settingsFor())).diskPath).clean);
+  });
+
   for (const mode of ['bwrap', 'none']) {
     it(`a bake over KILN_BAKE_MEMORY fails naming it (${mode})`, async () => {
       const { blob, diffId } = await gzipStream(emptyFilesTar(450_000, 1000));

@@ -47,7 +47,7 @@ function listen(onHeader: (header: JobHeader) => void): (layer: number) => Reada
     try {
       let rest: Buffer | null = chunk;
       if (header === null) {
-        rest = lines.push(chunk, 1);
+        rest = lines.push(chunk, true);
         if (header === null) return;
         onHeader(header);
       }

@@ -129,9 +129,11 @@ function interpret(outcome: ChildMessage | null, failure: unknown, exit: Sandbox
     throw new Error(`the bake process failed: ${message}`);
   }
   if (outcome?.type === 'result' && exit.code === 0) return checkResult(outcome);
-  if (exit.code === JOIN_FAILED_EXIT) throw new Error('the bake process could not join its cgroup');
-  if (signal) throw new Error(`the bake process was killed by ${signal}${signal === 'SIGKILL' ? ' (out of memory, or killed from outside)' : ''}`);
-  throw new Error(`the bake process exited with code ${exit.code} without a result${exit.stderr ? `: ${lastLine(exit.stderr)}` : ''}`);
+  // Not the image's fault as far as we can tell: plain Errors, with the process's last words for the log.
+  const cause = exit.stderr ? new Error(exit.stderr.trim()) : undefined;
+  if (exit.code === JOIN_FAILED_EXIT) throw new Error('the bake process could not join its cgroup', { cause });
+  if (signal) throw new Error(`the bake process was killed by ${signal}${signal === 'SIGKILL' ? ' (the host is out of memory, or it was killed from outside)' : ''}`, { cause });
+  throw new Error(`the bake process exited with code ${exit.code} without a result`, { cause });
 }
 
 /** How V8, the C++ runtime and zstd say they ran out of memory (under RLIMIT_DATA or the V8 heap limit). */

@@ -91,10 +91,9 @@ export class LineSplitter {
     private readonly max = MAX_LINE_BYTES,
   ) {}
 
-  /** Returns the bytes after the first `stopAfter` lines (then stops), or null while it keeps going. */
-  push(chunk: Buffer, stopAfter = Infinity): Buffer | null {
+  /** Splits `chunk`; with `once`, stops at the first line it completes and returns the bytes after it (null when none completed). */
+  push(chunk: Buffer, once = false): Buffer | null {
     let at = 0;
-    let lines = 0;
     while (at < chunk.length) {
       const nl = chunk.indexOf(0x0a, at);
       const end = nl < 0 ? chunk.length : nl;
@@ -107,7 +106,7 @@ export class LineSplitter {
       this.length = 0;
       at = nl + 1;
       this.onLine(line);
-      if (++lines >= stopAfter) return chunk.subarray(at);
+      if (once) return chunk.subarray(at);
     }
     return null;
   }
