@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { bakeImage, type BakeInput } from '../src/convert/bake.js';
 import { BakeError } from '../src/convert/errors.js';
 import { emptyFilesTar, gzipStream, imageFromBlobs, layerTar, makeImage, sha256, ustarHeader, type LayerEntry, type TestImage } from '../src/convert/testing.js';
-import { cgroupPids } from '../src/jobs/sandbox/cgroup.js';
+import { cgroupPids, type BakeCgroups } from '../src/jobs/sandbox/cgroup.js';
 import { checkSandbox, loadSandboxSettings, sandboxedBake, type SandboxSettings } from '../src/jobs/sandbox/index.js';
 import { BAKE_ENTRY, PROJECT_ROOT, startSandboxed } from '../src/jobs/sandbox/launcher.js';
 import { OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../src/oci/media-types.js';
@@ -140,7 +140,7 @@ describe('what the sandbox can reach', () => {
   }
 
   /** Runs the probe in the sandbox; `look` runs on the host while it is alive. */
-  async function probe(settings: SandboxSettings, orders: { port: number; writes: string[]; reads: string[] }, look: (pids: number[]) => void): Promise<ProbeReport> {
+  async function probe(settings: SandboxSettings, orders: { port: number; writes: string[]; reads: string[] }, look: (pids: number[], cgroups: BakeCgroups) => void): Promise<ProbeReport> {
     const box = await startSandboxed(settings, [PROBE]);
     let out = '';
     const report = new Promise<ProbeReport>((resolve, reject) => {
@@ -153,7 +153,7 @@ describe('what the sandbox can reach', () => {
     box.child.stdin?.write(`${JSON.stringify(orders)}\n`);
     try {
       const result = await report;
-      look(await cgroupPids(box.cgroups));
+      look(await cgroupPids(box.cgroups), box.cgroups);
       return result;
     } finally {
       box.child.stdin?.end();
@@ -181,8 +181,20 @@ describe('what the sandbox can reach', () => {
 
       process.env.KILN_SANDBOX_TEST_SECRET = 'not for the sandbox';
       const settings = settingsFor();
-      const report = await probe(settings, { port, writes: targets, reads: [dataDir, root] }, (pids) => {
+      const report = await probe(settings, { port, writes: targets, reads: [dataDir, root] }, (pids, cgroups) => {
         if (!AS_ROOT) return; // no writable cgroups: the rlimits are all there is
+        assert.ok(cgroups.memoryDir && cgroups.pidsDir, 'memory and pids cgroups made');
+        assert.equal(Number(readFileSync(path.join(cgroups.memoryDir, 'memory.limit_in_bytes'), 'utf8')), settings.memoryBytes);
+        assert.equal(readFileSync(path.join(cgroups.pidsDir, 'pids.max'), 'utf8').trim(), '64');
+        const node = pids.find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith(`${process.execPath}\0`));
+        assert.ok(node, 'the sandboxed node process is in the cgroup');
+        const limits = readFileSync(`/proc/${node}/limits`, 'utf8');
+        assert.match(readFileSync(`/proc/${node}/sched`, 'utf8'), /^policy\s+:\s+5$/m, 'SCHED_IDLE');
+        assert.equal(readFileSync(`/proc/${node}/stat`, 'utf8').split(') ')[1].split(' ')[16], '19', 'nice 19');
+        assert.match(limits, new RegExp(`Max file size\\s+${settings.limits.maxDiskBytes}\\s`));
+        assert.match(limits, new RegExp(`Max data size\\s+${settings.memoryBytes}\\s`));
+        assert.match(limits, /Max open files\s+256\s/);
+        assert.match(limits, /Max core file size\s+0\s/);
         assert.ok(pids.length >= 2, `bwrap and the sandboxed node are in the bake's cgroup: ${pids.join(',')}`);
         const programs = pids.map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
         assert.ok(programs.some((p) => p.includes(PROBE)), 'the sandboxed program itself is in the cgroup');

@@ -24,8 +24,10 @@ const CODES: ReadonlySet<string> = new Set<BakeErrorCode>(['INVALID_IMAGE', 'UNS
 const MAX_MESSAGE = 4096;
 
 /** Same input and result as bakeImage (src/convert/bake.ts); the tar parsing and disk writing happen in a sandboxed child process. */
-export async function sandboxedBake(input: BakeInput, settings: SandboxSettings): Promise<BakeResult> {
+export async function sandboxedBake(input: BakeInput, given: SandboxSettings): Promise<BakeResult> {
   input.signal?.throwIfAborted();
+  // Limits given with the job win over the settings' (as in bakeImage); the file-size rlimit follows them.
+  const settings = input.limits ? { ...given, limits: input.limits } : given;
   // Refused before a process is started: the count is all the worker reads of the manifest.
   new BakeBudget(settings.limits).checkLayerCount(input.manifest.layers.length);
   await mkdir(input.workDir, { recursive: true });
