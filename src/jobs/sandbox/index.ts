@@ -3,7 +3,7 @@
 // launcher, streams it the job and the layers it asks for, and writes
 // config.json and renames the result when the child reports success. The
 // child parses every byte of image data; the worker parses none.
-import { constants, fstatSync, openSync, closeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -261,6 +261,7 @@ export async function checkSandbox(settings: SandboxSettings): Promise<void> {
     throw new Error(`the bake sandbox needs ${missing.join(', ')} on PATH (Debian: ${missing.includes('bwrap') ? 'bubblewrap, ' : ''}util-linux, coreutils; scripts/install-deps.sh run)${missing.includes('bwrap') ? `, or set ${SANDBOX_ENV.mode}=none on machines without user namespaces` : ''}`);
   }
   if (!tools.zstd) throw new Error('the bake sandbox needs zstd on PATH for zstd layers (Debian: zstd)');
+  if (!existsSync(BAKE_ENTRY)) throw new Error(`the bake sandbox runs ${BAKE_ENTRY}, which does not exist: build the project (npx tsc -p tsconfig.json)`);
   const box = await startSandboxed(settings, [BAKE_ENTRY, '--check']);
   box.child.stdin?.end();
   let out = '';

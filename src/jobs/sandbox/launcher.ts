@@ -19,9 +19,17 @@ import { cpuSeconds, heapMiB, SANDBOX_MAX_TASKS, SANDBOX_OPEN_FILES, type Sandbo
 
 const run = promisify(execFile);
 
-/** The project checkout: dist/src/jobs/sandbox/launcher.js is four levels below it. */
-export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+/** The project checkout: the nearest directory above this module with a package.json (dist/src/… compiled, src/… under tsx). */
+export const PROJECT_ROOT = findRoot(path.dirname(fileURLToPath(import.meta.url)));
+/** The compiled entry point: the sandbox always runs dist/, so it must be built. */
 export const BAKE_ENTRY = path.join(PROJECT_ROOT, 'dist', 'src', 'jobs', 'sandbox', 'bake-entry.js');
+
+function findRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
 
 /** Joins each cgroup.procs file named before "--", then runs the rest. */
 const JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
