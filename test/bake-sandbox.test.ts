@@ -334,6 +334,17 @@ describe('attacks and limits, in the sandbox', () => {
     assert.ok(fsck((await sandboxedBake(inputFor(await fixtureImage()), settingsFor())).diskPath).clean);
   });
 
+  it('the memory cgroup holds the whole sandbox: two processes under their own RLIMIT_DATA that together pass KILN_BAKE_MEMORY are OOM-killed', { skip: !AS_ROOT && 'cgroups need root' }, async () => {
+    // Each child stays under the per-process RLIMIT_DATA (128 MiB); both together do not fit the cgroup's 128 MiB.
+    const hog = `const b=Buffer.alloc(80*1024*1024,1);setTimeout(()=>console.log(b.length),60000)`;
+    const script = `const {spawn}=require('child_process');for(let i=0;i<2;i++)spawn(process.execPath,['-e',${JSON.stringify(hog)}],{stdio:'inherit'}).on('exit',()=>process.exit(1));setTimeout(()=>{},60000)`;
+    const box = await startSandboxed(settingsFor({ KILN_BAKE_MEMORY: '128MiB' }), ['-e', script]);
+    const timer = setTimeout(() => box.kill(), 30_000);
+    const exit = await box.done.finally(() => clearTimeout(timer));
+    assert.equal(exit.oomKilled, true, `exit ${exit.code ?? exit.signal}: ${exit.stderr}`);
+    assert.ok(!existsSync(box.cgroups.memoryDir as string), 'the cgroup is removed');
+  });
+
   for (const mode of ['bwrap', 'none']) {
     it(`a bake over KILN_BAKE_MEMORY fails naming it (${mode})`, async () => {
       const { blob, diffId } = await gzipStream(emptyFilesTar(450_000, 1000));
