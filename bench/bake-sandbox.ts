@@ -12,10 +12,10 @@
 // sandbox, from /proc/self/stat).
 //
 // --priority: on one pinned CPU, a CPU-bound loop stands in for the API
-// (nice 0) and counts its iterations while a second busy loop runs beside it
-// at normal priority, at nice 19, as SCHED_IDLE, and through the sandbox's
-// own chain (chrt --idle 0, nice 19, ionice -c 3); the share is the API's
-// iterations against the API alone.
+// (nice 0) and counts its iterations alone, then beside a second loop that
+// runs at normal priority, at nice 19, as SCHED_IDLE, or through the
+// sandbox's own chain (chrt --idle 0, nice 19, ionice -c 3); the figure is
+// the share of its iterations alone it keeps (0.5: no priority; 1: all).
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -114,38 +114,43 @@ async function cpuSeconds(): Promise<number> {
   return ticks / 100; // USER_HZ is 100 on Linux
 }
 
-/** Iterations of a busy loop in `seconds`, run as `prefix… node -e`, pinned to one CPU. */
-function busy(prefix: string[], seconds: number): { done: Promise<number>; stop(): void } {
-  const script = `const end=Date.now()+${seconds * 1000};let n=0;while(Date.now()<end){for(let i=0;i<1e5;i++)n+=i%7;}console.log(Math.round(n/1e5))`;
+/** A busy loop pinned to one CPU, run as `prefix… node -e`: prints "ready" once looping, then its iterations after `seconds` (or never, with 0). */
+function busy(prefix: string[], seconds: number): { ready: Promise<void>; done: Promise<number>; stop(): void } {
+  const script = `console.log('ready');const end=${seconds}>0?Date.now()+${seconds * 1000}:Infinity;let n=0;while(Date.now()<end){for(let i=0;i<1e5;i++)n+=i%7;}console.log(Math.round(n/1e5))`;
   const argv = ['taskset', '-c', values.cpu, ...prefix, process.execPath, '-e', script];
   const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  const done = new Promise<number>((resolve, reject) => child.on('close', (code) => (code === 0 ? resolve(Number(out.trim())) : reject(new Error(`${argv.join(' ')}: exit ${code}`)))));
-  return { done, stop: () => child.kill('SIGKILL') };
+  let onReady: () => void = () => {};
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+    if (out.startsWith('ready\n')) onReady();
+  });
+  const done = new Promise<number>((resolve, reject) => child.on('close', (code) => (code === 0 ? resolve(Number(out.slice('ready\n'.length).trim())) : reject(new Error(`${argv.join(' ')}: exit ${code}`)))));
+  return { ready, done, stop: () => child.kill('SIGKILL') };
 }
 
 async function priority(): Promise<void> {
   const seconds = Number(values.seconds);
   const start = loadAverage();
-  const alone = await busy([], seconds).done;
-  progress(`API alone: ${alone}`);
-  const rows: string[][] = [['alone', String(alone), '1.00']];
+  const rows: string[][] = [];
   const rivals: Array<[string, string[]]> = [
-    ['beside a loop at nice 0', []],
-    ['beside a loop at nice 19', ['nice', '-n', '19']],
-    ['beside a loop as SCHED_IDLE', ['chrt', '--idle', '0']],
-    ['beside the sandbox chain (chrt --idle 0, nice 19, ionice -c 3)', ['chrt', '--idle', '0', 'nice', '-n', '19', 'ionice', '-c', '3']],
+    ['nice 0', []],
+    ['nice 19', ['nice', '-n', '19']],
+    ['SCHED_IDLE', ['chrt', '--idle', '0']],
+    ['the sandbox chain (chrt --idle 0, nice 19, ionice -c 3)', ['chrt', '--idle', '0', 'nice', '-n', '19', 'ionice', '-c', '3']],
   ];
   for (const [label, prefix] of rivals) {
-    const rival = busy(prefix, seconds + 2);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    const api = await busy([], seconds).done;
+    const alone = await busy([], seconds).done;
+    // The rival is looping before the API starts (a starved rival would otherwise only start once the API is done).
+    const rival = busy(prefix, 0);
+    await rival.ready;
+    const beside = await busy([], seconds).done;
     rival.stop();
     await rival.done.catch(() => 0);
-    progress(`API ${label}: ${api}`);
-    rows.push([label, String(api), (api / alone).toFixed(2)]);
+    progress(`API ${beside} iterations beside a loop at ${label}, ${alone} alone`);
+    rows.push([label, String(alone), String(beside), (beside / alone).toFixed(2)]);
   }
   console.log(`load average ${start} → ${loadAverage()}\n`);
-  printTable(['API loop (nice 0) on one CPU', 'iterations', 'share of alone'], rows);
+  printTable(['rival loop on the same CPU', 'API loop alone', 'API loop beside the rival', 'share kept'], rows);
 }

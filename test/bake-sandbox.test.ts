@@ -191,6 +191,7 @@ describe('what the sandbox can reach', () => {
         const limits = readFileSync(`/proc/${node}/limits`, 'utf8');
         assert.match(readFileSync(`/proc/${node}/sched`, 'utf8'), /^policy\s+:\s+5$/m, 'SCHED_IDLE');
         assert.equal(readFileSync(`/proc/${node}/stat`, 'utf8').split(') ')[1].split(' ')[16], '19', 'nice 19');
+        if (existsSync(`/proc/${node}/autogroup`)) assert.match(readFileSync(`/proc/${node}/autogroup`, 'utf8'), /nice 19$/m, 'its session\'s autogroup at nice 19');
         assert.match(limits, new RegExp(`Max file size\\s+${settings.limits.maxDiskBytes}\\s`));
         assert.match(limits, new RegExp(`Max data size\\s+${settings.memoryBytes}\\s`));
         assert.match(limits, /Max open files\s+256\s/);

@@ -5,6 +5,10 @@
 // stdin to close so the test can look at it from the host.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { lowerAutogroup } from '../../src/jobs/sandbox/autogroup.js';
+
+// As bake-entry.js does first.
+lowerAutogroup();
 
 interface Orders {
   port: number;

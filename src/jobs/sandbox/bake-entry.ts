@@ -5,6 +5,7 @@
 import { Readable } from 'node:stream';
 import { bakeDisk } from '../../convert/bake.js';
 import { BakeError } from '../../convert/errors.js';
+import { lowerAutogroup } from './autogroup.js';
 import { FrameParser, LineSplitter, type ChildMessage, type JobHeader } from './protocol.js';
 
 const DISK_FD = 3;
@@ -100,6 +101,7 @@ async function bake(header: JobHeader, open: (layer: number) => Readable): Promi
   finish(0, { type: 'result', sizeBytes: baked.sizeBytes, document: baked.document as unknown as Record<string, unknown> });
 }
 
+lowerAutogroup();
 if (process.argv[2] === '--check') {
   finish(0, { type: 'probe', report: { uid: process.getuid?.(), gid: process.getgid?.() } });
 } else {
