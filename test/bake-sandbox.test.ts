@@ -58,12 +58,17 @@ function assertNothingLeft(input: BakeInput): void {
   if (existsSync(input.workDir)) assert.deepEqual(readdirSync(input.workDir), [], 'no temporary result');
 }
 
-/** Our bake processes still running (by their program path, which is this checkout's). */
+/** Bake processes of this test process still running: running our entry point, and descendants of us (other bakes of this checkout may run beside). */
 function bakeProcesses(): number[] {
   const found: number[] = [];
-  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+  const parent = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+  const ours = (pid: number) => {
+    for (let p = pid; p > 1; p = parent(p)) if (p === process.pid) return true;
+    return false;
+  };
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number)) {
     try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(BAKE_ENTRY)) found.push(Number(pid));
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(BAKE_ENTRY) && ours(pid)) found.push(pid);
     } catch {
       // exited meanwhile
     }
