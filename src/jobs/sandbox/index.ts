@@ -64,6 +64,7 @@ async function runChild(input: BakeInput, settings: SandboxSettings, fd: number)
   };
   const onAbort = () => fail(input.signal?.reason ?? new Error('aborted'));
   input.signal?.addEventListener('abort', onAbort, { once: true });
+  if (input.signal?.aborted) onAbort(); // while the sandbox was being made
   const timer = setTimeout(() => {
     timedOut = true;
     box.kill();
