@@ -3,12 +3,12 @@
 // until SIGTERM or until the server that started it goes away.
 import os from 'node:os';
 import { pino } from 'pino';
-import { bakeImage } from '../convert/bake.js';
 import { bakeLimitsFromEnv } from '../convert/limits.js';
 import { BAKE_JOB, bakeJobHandler } from '../images/bake-job.js';
 import { openStores } from '../store/open.js';
 import { loadS3Config } from '../store/s3/config.js';
 import { loadJobSettings } from './settings.js';
+import { checkSandbox, loadSandboxSettings, sandboxedBake } from './sandbox/index.js';
 import { JobWorker, type JobHandler } from './worker.js';
 import { newWorkerId } from './worker-id.js';
 
@@ -46,6 +46,7 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
 
   const settings = loadJobSettings(options.env);
   const limits = bakeLimitsFromEnv(options.env);
+  const sandbox = loadSandboxSettings(options.env);
   try {
     os.setPriority(WORKER_NICE);
   } catch (err) {
@@ -63,9 +64,8 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
   });
   close = () => stores.close();
   if (stopping) return;
-  const handlers = new Map<string, JobHandler>([
-    [BAKE_JOB, bakeJobHandler({ meta: stores.meta, blobs: stores.blobs, images: stores.images, dirs: stores.dirs, limits, bake: bakeImage })],
-  ]);
+  const bake = bakeJobHandler({ meta: stores.meta, blobs: stores.blobs, images: stores.images, dirs: stores.dirs, limits, bake: (input) => sandboxedBake(input, sandbox) });
+  const handlers = new Map<string, JobHandler>([[BAKE_JOB, (await sandboxWorks(sandbox, log)) ? bake : refuseBakes]]);
   const id = newWorkerId();
   worker = new JobWorker(stores.jobs, handlers, settings, id, log);
   // Started by `kiln serve`: woken when work is queued.
@@ -73,3 +73,22 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
   worker.start();
   log.info({ worker: id }, 'worker ready');
 }
+
+/**
+ * A worker whose sandbox cannot be made here still takes bake jobs, so that
+ * they fail with a reason instead of waiting forever; the operator's log
+ * says what is missing (tenants never see host details).
+ */
+async function sandboxWorks(settings: Parameters<typeof checkSandbox>[0], log: { error(o: object, m: string): void }): Promise<boolean> {
+  try {
+    await checkSandbox(settings);
+    return true;
+  } catch (err) {
+    log.error({ err }, 'bakes cannot run on this worker: the bake sandbox is not available');
+    return false;
+  }
+}
+
+const refuseBakes: JobHandler = async () => {
+  throw new Error('this server cannot bake images: its bake sandbox is not set up (the operator finds the reason in the worker log); retry the bake once it is fixed');
+};
