@@ -48,7 +48,7 @@ export class RegistryService {
   private readonly manifestCache = new ManifestCache(64 * 1024 * 1024);
   private readonly listeners: ManifestListener[] = [];
   private readonly pullListeners: ((repo: string, tag: string) => void)[] = [];
-  private readonly deleteListeners: ((event: ReferenceDeletedEvent) => void)[] = [];
+  private readonly deleteListeners: ((event: ReferenceDeletedEvent) => void | Promise<void>)[] = [];
   readonly uploadSlots: UploadSlots;
   private readonly uploadLimits: UploadLimits;
   private readonly onLimitHit: (setting: string) => void;
@@ -70,7 +70,8 @@ export class RegistryService {
   }
 
   /** Called after a tag or a manifest is deleted through the API (the collector's deletions are not announced). */
-  onReferenceDeleted(listener: (event: ReferenceDeletedEvent) => void): void {
+  /** Told of every deleted tag or manifest; awaited before the delete is answered, so it must not throw. */
+  onReferenceDeleted(listener: (event: ReferenceDeletedEvent) => void | Promise<void>): void {
     this.deleteListeners.push(listener);
   }
 
@@ -390,16 +391,16 @@ export class RegistryService {
     const byDigest = reference.includes(':') ? parseDigest(reference) : null;
     if (byDigest) {
       if (!(await this.meta.deleteManifest(repo, byDigest.digest))) throw await this.manifestUnknown(repo, reference);
-      this.announceDeleted({ kind: 'manifest', repo, digest: byDigest.digest });
+      await this.announceDeleted({ kind: 'manifest', repo, digest: byDigest.digest });
       return;
     }
     this.validateTag(reference);
     if (!(await this.meta.deleteTag(repo, reference))) throw await this.manifestUnknown(repo, reference);
-    this.announceDeleted({ kind: 'tag', repo, tag: reference });
+    await this.announceDeleted({ kind: 'tag', repo, tag: reference });
   }
 
-  private announceDeleted(event: ReferenceDeletedEvent): void {
-    for (const listener of this.deleteListeners) listener(event);
+  private async announceDeleted(event: ReferenceDeletedEvent): Promise<void> {
+    for (const listener of this.deleteListeners) await listener(event);
   }
 
   private async resolveReference(repo: string, reference: string): Promise<string | null> {

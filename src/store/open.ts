@@ -25,6 +25,7 @@ import { DigestPins, type PinStore } from './pins.js';
 import { PostgresApiKeyStore } from './postgres/api-key-store.js';
 import { openPostgres } from './postgres/db.js';
 import { PostgresGcStore } from './postgres/gc-store.js';
+import { PostgresImageStore } from './postgres/image-store.js';
 import { PostgresJobStore } from './postgres/job-store.js';
 import { PostgresMetadataStore } from './postgres/metadata-store.js';
 import { PostgresPins } from './postgres/pins.js';
@@ -98,7 +99,7 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
   };
   try {
     await dirs.ensure();
-    // Image records and builds stay in SQLite on both backends until their stores move.
+    // Builds stay in SQLite on both backends until their store moves.
     const db = openSqlite(dirs.database, { durable: config.durable });
     opened.push({ close: () => void db.close() });
     const blobs = config.s3 ? new S3BlobStore(createS3Client(config.s3), config.s3) : new FsBlobStore(dirs, { durable: config.durable });
@@ -141,9 +142,10 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
       blobs,
       ...local,
       jobs: new PostgresJobStore(pool),
+      images: new PostgresImageStore(pool),
       meta: new PostgresMetadataStore(pool),
       apiKeys: new PostgresApiKeyStore(pool),
-      gc: new PostgresGcStore(pool, sqliteGc),
+      gc: new PostgresGcStore(pool),
       pins: new PostgresPins(pool, config.onError),
       close,
     };

@@ -133,4 +133,28 @@ CREATE INDEX jobs_queue ON jobs (kind, status, not_before, id) WHERE status = 'q
 CREATE INDEX jobs_running ON jobs (status) WHERE status = 'running';
 `,
   },
+  {
+    version: 4,
+    name: 'image records and names',
+    sql: `
+CREATE TABLE images (
+  digest TEXT PRIMARY KEY,
+  disk_size BIGINT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE TABLE image_names (
+  repo TEXT COLLATE "C" NOT NULL,
+  tag TEXT COLLATE "C" NOT NULL,
+  digest TEXT COLLATE "C" NOT NULL,
+  index_digest TEXT COLLATE "C" NOT NULL DEFAULT '',
+  platform TEXT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (repo, tag, digest, index_digest)
+);
+CREATE INDEX image_names_digest ON image_names (digest);
+CREATE INDEX image_names_index ON image_names (index_digest) WHERE index_digest <> '';
+`,
+  },
 ];
