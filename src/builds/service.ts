@@ -66,6 +66,8 @@ export interface BuildCaller {
   tenant: string | null;
   /** Whether the caller may pull `repo` (for FROM images in this registry). */
   canPull(repo: string): boolean;
+  /** Loads what `canPull` needs to answer for these repos (AuthDecision.preparePull). */
+  preparePull?: (repos: readonly string[]) => Promise<void>;
 }
 
 export interface BuildSubmission {
@@ -353,7 +355,9 @@ export class BuildService {
       await extractSource(createReadStream(this.deps.files.partialSource(pending.id)), contextDir);
       const dockerfilePath = await resolveDockerfile({ contextDir, workDir: checkDir, dockerfileText: request.dockerfile });
       const refs = baseImagesOf(await readFile(dockerfilePath, 'utf8'), buildArgs);
-      for (const base of kilnBaseRefs(registry, refs)) {
+      const bases = kilnBaseRefs(registry, refs);
+      await caller.preparePull?.(bases.map((b) => b.repo));
+      for (const base of bases) {
         if (!caller.canPull(base.repo)) {
           throw new BuildError('denied', `the Dockerfile builds FROM ${base.ref}, and you may not pull ${base.repo}`);
         }

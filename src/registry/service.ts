@@ -145,9 +145,16 @@ export class RegistryService {
    * A mount without `from` (the spec lets a registry mount by digest alone):
    * from any repository within `readable`, the repositories the caller may pull.
    */
-  async mountBlobFromAnywhere(repo: string, digest: string, readable: RepoScope, mayPull: (repo: string) => boolean): Promise<number | null> {
+  async mountBlobFromAnywhere(
+    repo: string,
+    digest: string,
+    readable: RepoScope,
+    mayPull: (repo: string) => boolean,
+    prepare?: (repos: readonly string[]) => Promise<void>,
+  ): Promise<number | null> {
     if (!tryParseDigest(digest)) return null;
     const from = await this.meta.findRepoWithBlob(digest, readable);
+    if (from !== null) await prepare?.([from]);
     if (from === null || !mayPull(from)) return null;
     return this.mountBlob(repo, from, digest);
   }
@@ -414,13 +421,15 @@ export class RegistryService {
    * within `scope` (what the caller may see), and `visible` applies the exact
    * policy to what it returns.
    */
-  async listRepos(page: Page, scope: RepoScope, visible: (repo: string) => boolean): Promise<string[]> {
+  /** The repos `visible` allows, a page of them; `prepare` is awaited on each batch before `visible` is asked about it. */
+  async listRepos(page: Page, scope: RepoScope, visible: (repo: string) => boolean, prepare?: (repos: readonly string[]) => Promise<void>): Promise<string[]> {
     const out: string[] = [];
     let last = page.last;
     const want = page.limit ?? Infinity;
     const batch = 500;
     while (out.length < want) {
       const names = await this.meta.listRepos({ last, limit: batch }, scope);
+      await prepare?.(names);
       for (const name of names) {
         if (visible(name)) out.push(name);
         if (out.length >= want) break;

@@ -91,6 +91,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     keyFile: config.authKeyFile,
     keys: stores.apiKeys,
     ownerOfBuild: options.ownerOfBuild ?? stores.ownerOfBuildNow,
+    loadBuildOwners: options.ownerOfBuild ? undefined : stores.loadBuildOwners,
     publicRepos: config.publicRepos,
   });
   const { authorizer } = auth;
