@@ -48,7 +48,7 @@ import {
 } from '../store/build-store.js';
 import { hostPlatform, kilnBaseRefs, resolveBaseImages, type RegistryReader } from './base-images.js';
 import { checkBuildOptions, checkSecrets } from './build-options.js';
-import { BuildLog, followLog, type LogFollower } from './build-log.js';
+import { BuildLog, followLog, followStoredLog, type LogFollower } from './build-log.js';
 import { registryHostFromAddress, type BuildsConfig } from './config.js';
 import { baseImagesOf } from './dockerfile.js';
 import { BuildError, invalidInput } from './errors.js';
@@ -130,6 +130,12 @@ export interface BuildServiceDeps {
   log: Logger;
   /** How often the bake is looked at. */
   bakePollMs?: number;
+  /**
+   * Other processes share the store and the data directory (PostgreSQL) and
+   * may run the builds this one is asked about: their logs are followed from
+   * the file and the status in the store.
+   */
+  shared?: boolean;
 }
 
 /** What the API answers about a build (snake_case, like the request fields). */
@@ -489,8 +495,22 @@ export class BuildService {
    * until it does. Returns a function that stops following.
    */
   async followLog(build: BuildRecord, follower: LogFollower, after?: number): Promise<() => void> {
-    const live = TERMINAL_BUILD_STATUSES.includes(build.status) ? null : await this.logOf(build.id);
-    return followLog(this.deps.files.log(build.id), live, follower, { after });
+    const file = this.deps.files.log(build.id);
+    const ended = TERMINAL_BUILD_STATUSES.includes(build.status);
+    // On a shared store a build not running here may be run by any process (or be queued for one).
+    if (!ended && this.deps.shared && !this.active.has(build.id)) {
+      return followStoredLog(file, follower, {
+        after,
+        pollMs: this.deps.config.logPollMs,
+        ended: async () => {
+          const now = await this.deps.store.get(build.id);
+          return now === null || TERMINAL_BUILD_STATUSES.includes(now.status);
+        },
+        onError: (err) => this.deps.log.error({ err, build: build.id }, 'following a stored build log failed'),
+      });
+    }
+    const live = ended ? null : await this.logOf(build.id);
+    return followLog(file, live, follower, { after });
   }
 
   logFile(id: string): string {
