@@ -199,7 +199,8 @@ const READ_CHUNK = 256 * 1024;
  * Gives `follower` the lines of the log file of a build this process does not
  * run: what is there, then what is appended, read every `pollMs` from where
  * the last read stopped (never holding the event loop, never reading a byte
- * twice), until the build has ended and its end line has been read; then
+ * twice), until the build has ended (asked of `ended()` when a read found
+ * nothing new) and its end line has been read; then
  * `end()`. A partly written last line waits for its newline. Returns a
  * function that stops following.
  */
@@ -212,6 +213,7 @@ export async function followStoredLog(file: string, follower: LogFollower, optio
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
   let endedAt: number | null = null;
+  let grew = false;
   const settleMs = options.settleMs ?? END_SETTLE_MS;
 
   /** Reads what was appended since the last read; whether anything was. */
@@ -256,9 +258,10 @@ export async function followStoredLog(file: string, follower: LogFollower, optio
     timer = null;
     if (stopped) return;
     try {
-      if (endedAt === null && (await options.ended())) endedAt = Date.now();
+      // While the log grows the build is running: the status is asked only when a read found nothing new.
+      if (endedAt === null && !grew && (await options.ended())) endedAt = Date.now();
       if (stopped) return;
-      await readNew();
+      grew = await readNew();
       if (endedAt !== null && (END_LINE.test(lastLine) || Date.now() - endedAt >= settleMs)) return finish();
     } catch (err) {
       options.onError?.(err);
