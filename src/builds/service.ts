@@ -586,7 +586,8 @@ export class BuildService {
   }
 
   private async pumpOnce(): Promise<void> {
-    const queued = await this.deps.store.withStatus(['queued']);
+    // Secrets live in the memory of the process that took the submission: on a shared store only it may run such a build.
+    const queued = (await this.deps.store.withStatus(['queued'])).filter((b) => !this.deps.shared || b.secretIds.length === 0 || this.secrets.has(b.id));
     const running = [...this.active.values()].map((run) => run.bucket);
     const entries = queued.map((b) => ({ id: b.id, bucket: bucketOf(b), seq: b.seq }));
     for (const id of buildsToStart(entries, running, this.limits)) {

@@ -419,9 +419,9 @@ export class RegistryService {
   /**
    * Repositories in order after `last`, up to `limit`: the database reads only
    * within `scope` (what the caller may see), and `visible` applies the exact
-   * policy to what it returns.
+   * policy to what it returns, after `prepare` (when given) was awaited on
+   * each batch (it loads what `visible` needs to know, such as build owners).
    */
-  /** The repos `visible` allows, a page of them; `prepare` is awaited on each batch before `visible` is asked about it. */
   async listRepos(page: Page, scope: RepoScope, visible: (repo: string) => boolean, prepare?: (repos: readonly string[]) => Promise<void>): Promise<string[]> {
     const out: string[] = [];
     let last = page.last;
