@@ -11,12 +11,13 @@ import { tenantScope } from '../src/auth/tenant.js';
 import { BuildLog } from '../src/builds/build-log.js';
 import { newBuildId } from '../src/builds/service.js';
 import { newBuild } from './contracts/build-store.js';
-import { followLog, testKeys, type Headers } from './helpers/builds.js';
+import { buildkitEnv, buildkitSkipReason, followLog, submitBuild, testKeys, waitForBuild, type Headers } from './helpers/builds.js';
 import { startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
 import { postgresMissing, startPostgres, type TestPostgres } from './helpers/postgres.js';
 import { TEST_CONFIG, blob, descriptor, manifestBlob, OCI_EMPTY, OCI_MANIFEST, type Blob } from './helpers/registry.js';
 
 const skip = postgresMissing() ?? false;
+const noBuildkit = skip || ((await buildkitSkipReason()) ?? false);
 
 describe('builds on PostgreSQL, two servers', { skip }, () => {
   let pg: TestPostgres;
@@ -29,7 +30,7 @@ describe('builds on PostgreSQL, two servers', { skip }, () => {
     pg = await startPostgres();
     const url = await pg.database();
     dataDir = await tempDir('kiln-pg-builds-');
-    const env = { KILN_DATABASE_URL: url, KILN_AUTH: 'token', KILN_WORKERS: '0', KILN_GC_INTERVAL: '0', KILN_BUILD_LOG_POLL_SECONDS: '0.05' };
+    const env = { ...buildkitEnv(), KILN_DATABASE_URL: url, KILN_AUTH: 'token', KILN_WORKERS: '1', KILN_GC_INTERVAL: '0', KILN_BUILD_LOG_POLL_SECONDS: '0.05' };
     a = await startKiln({ dataDir, env });
     b = await startKiln({ dataDir, env });
     assert.equal(b.kiln.stores.backend, 'postgres');
@@ -137,5 +138,22 @@ describe('builds on PostgreSQL, two servers', { skip }, () => {
     assert.match(text, /id: 2\ndata: step 2\/2/);
     assert.doesNotMatch(text, /step 1\/2/);
     assert.match(text, /event: end/);
+  });
+
+  it('a real build submitted through A is followed to its end through B; B leaves a queued build whose secrets only its submitter holds', { skip: noBuildkit }, async () => {
+    // Queued as if another server had taken it with a secret (held in that server's memory only).
+    const secretBuild = newBuildId();
+    await a.kiln.stores.builds.create(newBuild(secretBuild, 'acme', { secretIds: ['npmrc'] }));
+    const accepted = await submitBuild(a.url, { files: { Dockerfile: 'FROM scratch\nCOPY n.txt /n.txt\n', 'n.txt': 'one\n' }, headers: keys.acme });
+    const followed = await followLog(b.url, accepted.id, { headers: keys.acme });
+    assert.equal(followed.end?.status, 'ready', JSON.stringify(followed.end));
+    assert.match(followed.lines[0]!, new RegExp(`^==> build ${accepted.id} queued`));
+    assert.equal(followed.lines.at(-1), '==> build ready');
+    assert.deepEqual(followed.ids, followed.lines.map((_, i) => i), 'every line once, in order');
+    // B ran a build of its own meanwhile, so its queue was looked at; the secret build is left for its submitter.
+    const own = await submitBuild(b.url, { files: { Dockerfile: 'FROM scratch\nCOPY n.txt /n.txt\n', 'n.txt': 'two\n' }, headers: keys.acme });
+    assert.equal((await waitForBuild(b.url, own.id, (v) => ['ready', 'failed', 'cancelled'].includes(v.status), keys.acme)).status, 'ready');
+    assert.equal((await a.kiln.stores.builds.get(secretBuild))!.status, 'queued');
+    await fetch(`${b.url}/api/v1/builds/${secretBuild}`, { method: 'DELETE', headers: keys.acme });
   });
 });
