@@ -3,15 +3,17 @@
 // it, the build token's reach), and B's log stream follows the lines A's
 // build writes to the shared log file and ends when the database says the
 // build ended. A's part is played as the running server plays it: the build
-// store and the build's log (BuildLog) of A's process.
+// store and the build's log (BuildLog) of A's process; with BuildKit here, real
+// builds too: one followed through B, one cancelled through B, and a queued
+// build with secrets that only its submitter may start.
 import assert from 'node:assert/strict';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { tenantScope } from '../src/auth/tenant.js';
 import { BuildLog } from '../src/builds/build-log.js';
 import { newBuildId } from '../src/builds/service.js';
 import { newBuild } from './contracts/build-store.js';
-import { buildkitEnv, buildkitSkipReason, followLog, submitBuild, testKeys, waitForBuild, type Headers } from './helpers/builds.js';
+import { buildkitEnv, buildkitSkipReason, followLog, pushBaseImage, submitBuild, testKeys, waitForBuild, type Headers } from './helpers/builds.js';
 import { startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
 import { postgresMissing, startPostgres, type TestPostgres } from './helpers/postgres.js';
 import { TEST_CONFIG, blob, descriptor, manifestBlob, OCI_EMPTY, OCI_MANIFEST, type Blob } from './helpers/registry.js';
@@ -155,5 +157,26 @@ describe('builds on PostgreSQL, two servers', { skip }, () => {
     assert.equal((await waitForBuild(b.url, own.id, (v) => ['ready', 'failed', 'cancelled'].includes(v.status), keys.acme)).status, 'ready');
     assert.equal((await a.kiln.stores.builds.get(secretBuild))!.status, 'queued');
     await fetch(`${b.url}/api/v1/builds/${secretBuild}`, { method: 'DELETE', headers: keys.acme });
+  });
+
+  it('a cancel through B stops the builder A runs', { skip: noBuildkit }, async () => {
+    await pushBaseImage(a.url, 'library/base', 'latest', keys.admin);
+    const slow = await submitBuild(a.url, { files: { Dockerfile: `FROM ${a.host}/library/base\nRUN sleep 120\n` }, headers: keys.acme });
+    await waitForBuild(b.url, slow.id, (v) => v.status === 'building', keys.acme, 60_000);
+    const scratch = a.kiln.stores.dirs.scratchRoot;
+    const workDirs = async () => (await readdir(scratch).catch(() => [])).filter((n) => n.startsWith(`build-${slow.id}-`));
+    for (let i = 0; i < 600 && (await workDirs()).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await workDirs()).length, 1, "A's builder is at work");
+    const following = followLog(b.url, slow.id, { headers: keys.acme });
+    const res = await fetch(`${b.url}/api/v1/builds/${slow.id}`, { method: 'DELETE', headers: keys.acme });
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as { status: string }).status, 'cancelled');
+    const followed = await following;
+    assert.equal(followed.end?.status, 'cancelled');
+    assert.ok(followed.lines.includes('==> build cancelled: cancelled by request'), followed.lines.join('\n'));
+    // A notices the record and stops its builder well before the 120 s sleep would end (its work dir goes).
+    for (let i = 0; i < 1200 && (await workDirs()).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await workDirs(), [], "A's builder stopped");
+    assert.equal((await a.kiln.stores.builds.get(slow.id))!.status, 'cancelled');
   });
 });

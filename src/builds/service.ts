@@ -197,6 +197,8 @@ const TOKEN_MARGIN_MS = 10 * 60 * 1000;
 /** A pushed image that the image service has not heard of by then is an error. */
 const BAKE_RECORD_GRACE_MS = 30_000;
 const CANCEL_WAIT_MS = 30_000;
+/** On a shared store, how often a running build's record is read for a cancel made through another server. */
+const CANCEL_WATCH_MS = 1000;
 const RECLAIM_BATCH = 500;
 
 export class BuildService {
@@ -534,6 +536,9 @@ export class BuildService {
     if (run !== undefined) {
       this.abort(run, 'cancel');
       await Promise.race([run.done, sleep(CANCEL_WAIT_MS, undefined, { ref: false })]);
+    } else if (this.deps.shared) {
+      // Another server runs it: its record says cancelled, and that server, which watches the record, stops the builder.
+      await this.finish(id, 'cancelled', 'cancelled by request', ACTIVE_STATUSES);
     }
     // Baking (or pushed just as the cancel came): the bake goes on, as other images may share
     // its disk; the build no longer waits for it.
@@ -626,6 +631,17 @@ export class BuildService {
     const log = await this.logOf(id);
     const signal = run.controller.signal;
     const timer = setTimeout(() => this.abort(run, 'timeout'), build.timeoutSeconds * 1000);
+    // A cancel through another server shows only in the record.
+    const watch = this.deps.shared
+      ? setInterval(() => {
+          void this.deps.store.get(id).then(
+            (now) => {
+              if (now !== null && TERMINAL_BUILD_STATUSES.includes(now.status)) this.abort(run, 'cancel');
+            },
+            (err: unknown) => this.deps.log.warn({ err, build: id }, 'reading a running build for a cancel failed'),
+          );
+        }, CANCEL_WATCH_MS)
+      : null;
     let workDir: string | null = null;
     let token: SignedToken | null = null;
     let pushed = false;
@@ -719,6 +735,7 @@ export class BuildService {
       await this.failed(id, run, err);
     } finally {
       clearTimeout(timer);
+      if (watch !== null) clearInterval(watch);
       this.secrets.delete(id);
       if (workDir !== null) await rm(workDir, { recursive: true, force: true }).catch((err) => this.deps.log.warn({ err, build: id }, 'removing a build work dir failed'));
       if (token !== null) await this.deps.tokens?.revoke(token.jti).catch((err) => this.deps.log.warn({ err, build: id }, 'revoking a build token failed'));
