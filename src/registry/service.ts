@@ -156,9 +156,16 @@ export class RegistryService {
    * A mount without `from` (the spec lets a registry mount by digest alone):
    * from any repository within `readable`, the repositories the caller may pull.
    */
-  async mountBlobFromAnywhere(repo: string, digest: string, readable: RepoScope, mayPull: (repo: string) => boolean): Promise<number | null> {
+  async mountBlobFromAnywhere(
+    repo: string,
+    digest: string,
+    readable: RepoScope,
+    mayPull: (repo: string) => boolean,
+    prepare?: (repos: readonly string[]) => Promise<void>,
+  ): Promise<number | null> {
     if (!tryParseDigest(digest)) return null;
     const from = await this.meta.findRepoWithBlob(digest, readable);
+    if (from !== null) await prepare?.([from]);
     if (from === null || !mayPull(from)) return null;
     return this.mountBlob(repo, from, digest);
   }
@@ -430,15 +437,17 @@ export class RegistryService {
   /**
    * Repositories in order after `last`, up to `limit`: the database reads only
    * within `scope` (what the caller may see), and `visible` applies the exact
-   * policy to what it returns.
+   * policy to what it returns, after `prepare` (when given) was awaited on
+   * each batch (it loads what `visible` needs to know, such as build owners).
    */
-  async listRepos(page: Page, scope: RepoScope, visible: (repo: string) => boolean): Promise<string[]> {
+  async listRepos(page: Page, scope: RepoScope, visible: (repo: string) => boolean, prepare?: (repos: readonly string[]) => Promise<void>): Promise<string[]> {
     const out: string[] = [];
     let last = page.last;
     const want = page.limit ?? Infinity;
     const batch = 500;
     while (out.length < want) {
       const names = await this.meta.listRepos({ last, limit: batch }, scope);
+      await prepare?.(names);
       for (const name of names) {
         if (visible(name)) out.push(name);
         if (out.length >= want) break;

@@ -135,6 +135,27 @@ CREATE INDEX jobs_running ON jobs (status) WHERE status = 'running';
   },
   {
     version: 4,
+    name: 'builds',
+    // As in SQLite: the fields queries filter on as columns, the rest as JSON text
+    // (text, not jsonb, which refuses a \u0000 that build args or errors may carry).
+    sql: `
+CREATE TABLE builds (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL,
+  tenant TEXT,
+  created_at BIGINT NOT NULL,
+  finished_at BIGINT,
+  files_removed_at BIGINT,
+  data TEXT NOT NULL
+);
+CREATE INDEX builds_status ON builds (status, seq);
+CREATE INDEX builds_tenant ON builds (tenant, seq);
+CREATE INDEX builds_retention ON builds (finished_at) WHERE files_removed_at IS NULL AND finished_at IS NOT NULL;
+`,
+  },
+  {
+    version: 5,
     name: 'image records and names',
     sql: `
 CREATE TABLE images (
