@@ -19,7 +19,7 @@ export interface WorkerProcessOptions {
   env: NodeJS.ProcessEnv;
 }
 
-/** Worker processes yield the CPU to the API (measured in bench/registry.ts: p99 of GET manifest during a bake). */
+/** Worker processes yield the CPU to the API; the bake processes they start run lower still (sandbox/launcher.ts). */
 const WORKER_NICE = 10;
 
 export async function runWorkerProcess(options: WorkerProcessOptions): Promise<void> {
