@@ -36,6 +36,41 @@ export function processTree(pid: number): number[] {
   return tree;
 }
 
+/** A process as it was seen: its pid and its start time (field 22 of stat), which tells it apart from a later process with the same pid. */
+export interface SeenProcess {
+  pid: number;
+  start: string;
+}
+
+/** The living descendants of `pid` (not `pid` itself), to be checked on after `pid` is stopped. */
+export function descendants(pid: number): SeenProcess[] {
+  return processTree(pid)
+    .slice(1)
+    .flatMap((p) => {
+      const start = statFields(p)?.[19];
+      return start === undefined ? [] : [{ pid: p, start }];
+    });
+}
+
+/**
+ * SIGKILL those of `seen` that are still the same processes. A server's helpers
+ * (bake workers, say) may sit in process groups of their own, so stopping the
+ * server's group need not reach them.
+ */
+export function killSurvivors(seen: SeenProcess[]): number {
+  let killed = 0;
+  for (const { pid, start } of seen) {
+    if (statFields(pid)?.[19] !== start) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed++;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return killed;
+}
+
 /** Reset the peak-RSS counter (VmHWM) of the tree to its current RSS (`echo 5 > clear_refs`). */
 export function resetPeakRss(pid: number): void {
   for (const p of processTree(pid)) {
