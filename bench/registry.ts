@@ -18,6 +18,7 @@
 //   right after it; pulls and the request-rate load (HEAD blob with hey, GET
 //   manifest with wrk, 64 connections) once Kiln has gone idle; peak RSS per push.
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { bakeStatus, waitBaked } from './lib/bake-status.js';
@@ -155,6 +156,7 @@ async function usersSeries(sides: [Side, Side], layouts: Map<string, Layout>, wa
       const kiln = i === 0;
       const pulls = path.join(root, 'pulls');
       await removeTree(pulls);
+      await mkdir(pulls);
       const server = await side.empty();
       await skopeoPush(warmup, server.host, 'cache/warmup');
       resetPeakRss(server.pid);
