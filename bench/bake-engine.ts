@@ -79,7 +79,6 @@ async function timeKiln(layout: Layout): Promise<{ seconds: number; cpu: number;
     openBlob: async (digest) => createReadStream(blobPath(layout.dir, digest), { highWaterMark: 1 << 20 }),
     workDir: path.join(work, 'job'),
     outputDir: path.join(work, 'images', 'out'),
-    source: { repo: 'bench', tag: '1' },
   });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const used = process.cpuUsage(cpu0);

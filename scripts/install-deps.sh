@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Kiln needs. Usage: install-deps.sh [run|test]
-#   run:  what `kiln serve` needs: zstd for zstd layers (Kiln writes ext4 disks itself); for
+#   run:  what `kiln serve` needs: zstd for zstd layers (Kiln writes ext4 disks itself);
+#         bubblewrap for the bake sandbox (src/jobs/sandbox/; util-linux gives prlimit,
+#         setpriv, chrt, ionice); for
 #         builds runc, the CNI plugins and iptables (RUN steps get a network of
 #         their own, closed to the host), and BuildKit (below)
 #   test: plus the real clients and tools the test suite drives, and the
@@ -13,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-test}
-packages=(zstd runc containernetworking-plugins iptables)
+packages=(zstd bubblewrap runc containernetworking-plugins iptables)
 if [ "$profile" = test ]; then
   # e2fsprogs: e2fsck and debugfs check and read the baked disks;
   # postgresql: the tests start throwaway clusters of it (test/helpers/postgres.ts);

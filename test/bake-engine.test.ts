@@ -85,7 +85,6 @@ describe('bakeImage', () => {
       openBlob: async (digest) => Readable.from([image.blobs.get(digest) as Buffer]),
       workDir: path.join(tmp, 'work'),
       outputDir: path.join(tmp, 'images', 'abc'),
-      source: { repo: 'acme/app', tag: 'v1' },
       onProgress: (done, total) => progress.push([done, total]),
     });
     tree = ext4Tree(result.diskPath, path.join(tmp, 'scratch'));
@@ -126,7 +125,7 @@ describe('bakeImage', () => {
     assert.match(ls, /60660 \(4\)\s+0\s+6\s+0\s+\S+ \S+ loop0/);
   });
 
-  it('writes config.json with the run config, layers, disk and source', () => {
+  it('writes config.json with the run config, layers and disk, naming no repo or tag', () => {
     const doc = JSON.parse(readFileSync(result.configPath, 'utf8'));
     assert.deepEqual(doc, {
       schemaVersion: 1,
@@ -144,7 +143,6 @@ describe('bakeImage', () => {
       layers: image.manifest.layers.map((l) => l.digest),
       diffIds: JSON.parse(image.configBytes.toString()).rootfs.diff_ids,
       disk: { file: 'rootfs.ext4', format: 'ext4', sizeBytes: result.diskSizeBytes },
-      source: { repo: 'acme/app', tag: 'v1' },
     });
     assert.equal(result.runConfig.workingDir, '/srv');
   });

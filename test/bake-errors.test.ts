@@ -199,7 +199,6 @@ describe('bakeImage inputs', () => {
       openBlob: async (digest) => Readable.from([readFileSync(path.join(FIXTURES, 'blobs', ...digest.split(':')))]),
       workDir: path.join(tmp, 'work'),
       outputDir: path.join(tmp, 'images', 'built'),
-      source: { repo: 'builds/job1', tag: 'latest' },
     });
     const check = fsck(result.diskPath);
     assert.ok(check.clean, check.output);

@@ -87,9 +87,9 @@ describe('kiln fsck', () => {
     const { images, jobs } = offline.stores;
     const digest = img.manifest.digest;
     images.upsert({ digest, repo: 'disk/app', tag: 'v1', indexDigest: null, platform: null });
-    const job = jobs.enqueue('bake', `bake:${digest}`, { digest, repo: 'disk/app' });
-    jobs.claim('bake');
-    jobs.finish(job.id, 'done');
+    const job = await jobs.enqueue('bake', `bake:${digest}`, { digest, repo: 'disk/app' });
+    await jobs.claim('bake', 'test-worker', 60_000);
+    assert.ok(await jobs.finish(job.id, 'test-worker', 'done'));
     const dir = offline.stores.dirs.imageDir(digest);
     await mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, 'rootfs.ext4'), randomBytes(4096));

@@ -294,12 +294,12 @@ describe('garbage collection on a store', () => {
   it('keeps manifests of pending bakes and disks of live images; removes disks of deleted images', async () => {
     const img = await h.pushImage('bake/app', 'v1');
     const pending = await h.pushImage('bake/app', null);
-    h.jobs.enqueue('bake', `bake:${pending.manifest.digest}`, { digest: pending.manifest.digest, repo: 'bake/app' });
-    // A finished bake of the tagged image, and a disk whose image is gone.
+    // A finished bake of the tagged image, a queued one of the untagged image, and a disk whose image is gone.
     h.images.upsert({ digest: img.manifest.digest, repo: 'bake/app', tag: 'v1', indexDigest: null, platform: null });
-    const job = h.jobs.enqueue('bake', `bake:${img.manifest.digest}`, { digest: img.manifest.digest, repo: 'bake/app' });
-    h.jobs.claim('bake');
-    h.jobs.finish(job.id, 'done');
+    await h.jobs.enqueue('bake', `bake:${img.manifest.digest}`, { digest: img.manifest.digest, repo: 'bake/app' });
+    const job = (await h.jobs.claim('bake', 'test-worker', 60_000))!;
+    assert.ok(await h.jobs.finish(job.id, 'test-worker', 'done'));
+    await h.jobs.enqueue('bake', `bake:${pending.manifest.digest}`, { digest: pending.manifest.digest, repo: 'bake/app' });
     await writeDisk(h.dirs, img.manifest.digest);
     const ghost = blob('ghost image');
     await writeDisk(h.dirs, ghost.digest);
@@ -334,7 +334,7 @@ describe('garbage collection on a store', () => {
     report = await h.gc();
     assert.deepEqual(report.items.disks, [img.manifest.digest]);
     assert.equal(h.images.get(img.manifest.digest), null);
-    assert.equal(h.jobs.get(`bake:${img.manifest.digest}`), null);
+    assert.equal(await h.jobs.get(`bake:${img.manifest.digest}`), null);
     assert.ok(!existsSync(h.dirs.imageDir(img.manifest.digest)));
     // The queued bake is still a root.
     assert.ok(await h.hasManifest('bake/app', pending.manifest.digest));

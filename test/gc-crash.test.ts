@@ -18,7 +18,7 @@ import { OCI_LAYER_GZIP, OCI_MANIFEST, TEST_CONFIG, blob, descriptor, manifestBl
 
 const ROUNDS = Number(process.env.KILN_CRASH_ROUNDS ?? 10);
 const PARALLEL = 20;
-const SERVER_ENV = { KILN_GC_GRACE: '0', KILN_GC_INTERVAL: '0', KILN_BAKE_CONCURRENCY: '4' };
+const SERVER_ENV = { KILN_GC_GRACE: '0', KILN_GC_INTERVAL: '0', KILN_WORKERS: '2' };
 
 const cleanups: (() => Promise<unknown>)[] = [];
 after(async () => {

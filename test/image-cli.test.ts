@@ -86,6 +86,27 @@ describe('image CLI', () => {
     assert.match(bake.stderr, /not a runnable image: config media type application\/vnd\.buildkit\.cacheconfig\.v0 \(BuildKit cache\)/);
   });
 
+  it('lists every page of images, each repo:tag once, and no deleted tag', async () => {
+    // More names than a page holds (100), straight into the store: the CLI must follow `next`.
+    const PAGED = 230;
+    for (let i = 0; i < PAGED; i++) {
+      k.kiln.stores.images.upsert({ digest: `sha256:${i.toString(16).padStart(64, 'e')}`, repo: `paged/r${String(i).padStart(3, '0')}`, tag: 'v1', indexDigest: null, platform: null });
+    }
+    // acme/cli:v2 (pushed above) deleted as `skopeo delete` would not do it: by tag.
+    assert.equal((await fetch(`${k.url}/v2/acme/cli/manifests/v2`, { method: 'DELETE' })).status, 202);
+
+    const list = await cli('images');
+    assert.equal(list.code, 0, list.stderr);
+    const refs = list.stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/)[0]!);
+    assert.equal(refs.filter((r) => r.startsWith('paged/')).length, PAGED);
+    assert.equal(new Set(refs).size, refs.length, `listed twice: ${refs.filter((r, i) => refs.indexOf(r) !== i).join(', ')}`);
+    assert.ok(refs.includes('acme/cli:v1'));
+    assert.ok(!refs.includes('acme/cli:v2'), 'a deleted tag is not listed');
+    const inspect = await cli('images', 'inspect', 'acme/cli:v2');
+    assert.notEqual(inspect.code, 0);
+    assert.match(inspect.stderr, /acme\/cli:v2 is not in the registry/);
+  });
+
   it('says where it looked when no server answers', async () => {
     const res = await runKilnCli(['images', '--url', 'http://127.0.0.1:9']);
     assert.notEqual(res.code, 0);

@@ -6,6 +6,7 @@ import { after } from 'node:test';
 import { openStores, type Stores } from '../src/store/open.js';
 import { apiKeyStoreContract } from '../src/store/testing/api-key-store-contract.js';
 import { gcStoreContract } from '../src/store/testing/gc-store-contract.js';
+import { jobStoreContract } from '../src/store/testing/job-store-contract.js';
 import { metadataStoreContract } from '../src/store/testing/metadata-store-contract.js';
 import { tempDir } from './helpers/kiln.js';
 import { startPostgres, type TestPostgres } from './helpers/postgres.js';
@@ -50,6 +51,10 @@ for (const [name, open] of backends) {
   apiKeyStoreContract(name, async () => {
     const h = await open();
     return { store: h.stores.apiKeys, reopen: async () => (await h.reopen()).apiKeys, close: h.close };
+  });
+  jobStoreContract(name, async () => {
+    const h = await open();
+    return { store: h.stores.jobs, close: h.close };
   });
   gcStoreContract(name, async () => {
     const h = await open();

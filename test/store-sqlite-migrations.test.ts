@@ -10,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { SchemaTooNewError } from '../src/store/errors.js';
 import { openStores } from '../src/store/open.js';
-import { openSqlite, sqliteSchemaVersion } from '../src/store/sqlite/db.js';
+import { migrateSqlite, openSqlite, sqliteSchemaVersion } from '../src/store/sqlite/db.js';
 import { SQLITE_MIGRATIONS } from '../src/store/sqlite/migrations.js';
 import { repoRoot, startKiln, tempDir } from './helpers/kiln.js';
 import { digestOf } from './helpers/registry.js';
@@ -86,6 +86,8 @@ describe('SQLite schema migrations', () => {
     assert.deepEqual(asBefore, before, 'every row of every table is still there');
     // Step 2: the open upload from before counts as started and belongs to no tenant's quota.
     assert.deepEqual(after.get('uploads')!.map((row) => pick(row, { owner: 0, started: 0 })), [{ owner: '', started: 1 }]);
+    // Step 4: the name keeps its image's platform (and no index: the image was pushed by tag).
+    assert.deepEqual(after.get('image_names')!.map((row) => pick(row, { index_digest: 0, platform: 0 })), [{ index_digest: '', platform: 'linux/amd64' }]);
     // Step 3: a build's end time comes from its row.
     const build = (after.get('builds') as Array<Record<string, unknown>>)[0]!;
     assert.equal(build.finished_at, JSON.parse(build.data as string).finishedAt);
@@ -112,6 +114,41 @@ describe('SQLite schema migrations', () => {
       assert.equal(upload.status, 204, 'the open upload session survived');
     } finally {
       await server.close();
+    }
+  });
+
+  it('step 4 moves index and platform from the image to each name, and drops digest names beside tag names', async () => {
+    const dir = await tempDir('kiln-step4-');
+    cleanup.push(dir);
+    const file = path.join(dir, 'kiln.db');
+    const old = new Database(file);
+    migrateSqlite(old, file, SQLITE_MIGRATIONS.filter((m) => m.version <= 3));
+    const [image, index, lone] = ['1', '2', '3'].map((c) => `sha256:${c.repeat(64)}`);
+    // As step 3 kept them: one record per digest, index and platform of the first push.
+    old.prepare('INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)').run(image, index, 'linux/arm64', 8192, 1000, 2000);
+    old.prepare('INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)').run(lone, null, null, null, 1000, 1000);
+    const name = old.prepare('INSERT INTO image_names VALUES (?, ?, ?, ?)');
+    name.run(image, 'acme/tiny', 'v1', 1500);
+    name.run(image, 'acme/tiny', '', 1400);
+    name.run(image, 'other/tiny', 'v4', 1600);
+    name.run(lone, 'acme/lone', '', 1700);
+    old.close();
+
+    const stores = await openStores({ dataDir: dir, owner: 'migration test' });
+    try {
+      const record = stores.images.get(image)!;
+      assert.equal(record.diskSize, 8192);
+      const names = record.names.map((n) => [n.repo, n.tag, n.indexDigest, n.platform, n.createdAt].join(' '));
+      assert.deepEqual(names, [`other/tiny v4 ${index} linux/arm64 1600`, `acme/tiny v1 ${index} linux/arm64 1500`], 'the digest name beside acme/tiny:v1 went');
+      assert.deepEqual(stores.images.namesOfDigest('acme/lone', lone).map((n) => `${n.repo} ${n.tag} ${n.indexDigest}`), ['acme/lone null null']);
+      assert.deepEqual(stores.images.namesAnywhere(index).map((n) => n.repo).sort(), ['acme/tiny', 'other/tiny']);
+      // The names are the listing's order.
+      const listed = stores.images.listNames({ limit: 10 }, { all: true }).map((n) => `${n.repo}:${n.tag ?? ''}`);
+      assert.deepEqual(listed, ['acme/lone:', 'acme/tiny:v1', 'other/tiny:v4']);
+      const scoped = stores.images.listNames({ limit: 10 }, { all: false, prefixes: ['other/'], names: ['acme/lone'] }).map((n) => n.repo);
+      assert.deepEqual(scoped, ['acme/lone', 'other/tiny']);
+    } finally {
+      await stores.close();
     }
   });
 

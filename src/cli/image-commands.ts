@@ -18,7 +18,14 @@ export function registerImageCommands(program: Command): void {
 
   const images = program.command('images').description('list baked images').option(...urlOption);
   images.action(async (opts: { url?: string }) => {
-    const { images: list } = await clientFromEnv(opts.url).json<{ images: ImageView[] }>('/api/v1/images');
+    const client = clientFromEnv(opts.url);
+    const list: ImageView[] = [];
+    // The server pages the listing; follow its `next` to the end.
+    for (let next: string | null = '/api/v1/images'; next !== null; ) {
+      const page: { images: ImageView[]; next?: string | null } = await client.json(next);
+      list.push(...page.images);
+      next = page.next ?? null;
+    }
     const rows = list.map((i) => [i.ref, i.digest.slice(0, 19), i.status, progressText(i), i.diskSize === null ? '-' : formatBytes(i.diskSize)]);
     printTable(['REF', 'DIGEST', 'STATUS', 'PROGRESS', 'DISK'], rows);
     for (const failed of list.filter((i) => i.error)) process.stderr.write(`${failed.ref}: ${failed.error}\n`);
@@ -43,7 +50,9 @@ export function registerImageCommands(program: Command): void {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ ref }),
       });
-      const final = await waitForBake(() => client.json<ImageView>(`/api/v1/images/${started.digest}`));
+      // Through the name the bake was asked for: a bare digest may answer through another repo's name.
+      const polled = started.repo === '' ? started.digest : started.ref;
+      const final = await waitForBake(() => client.json<ImageView>(`/api/v1/images/${polled}`));
       if (final.status === 'failed') throw new Error(`bake of ${ref} failed: ${final.error}`);
       process.stdout.write(`${final.ref} ready: ${formatBytes(final.diskSize ?? 0)} disk at /api/v1/images/${final.digest}/disk\n`);
     });

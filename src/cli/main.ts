@@ -7,10 +7,12 @@ import { databaseUrlFrom } from '../server/config.js';
 import { openLocalAuth, openRemoteAuth } from './local-auth.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerTokenCommands } from './token-command.js';
+import { registerWorkerCommand } from './worker-command.js';
 
 const program = new Command();
 program.name('kiln').description('OCI registry that bakes images into microVM disks, with BuildKit builds');
 registerServeCommand(program);
+registerWorkerCommand(program);
 registerImageCommands(program);
 registerBuildCommand(program);
 registerGcCommands(program);

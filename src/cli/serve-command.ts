@@ -11,8 +11,9 @@ export function registerServeCommand(program: Command): void {
     .option('--data-dir <dir>', 'data directory (env KILN_DATA_DIR)', undefined)
     .option('--database-url <url>', 'postgres://… to keep metadata in PostgreSQL, shared by several kiln processes (env KILN_DATABASE_URL)', undefined)
     .option('--log-level <level>', 'trace|debug|info|warn|error (env KILN_LOG_LEVEL)', undefined)
+    .option('--workers <n>', 'bake worker processes to start beside the API; 0 runs the API only (env KILN_WORKERS, default half the cores)', undefined)
     .option('--insecure-no-auth', 'allow KILN_AUTH=off on a non-loopback address (trusted networks only)')
-    .action(async (opts: { listen?: string; dataDir?: string; databaseUrl?: string; logLevel?: string; insecureNoAuth?: boolean }) => {
+    .action(async (opts: { listen?: string; dataDir?: string; databaseUrl?: string; logLevel?: string; insecureNoAuth?: boolean; workers?: string }) => {
       const config = loadConfig(opts);
       // V8's concurrent marking is turned off in bin/kiln.js, before any module loads.
       const kiln = await createKiln(config);

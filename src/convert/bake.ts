@@ -8,38 +8,47 @@
 // image; the rest of the disk is written from the tree once the last layer
 // is in. Nothing is unpacked to a directory, no external tool runs on image
 // data, and no privilege is needed.
+//
+// bakeDisk is the engine alone (image in, disk into a path or an open file);
+// publishBake adds config.json and moves the result into place. The sandbox
+// (src/jobs/sandbox/) runs bakeDisk in a child process and publishBake in
+// the worker.
+import { closeSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ImageConfigError, normalizeManifest, parseImageConfig, type ImageConfig, type RunConfig } from '../oci/image-config.js';
 import type { ImageManifest } from '../oci/manifest.js';
 import { isNonDistributable, layerCompression } from '../oci/media-types.js';
-import { bakedConfig } from './baked-config.js';
+import { bakedConfig, type BakedConfig } from './baked-config.js';
 import type { DiskBuilder, DiskWriter } from './disk-writer.js';
 import { BakeError } from './errors.js';
 import { Ext4Writer } from './ext4/writer.js';
 import { readLayer } from './layer-stream.js';
-import { BakeBudget, DEFAULT_BAKE_LIMITS, type BakeLimits } from './limits.js';
+import { BakeBudget, DEFAULT_BAKE_LIMITS, limitExceeded, type BakeLimits } from './limits.js';
 import { RootfsTree } from './rootfs-tree.js';
 import { TarFormatError, TarReader } from './tar-reader.js';
 
-export interface BakeInput {
+/** What the engine needs: the image and how to read its layers. */
+export interface BakeDiskInput {
   /** A single-platform image manifest (Docker media types are fine). */
   manifest: ImageManifest;
   /** The image config blob. */
   configBytes: Uint8Array;
   /** Raw (compressed) bytes of a blob, streamed. */
   openBlob(digest: string): Promise<Readable>;
+  /** What the bake may cost; DEFAULT_BAKE_LIMITS when absent (bakeLimitsFromEnv reads the settings). */
+  limits?: BakeLimits;
+  /** Compressed layer bytes consumed so far, out of the total. */
+  onProgress?(bytesDone: number, bytesTotal: number): void;
+  signal?: AbortSignal;
+}
+
+export interface BakeInput extends BakeDiskInput {
   /** Private scratch directory for this job; the result is assembled here, so it must be on the filesystem of outputDir. The caller deletes it. */
   workDir: string;
   /** Final result directory (images/<digest-hex>/), replaced by a rename. */
   outputDir: string;
-  /** What the bake may cost; DEFAULT_BAKE_LIMITS when absent (bakeLimitsFromEnv reads the settings). */
-  limits?: BakeLimits;
-  source?: { repo: string; tag?: string };
-  /** Compressed layer bytes consumed so far, out of the total. */
-  onProgress?(bytesDone: number, bytesTotal: number): void;
-  signal?: AbortSignal;
 }
 
 export interface BakeResult {
@@ -49,40 +58,87 @@ export interface BakeResult {
   runConfig: RunConfig;
 }
 
+/** What the engine made: the disk's size and the document that goes beside it as config.json. */
+export interface BakedDisk {
+  document: BakedConfig;
+  sizeBytes: number;
+  runConfig: RunConfig;
+}
+
 const writer: DiskWriter = new Ext4Writer();
+
+/** File name of the disk inside a result directory. */
+export const DISK_FILE_NAME = writer.fileName;
 
 export async function bakeImage(input: BakeInput): Promise<BakeResult> {
   input.signal?.throwIfAborted();
-  const budget = new BakeBudget(input.limits ?? DEFAULT_BAKE_LIMITS);
-  budget.checkLayerCount(input.manifest.layers.length);
-  const manifest = normalizeManifest(input.manifest);
-  const config = parseConfig(input.configBytes);
-  checkLayers(manifest, config);
   await mkdir(input.workDir, { recursive: true });
   const result = await mkdtemp(path.join(input.workDir, 'result-'));
-  const diskPath = path.join(result, writer.fileName);
-  let disk: DiskBuilder | null = null;
   try {
-    disk = writer.create(diskPath, { budget, identity: manifest.config.digest, signal: input.signal });
-    const tree = new RootfsTree(disk, budget);
-    await readLayers(manifest, config, input, tree, budget);
-    const info = await disk.finish(tree.root);
-    const doc = bakedConfig({ manifest, config, source: input.source, disk: { file: writer.fileName, format: writer.format, sizeBytes: info.sizeBytes } });
-    await writeDurably(path.join(result, 'config.json'), `${JSON.stringify(doc, null, 2)}\n`);
+    const baked = await bakeDisk(input, path.join(result, writer.fileName));
+    return await publishBake(result, baked, input.outputDir, input.signal);
+  } catch (err) {
+    await rm(result, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * The engine: checks the image, reads its layers and writes the disk into
+ * `disk`, a path that must not exist or the descriptor of an empty file open
+ * for reading and writing (closed on return, whatever happens). Writes
+ * nothing else.
+ */
+export async function bakeDisk(input: BakeDiskInput, disk: string | number): Promise<BakedDisk> {
+  let builder: DiskBuilder | null = null;
+  try {
     input.signal?.throwIfAborted();
-    const outputDir = path.resolve(input.outputDir);
-    await mkdir(path.dirname(outputDir), { recursive: true });
-    await replaceDir(result, outputDir);
+    const budget = new BakeBudget(input.limits ?? DEFAULT_BAKE_LIMITS);
+    budget.checkLayerCount(input.manifest.layers.length);
+    const manifest = normalizeManifest(input.manifest);
+    const config = parseConfig(input.configBytes);
+    checkLayers(manifest, config);
+    builder = writer.create(disk, { budget, identity: manifest.config.digest, signal: input.signal });
+    const tree = new RootfsTree(builder, budget);
+    await readLayers(manifest, config, input, tree, budget);
+    const info = await builder.finish(tree.root);
+    builder = null;
+    const document = bakedConfig({ manifest, config, disk: { file: writer.fileName, format: writer.format, sizeBytes: info.sizeBytes } });
+    return { document, sizeBytes: info.sizeBytes, runConfig: config.run };
+  } catch (err) {
+    if (builder) builder.abort();
+    else if (typeof disk === 'number') closeQuietly(disk);
+    throw diskError(err, input.limits ?? DEFAULT_BAKE_LIMITS);
+  }
+}
+
+/**
+ * Completes a result directory holding the disk: writes config.json, then
+ * renames the directory to `outputDir` (an older result there is replaced).
+ */
+export async function publishBake(resultDir: string, baked: BakedDisk, outputDir: string, signal?: AbortSignal): Promise<BakeResult> {
+  try {
+    await writeDurably(path.join(resultDir, 'config.json'), `${JSON.stringify(baked.document, null, 2)}\n`);
+    signal?.throwIfAborted();
+    const target = path.resolve(outputDir);
+    await mkdir(path.dirname(target), { recursive: true });
+    await replaceDir(resultDir, target);
     return {
-      diskPath: path.join(outputDir, writer.fileName),
-      configPath: path.join(outputDir, 'config.json'),
-      diskSizeBytes: info.sizeBytes,
-      runConfig: config.run,
+      diskPath: path.join(target, writer.fileName),
+      configPath: path.join(target, 'config.json'),
+      diskSizeBytes: baked.sizeBytes,
+      runConfig: baked.runConfig,
     };
   } catch (err) {
-    disk?.abort();
-    await rm(result, { recursive: true, force: true });
     throw diskError(err);
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
   }
 }
 
@@ -109,7 +165,7 @@ function checkLayers(manifest: ImageManifest, config: ImageConfig): void {
   }
 }
 
-async function readLayers(manifest: ImageManifest, config: ImageConfig, input: BakeInput, tree: RootfsTree, budget: BakeBudget): Promise<void> {
+async function readLayers(manifest: ImageManifest, config: ImageConfig, input: BakeDiskInput, tree: RootfsTree, budget: BakeBudget): Promise<void> {
   const total = manifest.layers.reduce((sum, l) => sum + l.size, 0);
   let done = 0;
   input.onProgress?.(0, total);
@@ -144,13 +200,15 @@ function inLayer(err: unknown, digest: string, index: number): unknown {
   if (err instanceof BakeError && (err.code === 'UNSAFE_ENTRY' || err.code === 'UNSUPPORTED_ENTRY' || err.code === 'LIMIT_EXCEEDED')) {
     return new BakeError(err.code, `${where}: ${err.message}`, { cause: err });
   }
-  return diskError(err);
+  return err;
 }
 
 /** A failed write of the result (disk image, config.json), said without the host path the system error carries. */
-function diskError(err: unknown): unknown {
+function diskError(err: unknown, limits?: BakeLimits): unknown {
   const code = (err as NodeJS.ErrnoException | null)?.code;
   if (err instanceof BakeError || typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) return err;
+  // The sandbox caps the file size at the disk limit (RLIMIT_FSIZE); the budget normally refuses first.
+  if (code === 'EFBIG' && limits) return limitExceeded('maxDiskBytes', limits, 'the disk image grew past the file size limit');
   return new BakeError('DISK_WRITE', `could not write the disk image: ${code}${code === 'ENOSPC' ? ' (the bake host is out of disk space)' : ''}`, { cause: err });
 }
 

@@ -1,4 +1,6 @@
-// config.json beside a baked disk: how to start the image and where it came from. Pure.
+// config.json beside a baked disk: how to start the image. Pure. The disk is
+// shared by every repo that names the digest, so nothing here names a repo or
+// tag (where an image came from is on each tenant's own name: src/images).
 import type { ImageConfig, RunConfig } from '../oci/image-config.js';
 import type { ImageManifest } from '../oci/manifest.js';
 
@@ -12,16 +14,14 @@ export interface BakedConfig extends RunConfig {
   layers: string[];
   diffIds: string[];
   disk: { file: string; format: string; sizeBytes: number };
-  source?: { repo: string; tag?: string };
 }
 
 export function bakedConfig(args: {
   manifest: ImageManifest;
   config: ImageConfig;
   disk: BakedConfig['disk'];
-  source?: { repo: string; tag?: string };
 }): BakedConfig {
-  const { manifest, config, disk, source } = args;
+  const { manifest, config, disk } = args;
   const doc: BakedConfig = {
     schemaVersion: 1,
     ...config.run,
@@ -33,6 +33,5 @@ export function bakedConfig(args: {
     disk,
   };
   if (config.variant) doc.variant = config.variant;
-  if (source) doc.source = source.tag ? { repo: source.repo, tag: source.tag } : { repo: source.repo };
   return doc;
 }

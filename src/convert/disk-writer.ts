@@ -28,6 +28,10 @@ export interface DiskWriter {
   readonly format: string;
   /** File name of the disk inside the image directory, e.g. rootfs.ext4. */
   readonly fileName: string;
-  /** Starts a disk at `diskPath`, which must not exist. */
-  create(diskPath: string, options: DiskWriteOptions): DiskBuilder;
+  /**
+   * Starts a disk at `target`: a path that must not exist, or the descriptor
+   * of an empty file opened for reading and writing (the builder takes it over
+   * and closes it).
+   */
+  create(target: string | number, options: DiskWriteOptions): DiskBuilder;
 }

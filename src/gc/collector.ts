@@ -9,8 +9,11 @@
 // links), and its referrers (manifests whose `subject` is live). A blob row is
 // live while a live manifest or live repo link names it, or it is younger than
 // the grace period. A baked disk is live while its image record is, and an
-// image record is live while its manifest exists in some repo or a bake of it
-// is pending.
+// image record is live while a name of it lives and its manifest exists in
+// some repo, or while a bake of it is pending. A name lives while its tag
+// points where it does (a digest name: while its manifest is in the repo);
+// src/images/service.ts drops names as tags and manifests go through the API,
+// and the collector drops any others it finds.
 //
 // Safety under concurrency. The collector talks to a GcStore; how the store
 // keeps writers out differs by backend, the rules below hold on both.

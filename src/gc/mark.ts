@@ -2,7 +2,7 @@
 // links, blobs and baked images are live, and so what is garbage. Pure (no
 // I/O, no clock): the collector runs it inside the snapshot's transaction.
 import { isCacheLocation } from '../oci/classify.js';
-import type { GcDeletion, GcSnapshot, GcTagRow } from '../store/gc-store.js';
+import type { GcDeletion, GcImageNameRow, GcSnapshot, GcTagRow } from '../store/gc-store.js';
 
 export interface MarkOptions {
   now: number;
@@ -48,6 +48,8 @@ export interface GcPlan {
   blobs: PlannedBlob[];
   repos: { id: number; name: string }[];
   images: string[];
+  /** Image names whose tag no longer points where the name does, or whose manifest left the repo. */
+  staleImageNames: GcImageNameRow[];
   live: { manifests: number; links: number; blobs: number; images: number };
 }
 
@@ -165,12 +167,21 @@ export function planCollection(snap: GcSnapshot, options: MarkOptions): GcPlan {
   for (const t of liveTags) occupied.add(t.repoId);
   const repos = snap.repos.filter((r) => !occupied.has(r.id)).map((r) => ({ id: r.id, name: r.name }));
 
-  // ---- baked images: kept while their manifest exists anywhere or a bake is pending ----
+  // ---- image names: a tag name lives while its tag points where it does, a digest name while its manifest is in the repo ----
+  const tagTarget = new Map(snap.tags.map((t) => [`${t.repoId}${SEP}${t.name}`, t.digest]));
+  const staleImageNames: GcImageNameRow[] = [];
+  const named = new Set<string>();
+  for (const n of snap.imageNames) {
+    if (imageNameLives(n, repoId.get(n.repo), tagTarget, manifests)) named.add(n.digest);
+    else staleImageNames.push(n);
+  }
+
+  // ---- baked images: kept while a name of them lives and their manifest exists, or a bake is pending ----
   const activeBakes = new Set(snap.jobRoots.map((j) => j.digest));
   const images: string[] = [];
   let liveImages = 0;
   for (const i of snap.images) {
-    if (liveDigests.has(i.digest) || activeBakes.has(i.digest)) liveImages++;
+    if ((named.has(i.digest) && liveDigests.has(i.digest)) || activeBakes.has(i.digest)) liveImages++;
     else images.push(i.digest);
   }
 
@@ -181,8 +192,22 @@ export function planCollection(snap: GcSnapshot, options: MarkOptions): GcPlan {
     blobs,
     repos,
     images,
+    staleImageNames,
     live: { manifests: liveManifests.size, links: snap.links.length - links.length, blobs: liveBlobs, images: liveImages },
   };
+}
+
+/** Whether an image name still names what its tag (or, for a digest name, its manifest in the repo) does. Pure. */
+export function imageNameLives(
+  n: GcImageNameRow,
+  repoId: number | undefined,
+  tagTarget: ReadonlyMap<string, string>,
+  manifests: ReadonlyMap<string, unknown>,
+): boolean {
+  if (repoId === undefined) return false;
+  const target = n.indexDigest === '' ? n.digest : n.indexDigest;
+  if (n.tag !== '') return tagTarget.get(`${repoId}${SEP}${n.tag}`) === target;
+  return manifests.has(key(repoId, target));
 }
 
 export function deletionOf(plan: GcPlan): GcDeletion {
@@ -193,5 +218,6 @@ export function deletionOf(plan: GcPlan): GcDeletion {
     blobs: plan.blobs.map((b) => b.digest),
     repos: plan.repos.map((r) => r.id),
     images: plan.images,
+    staleImageNames: plan.staleImageNames,
   };
 }

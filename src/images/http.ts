@@ -7,9 +7,30 @@ import { parseRange } from '../registry/http.js';
 import { ApiError } from '../server/api-errors.js';
 import { apiHandler, authorizeApiCaller } from '../server/api-http.js';
 import { parseImageRef } from './refs.js';
+import type { ImageNameCursor } from '../store/image-store.js';
 import type { ImageService } from './service.js';
 
 const BakeBody = z.object({ ref: z.string().min(1) });
+
+/** Images per page of GET /api/v1/images, unless `limit` says otherwise. */
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 1000;
+
+/** A cursor is opaque to clients: the last listed name's sort key. */
+const Cursor = z.tuple([z.string().max(512), z.string().max(256).nullable(), z.string().max(200), z.string().max(200).nullable()]);
+
+function formatCursor(c: ImageNameCursor): string {
+  return Buffer.from(JSON.stringify([c.repo, c.tag, c.digest, c.indexDigest])).toString('base64url');
+}
+
+function parseCursor(text: string): ImageNameCursor {
+  try {
+    const [repo, tag, digest, indexDigest] = Cursor.parse(JSON.parse(Buffer.from(text, 'base64url').toString('utf8')));
+    return { repo, tag, digest, indexDigest };
+  } catch {
+    throw new ApiError('BAD_REQUEST', 'cursor is not one this server handed out; start again without it, then follow `next`');
+  }
+}
 
 export function registerImageRoutes(app: FastifyInstance, images: ImageService, authorizer: Authorizer): void {
   const allow = (req: FastifyRequest, repo: string | null, actions: Action[]) => authorizeApiCaller(authorizer, req, { repo, actions });
@@ -29,13 +50,13 @@ export function registerImageRoutes(app: FastifyInstance, images: ImageService, 
   const lookup = async (req: FastifyRequest, refText: string, action: Action) => {
     const ref = parseRef(refText);
     await (ref.kind !== 'digest' ? allow(req, ref.repo, [action]) : allow(req, null, []));
-    const { record, name } = await images.find(refText);
+    const { record, name, candidates } = await images.find(refText);
     if (name) return { record, name };
     // A bare digest: answer through a name the caller may use. Other tenants' names are never revealed.
-    for (const candidate of record.names) {
+    for (const candidate of candidates) {
       try {
         await allow(req, candidate.repo, [action]);
-        return { record, name: candidate };
+        return { record: images.recordOf(candidate), name: candidate };
       } catch (err) {
         if (!(err instanceof AuthError) || err.status !== 403) throw err;
       }
@@ -47,9 +68,20 @@ export function registerImageRoutes(app: FastifyInstance, images: ImageService, 
 
   app.get(
     '/api/v1/images',
-    handle(async (req) => {
+    handle(async (req, reply) => {
       const decision = await allow(req, null, []);
-      return { images: images.list(decision.canPull) };
+      const query = req.query as { limit?: string; cursor?: string };
+      const limit = query.limit === undefined || query.limit === '' ? DEFAULT_PAGE : Number(query.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new ApiError('BAD_REQUEST', `limit must be a whole number from 1 to ${MAX_PAGE}`);
+      const after = query.cursor === undefined || query.cursor === '' ? undefined : parseCursor(query.cursor);
+      // The database pages through the repositories the caller may see, not through everyone's.
+      const page = await images.list(decision.visible, decision.canPull, { after, limit });
+      let next: string | null = null;
+      if (page.next) {
+        next = `/api/v1/images?${new URLSearchParams({ limit: String(limit), cursor: formatCursor(page.next) })}`;
+        reply.header('link', `<${next}>; rel="next"`);
+      }
+      return { images: page.images, next };
     }),
   );
 

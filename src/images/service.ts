@@ -1,21 +1,33 @@
-// Baking as a service: every pushed runnable image gets a durable bake job
-// (one per digest, however many tags and repos name it); caches and artifacts
-// get none. Also answers the image API: status, run config, disk.
+// Baking as a service: a runnable image gets a durable bake job (one per
+// digest, however many tags and repos name it) when a tag names it or an
+// index that names it is pushed (the configured platforms only); caches and
+// artifacts get none. Also answers the image API: status, run config, disk.
+//
+// Names. Each tenant sees an image through its own names (repo:tag, or
+// repo@digest for an index pushed by digest or a bake asked by digest), and
+// what it sees of the image beyond the shared disk (index, platform, source)
+// comes only from them. A name lives while its tag, or for a digest name its
+// manifest, is in the repo: a tag moved or deleted, or a manifest deleted,
+// takes its names along. An image without names is reclaimed by the
+// collector (src/gc/mark.ts).
 import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
-import { bakeImage } from '../convert/bake.js';
 import { classify, formatPlatform, isNotRunnable, noPlatformMessage, notRunnableMessage, type PlatformSpec } from '../oci/classify.js';
-import { parseManifest, type ImageManifest, type Manifest } from '../oci/manifest.js';
-import type { JobContext, JobQueue } from '../jobs/queue.js';
-import type { ManifestPushedEvent, RegistryService } from '../registry/service.js';
+import { parseManifest, type Manifest } from '../oci/manifest.js';
+import type { JobQueue } from '../jobs/queue.js';
+import type { ManifestPushedEvent, ReferenceDeletedEvent, RegistryService } from '../registry/service.js';
 import type { DataDir } from '../store/data-dir.js';
-import type { ImageName, ImageRecord, ImageStore } from '../store/image-store.js';
+import type { ImageName, ImageNameCursor, ImageRecord, ImageStore, ListedImageName } from '../store/image-store.js';
+import type { RepoScope } from '../store/types.js';
 import type { JobRecord } from '../store/job-store.js';
 import { ApiError } from '../server/api-errors.js';
+import { BAKE_JOB, bakeJobKey as jobKey, type BakePayload } from './bake-job.js';
+import { bakesForPush } from './bake-rule.js';
 import { formatRef, parseImageRef, RefError, type ImageRef } from './refs.js';
 
-export const BAKE_JOB = 'bake';
+/** How long deleting an image waits for its cancelled bake to stop. */
+const CANCEL_WAIT_MS = 15_000;
 
 export type ImageStatus = 'pending' | 'baking' | 'ready' | 'failed';
 
@@ -37,12 +49,15 @@ export interface ImageView {
 }
 
 export interface ImageDetail extends ImageView {
+  /** Where the caller's name of the image points: its own repo and tag. */
+  source: { repo: string; tag?: string };
   runConfig: unknown;
 }
 
-interface BakePayload {
-  digest: string;
-  repo: string;
+export interface ImagePage {
+  images: ImageView[];
+  /** Where the next page starts, or null on the last page. */
+  next: ImageNameCursor | null;
 }
 
 export interface ImageServiceDeps {
@@ -51,72 +66,109 @@ export interface ImageServiceDeps {
   images: ImageStore;
   dirs: DataDir;
   platforms: readonly PlatformSpec[];
-  concurrency: number;
   log: FastifyBaseLogger;
 }
 
 export class ImageService {
   constructor(private readonly deps: ImageServiceDeps) {
-    deps.jobs.register(BAKE_JOB, (job, ctx) => this.runBake(job, ctx), deps.concurrency);
-    deps.registry.onManifestPushed((event) => {
-      try {
-        this.onPush(event);
-      } catch (err) {
+    deps.registry.onManifestPushed((event) =>
+      this.onPush(event).catch((err: unknown) => {
         deps.log.error({ err, repo: event.repo, digest: event.digest }, 'could not queue bake');
+      }),
+    );
+    deps.registry.onReferenceDeleted((event) => {
+      try {
+        if (event.kind === 'tag') deps.images.dropTag(event.repo, event.tag);
+        else deps.images.dropManifest(event.repo, event.digest);
+      } catch (err) {
+        deps.log.error({ err, ...describeDeleted(event) }, 'could not forget the image names of a deleted reference');
       }
     });
   }
 
-  /** Queues bakes for a pushed manifest when it is a runnable image (or an index of them). */
-  private onPush(event: ManifestPushedEvent): void {
+  /** A tag pushed moves the tag (names it gave before go); then the bakes the push asks for (bake-rule.ts) are queued. */
+  private async onPush(event: ManifestPushedEvent): Promise<void> {
+    if (event.tag !== null) this.deps.images.dropTag(event.repo, event.tag, event.digest);
     const c = classify(event.manifest, event.repo, { platforms: this.deps.platforms });
-    if (c.kind === 'runnable-image') this.enqueue({ digest: event.digest, repo: event.repo, tag: event.tag, indexDigest: null, platform: null });
-    if (c.kind === 'multi-platform-image') {
-      for (const child of c.toBake) {
-        const platform = child.platform ? formatPlatform(child.platform) : null;
-        this.enqueue({ digest: child.digest, repo: event.repo, tag: event.tag, indexDigest: event.digest, platform });
-      }
-    }
+    for (const source of bakesForPush(c, event)) await this.enqueue(source);
   }
 
-  private enqueue(source: Parameters<ImageStore['upsert']>[0]): ImageRecord {
+  private async enqueue(source: Parameters<ImageStore['upsert']>[0]): Promise<ImageRecord> {
     const record = this.deps.images.upsert(source);
     const payload: BakePayload = { digest: source.digest, repo: source.repo };
-    this.deps.jobs.enqueue(BAKE_JOB, jobKey(source.digest), payload);
+    await this.deps.jobs.enqueue(BAKE_JOB, jobKey(source.digest), payload);
     return record;
   }
 
   // ---- API -----------------------------------------------------------------
 
-  /** One entry per repo:tag naming a baked image, for the names the caller may see. */
-  list(visible: (repo: string) => boolean): ImageView[] {
-    return this.deps.images.list().flatMap((record) => record.names.filter((n) => visible(n.repo)).map((n) => this.view(record, n)));
+  /**
+   * One page of the names the caller may see, in (repo, tag) order. The
+   * database reads only within `scope`; `visible` applies the exact policy
+   * to what it returns.
+   */
+  async list(scope: RepoScope, visible: (repo: string) => boolean, page: { after?: ImageNameCursor; limit: number }): Promise<ImagePage> {
+    // One more than asked says whether there is a next page.
+    const want = page.limit + 1;
+    const batch = Math.max(want, LIST_BATCH);
+    const found: ListedImageName[] = [];
+    let after = page.after;
+    while (found.length < want) {
+      const names = this.deps.images.listNames({ after, limit: batch }, scope);
+      for (const name of names) {
+        if (visible(name.repo)) found.push(name);
+        if (found.length >= want) break;
+      }
+      if (names.length < batch) break;
+      after = cursorOf(names.at(-1)!);
+    }
+    const shown = found.slice(0, page.limit);
+    return {
+      images: await Promise.all(shown.map((n) => this.viewOf(n, n.diskSize, n.digest))),
+      next: found.length > page.limit ? cursorOf(shown.at(-1)!) : null,
+    };
   }
 
   /**
    * Finds the baked image a reference names: a digest (of the image or its
-   * index) or repo:tag. `name` is the repo:tag the reference used, or null
-   * for a bare digest (the caller then picks a name it may see).
+   * index), repo@digest or repo:tag, through the names of that repo. `name`
+   * is the name the reference used, or null for a bare digest: the caller
+   * then picks one of `candidates` (every name of it) that it may see, and
+   * `record` is only good for its disk.
    */
-  async find(refText: string): Promise<{ record: ImageRecord; name: ImageName | null }> {
+  async find(refText: string): Promise<{ record: ImageRecord; name: ImageName | null; candidates: ImageName[] }> {
     const ref = parseRef(refText);
-    const digest = ref.kind === 'tag' ? await this.resolveTag(ref.repo, ref.tag) : ref.digest;
-    const record = this.deps.images.get(digest) ?? this.deps.images.byIndex(digest)[0];
     const notFound = new ApiError('NOT_FOUND', `no baked image for ${refText}; push a runnable image or POST /api/v1/images/bake`);
+    const names =
+      ref.kind === 'tag'
+        ? this.deps.images.namesOfTag(ref.repo, ref.tag)
+        : ref.kind === 'repo-digest'
+          ? this.deps.images.namesOfDigest(ref.repo, ref.digest)
+          : this.deps.images.namesAnywhere(ref.digest);
+    const first = names[0];
+    if (!first) {
+      if (ref.kind === 'tag') await this.resolveTag(ref.repo, ref.tag);
+      throw notFound;
+    }
+    const record = this.deps.images.get(first.digest);
     if (!record) throw notFound;
-    if (ref.kind === 'digest') return { record, name: null };
-    const name = record.names.find((n) => n.repo === ref.repo && (ref.kind !== 'tag' || n.tag === ref.tag)) ?? record.names.find((n) => n.repo === ref.repo);
-    if (!name) throw notFound;
-    return { record, name };
+    return { record, name: ref.kind === 'digest' ? null : first, candidates: names };
+  }
+
+  /** The record of the image a name points at (the names of a bare digest may point at several). */
+  recordOf(name: ImageName): ImageRecord {
+    const record = this.deps.images.get(name.digest);
+    if (!record) throw new ApiError('NOT_FOUND', `no baked image for ${formatRef(name.repo, name.tag, name.digest)}`);
+    return record;
   }
 
   async detail(record: ImageRecord, name?: ImageName): Promise<ImageDetail> {
-    const view = this.view(record, name);
+    const view = await this.view(record, name);
     let runConfig: unknown = null;
     if (view.status === 'ready') {
-      runConfig = JSON.parse(await readFile(path.join(this.deps.dirs.imageDir(record.digest), 'config.json'), 'utf8'));
+      runConfig = withoutSource(JSON.parse(await readFile(path.join(this.deps.dirs.imageDir(record.digest), 'config.json'), 'utf8')));
     }
-    return { ...view, runConfig };
+    return { ...view, source: view.tag ? { repo: view.repo, tag: view.tag } : { repo: view.repo }, runConfig };
   }
 
   /**
@@ -131,6 +183,7 @@ export class ImageService {
     const c = classify(manifest, ref.repo, { platforms: this.deps.platforms });
     if (isNotRunnable(c)) throw new ApiError('NOT_RUNNABLE', notRunnableMessage(c));
     const tag = ref.kind === 'tag' ? ref.tag : null;
+    if (tag !== null) this.deps.images.dropTag(ref.repo, tag, digest);
     let target: { digest: string; platform: string | null; indexDigest: string | null };
     if (c.kind === 'multi-platform-image') {
       const child = c.toBake[0];
@@ -139,22 +192,25 @@ export class ImageService {
     } else {
       target = { digest, platform: null, indexDigest: null };
     }
-    const record = this.enqueue({ ...target, repo: ref.repo, tag });
-    const job = this.deps.jobs.store.get(jobKey(target.digest));
-    if (job?.status === 'failed' || job?.status === 'cancelled') this.deps.jobs.retry(job.key);
-    return this.view(record, record.names.find((n) => n.repo === ref.repo && n.tag === tag));
+    const record = await this.enqueue({ ...target, repo: ref.repo, tag });
+    const job = await this.deps.jobs.store.get(jobKey(target.digest));
+    if (job?.status === 'failed' || job?.status === 'cancelled') await this.deps.jobs.retry(job.key);
+    const named = record.names.filter((n) => n.repo === ref.repo);
+    return this.view(record, named.find((n) => n.tag === tag && n.indexDigest === target.indexDigest) ?? named.find((n) => n.tag === tag) ?? named[0]);
   }
 
   /** Path and size of a ready disk. */
   async disk(record: ImageRecord): Promise<{ file: string; size: number }> {
-    if (this.view(record).status !== 'ready') throw new ApiError('NOT_READY', `the disk of ${record.digest} is not ready yet`);
+    if ((await this.view(record)).status !== 'ready') throw new ApiError('NOT_READY', `the disk of ${record.digest} is not ready yet`);
     const file = path.join(this.deps.dirs.imageDir(record.digest), 'rootfs.ext4');
     return { file, size: (await stat(file)).size };
   }
 
   /**
    * Removes one name of a baked image; with the last name goes the disk and
-   * its record (a later push or bake request makes it again).
+   * its record (a later push or bake request makes it again). A bake still
+   * queued or running is cancelled first: its worker stops it and removes
+   * its scratch.
    */
   async deleteDisk(record: ImageRecord, name: ImageName): Promise<void> {
     if (record.names.length > 1) {
@@ -162,67 +218,44 @@ export class ImageService {
       return;
     }
     const key = jobKey(record.digest);
-    const job = this.deps.jobs.store.get(key);
-    if (job?.status === 'running' || job?.status === 'queued') {
-      throw new ApiError('CONFLICT', `${record.digest} is being baked; wait for it or try again later`);
+    if ((await this.deps.jobs.cancel(key, 'cancelled: the image was deleted')) === 'signalled') {
+      const job = await this.deps.jobs.settled(key, CANCEL_WAIT_MS);
+      if (job?.status === 'running') throw new ApiError('CONFLICT', `the bake of ${record.digest} is stopping; try again in a few seconds`);
     }
-    this.deps.jobs.store.delete(key);
+    await this.deps.jobs.store.delete(key);
     this.deps.images.delete(record.digest);
     await rm(this.deps.dirs.imageDir(record.digest), { recursive: true, force: true });
   }
 
-  /** The image as seen through one of its names (the most recent when not given). */
-  view(record: ImageRecord, name: ImageName | undefined = record.names[0]): ImageView {
-    const job = this.deps.jobs.store.get(jobKey(record.digest));
+  /**
+   * The image as seen through one of its names (the most recent when not
+   * given, for callers that show only the bake's state). Index, platform and
+   * times come from the name, never from another tenant's.
+   */
+  view(record: ImageRecord, name: ImageName | undefined = record.names[0]): Promise<ImageView> {
+    return this.viewOf(name, record.diskSize, record.digest);
+  }
+
+  private async viewOf(name: ImageName | undefined, diskSize: number | null, digest: string): Promise<ImageView> {
+    const job = await this.deps.jobs.store.get(jobKey(digest));
     const repo = name?.repo ?? '';
     const tag = name?.tag ?? null;
     return {
-      digest: record.digest,
+      digest,
       repo,
       tag,
-      ref: formatRef(repo, tag, record.digest),
+      ref: formatRef(repo, tag, digest),
       class: 'runnable-image',
-      platform: record.platform,
-      indexDigest: record.indexDigest,
+      platform: name?.platform ?? null,
+      indexDigest: name?.indexDigest ?? null,
       status: statusOf(job),
       progress: { bytesDone: job?.progressDone ?? 0, bytesTotal: job?.progressTotal ?? 0 },
-      diskSize: record.diskSize,
+      diskSize,
       error: job?.status === 'failed' || job?.status === 'cancelled' ? job.error : null,
       attempts: job?.attempts ?? 0,
-      createdAt: new Date(record.createdAt).toISOString(),
+      createdAt: new Date(name?.createdAt ?? 0).toISOString(),
       readyAt: job?.status === 'done' && job.finishedAt ? new Date(job.finishedAt).toISOString() : null,
     };
-  }
-
-  // ---- the job ---------------------------------------------------------------
-
-  private async runBake(job: JobRecord, ctx: JobContext): Promise<void> {
-    const { digest, repo } = job.payload as BakePayload;
-    const name = this.deps.images.get(digest)?.names.find((n) => n.repo === repo);
-    const manifest = await this.loadManifest(repo, digest);
-    if (manifest.kind !== 'image') throw new Error(`${digest} is an index, not a single image`);
-    const configBytes = await this.deps.registry.blobs.readBytes(manifest.config.digest);
-    if (!configBytes) throw new Error(`config blob ${manifest.config.digest} is missing from the store`);
-    const workDir = path.join(this.deps.dirs.scratchRoot, `bake-${job.id}`);
-    try {
-      const result = await bakeImage({
-        manifest: manifest as ImageManifest,
-        configBytes,
-        openBlob: async (d) => {
-          const stream = await this.deps.registry.blobs.open(d);
-          if (!stream) throw new Error(`layer ${d} is missing from the store`);
-          return stream;
-        },
-        workDir,
-        outputDir: this.deps.dirs.imageDir(digest),
-        source: { repo, tag: name?.tag ?? undefined },
-        onProgress: ctx.progress,
-        signal: ctx.signal,
-      });
-      this.deps.images.setDiskSize(digest, result.diskSizeBytes);
-    } finally {
-      await rm(workDir, { recursive: true, force: true });
-    }
   }
 
   private async loadManifest(repo: string, digest: string): Promise<Manifest> {
@@ -239,8 +272,22 @@ export class ImageService {
   }
 }
 
-function jobKey(digest: string): string {
-  return `${BAKE_JOB}:${digest}`;
+/** Names read per database query while a page of the listing fills. */
+const LIST_BATCH = 200;
+
+function cursorOf(name: ImageName): ImageNameCursor {
+  return { repo: name.repo, tag: name.tag, digest: name.digest, indexDigest: name.indexDigest };
+}
+
+/** Disks baked before names were per tenant carry the first pusher's repo and tag in config.json. */
+function withoutSource(doc: unknown): unknown {
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return doc;
+  const { source: _source, ...rest } = doc as Record<string, unknown>;
+  return rest;
+}
+
+function describeDeleted(event: ReferenceDeletedEvent): { repo: string; reference: string } {
+  return { repo: event.repo, reference: event.kind === 'tag' ? event.tag : event.digest };
 }
 
 function statusOf(job: JobRecord | null): ImageStatus {

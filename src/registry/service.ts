@@ -28,7 +28,11 @@ export interface ManifestPushedEvent {
   manifest: Manifest;
 }
 
-export type ManifestListener = (event: ManifestPushedEvent) => void;
+/** Told of every stored manifest; awaited before the push is answered, so it must not throw (it logs its own errors). */
+export type ManifestListener = (event: ManifestPushedEvent) => void | Promise<void>;
+
+/** A tag was deleted, or a manifest was deleted from a repo (with the tags naming it). */
+export type ReferenceDeletedEvent = { kind: 'tag'; repo: string; tag: string } | { kind: 'manifest'; repo: string; digest: string };
 
 export interface StoredManifest {
   record: ManifestRecord;
@@ -44,6 +48,7 @@ export class RegistryService {
   private readonly manifestCache = new ManifestCache(64 * 1024 * 1024);
   private readonly listeners: ManifestListener[] = [];
   private readonly pullListeners: ((repo: string, tag: string) => void)[] = [];
+  private readonly deleteListeners: ((event: ReferenceDeletedEvent) => void)[] = [];
   readonly uploadSlots: UploadSlots;
   private readonly uploadLimits: UploadLimits;
   private readonly onLimitHit: (setting: string) => void;
@@ -62,6 +67,11 @@ export class RegistryService {
 
   onManifestPushed(listener: ManifestListener): void {
     this.listeners.push(listener);
+  }
+
+  /** Called after a tag or a manifest is deleted through the API (the collector's deletions are not announced). */
+  onReferenceDeleted(listener: (event: ReferenceDeletedEvent) => void): void {
+    this.deleteListeners.push(listener);
   }
 
   /** Called on every manifest GET/HEAD by tag (cache retention); must be cheap and synchronous. */
@@ -308,7 +318,8 @@ export class RegistryService {
     });
     this.manifestCache.set(digest, bytes);
     const event: ManifestPushedEvent = { repo, tag: byDigest ? null : reference, digest, mediaType: manifest.mediaType, manifest };
-    for (const listener of this.listeners) listener(event);
+    // Awaited: when the client hears 201, the bake job of the manifest is queued.
+    for (const listener of this.listeners) await listener(event);
     return { digest, subject: manifest.subject?.digest ?? null };
   }
 
@@ -379,10 +390,16 @@ export class RegistryService {
     const byDigest = reference.includes(':') ? parseDigest(reference) : null;
     if (byDigest) {
       if (!(await this.meta.deleteManifest(repo, byDigest.digest))) throw await this.manifestUnknown(repo, reference);
+      this.announceDeleted({ kind: 'manifest', repo, digest: byDigest.digest });
       return;
     }
     this.validateTag(reference);
     if (!(await this.meta.deleteTag(repo, reference))) throw await this.manifestUnknown(repo, reference);
+    this.announceDeleted({ kind: 'tag', repo, tag: reference });
+  }
+
+  private announceDeleted(event: ReferenceDeletedEvent): void {
+    for (const listener of this.deleteListeners) listener(event);
   }
 
   private async resolveReference(repo: string, reference: string): Promise<string | null> {

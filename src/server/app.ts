@@ -11,6 +11,7 @@ import { registerGcRoutes } from '../gc/http.js';
 import { GcMetrics } from '../gc/metrics.js';
 import { PullTracker } from '../gc/pull-tracker.js';
 import { JobQueue } from '../jobs/queue.js';
+import { WorkerPool } from '../jobs/worker-pool.js';
 import { registerImageRoutes } from '../images/http.js';
 import { ImageService } from '../images/service.js';
 import { parsePlatformSpec } from '../oci/classify.js';
@@ -37,6 +38,8 @@ export interface Kiln {
   stores: Stores;
   registry: RegistryService;
   jobs: JobQueue;
+  /** The local worker processes (KILN_WORKERS); empty with --workers 0. */
+  workers: WorkerPool;
   images: ImageService;
   auth: Auth;
   builds: BuildService;
@@ -157,9 +160,10 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     images: stores.images,
     dirs,
     platforms: config.platforms.map(parsePlatformSpec),
-    concurrency: config.bakeConcurrency,
     log,
   });
+  const workers = new WorkerPool({ count: config.jobs.workers, env: workerEnv(config), args: workerArgs(config, dirs), log });
+  jobs.onEnqueue(() => workers.wake());
   registerImageRoutes(app, images, authorizer);
   const diskOf = async (repo: string, digest: string) => {
     const found = await images.find(`${repo}@${digest}`).catch(() => null);
@@ -205,6 +209,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     stores,
     registry,
     jobs,
+    workers,
     images,
     auth,
     builds,
@@ -212,7 +217,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     metrics,
     log,
     async listen() {
-      jobs.start();
+      workers.start();
       pulls.start();
       gc.start();
       await app.listen({ host: config.host, port: config.port });
@@ -233,12 +238,23 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
       clearInterval(janitor);
       await builds.stop();
       await app.close();
-      await jobs.stop();
+      await workers.stop();
       await gc.stop();
       await pulls.stop();
       await stores.close();
     },
   };
+}
+
+/** The server's own environment without its KILN_* settings, then the settings it was configured with. */
+function workerEnv(config: ServerConfig): NodeJS.ProcessEnv {
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KILN_')));
+  // The database URL travels in the environment, not in argv where `ps` shows it.
+  return { ...inherited, ...config.settingsEnv, ...(config.databaseUrl ? { KILN_DATABASE_URL: config.databaseUrl } : {}) };
+}
+
+function workerArgs(config: ServerConfig, dirs: DataDir): string[] {
+  return ['--data-dir', dirs.root, '--log-level', config.logLevel];
 }
 
 function uploadLimitsOf(config: ServerConfig): UploadLimits {

@@ -1,9 +1,9 @@
 // Server configuration from flags and environment, with the embedded defaults.
-import os from 'node:os';
 import { decideAuthMode, type AuthMode } from '../auth/mode.js';
 import { DEFAULT_PUBLIC_REPOS_SETTING, parsePublicRepos, type PublicRepos } from '../auth/public-repos.js';
 import { loadBuildsConfig, type BuildsConfig } from '../builds/config.js';
 import { loadGcConfig, type GcConfig } from '../gc/config.js';
+import { loadJobSettings, type JobSettings } from '../jobs/settings.js';
 import { loadLimits, type Limits } from './limits.js';
 import { loadS3Config, type S3Config } from '../store/s3/config.js';
 
@@ -20,7 +20,10 @@ export interface ServerConfig {
   durable: boolean;
   /** Platforms of a multi-platform index to bake. */
   platforms: string[];
-  bakeConcurrency: number;
+  /** Worker processes, job leases and attempts: KILN_WORKERS, KILN_JOB_LEASE, KILN_JOB_MAX_ATTEMPTS (src/jobs/settings.ts). */
+  jobs: JobSettings;
+  /** The KILN_* settings the configuration was read from, handed on to the worker processes. */
+  settingsEnv: Record<string, string>;
   authMode: AuthMode;
   /** An operator-provided signing key; otherwise one is generated in the data dir. */
   authKeyFile?: string;
@@ -42,6 +45,7 @@ export interface ConfigFlags {
   databaseUrl?: string;
   logLevel?: string;
   insecureNoAuth?: boolean;
+  workers?: string;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:5000';
@@ -57,7 +61,8 @@ export function loadConfig(flags: ConfigFlags = {}, env: NodeJS.ProcessEnv = pro
     logLevel: flags.logLevel ?? env.KILN_LOG_LEVEL ?? 'info',
     durable: env.KILN_FSYNC !== 'false',
     platforms: (env.KILN_PLATFORMS ?? 'linux/amd64').split(',').map((p) => p.trim()).filter(Boolean),
-    bakeConcurrency: positiveNumber(env.KILN_BAKE_CONCURRENCY, os.availableParallelism(), 'KILN_BAKE_CONCURRENCY'),
+    jobs: loadJobSettings(env, { workers: flags.workers }),
+    settingsEnv: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[0].startsWith('KILN_') && e[1] !== undefined)),
     authMode: decideAuthMode({ setting: env.KILN_AUTH, host, insecureNoAuth: flags.insecureNoAuth ?? false }),
     authKeyFile: env.KILN_AUTH_KEY_FILE || undefined,
     publicRepos: parsePublicRepos(env.KILN_PUBLIC_REPOS ?? DEFAULT_PUBLIC_REPOS_SETTING),

@@ -49,9 +49,33 @@ export interface GcJobRoot {
   repo: string;
   digest: string;
 }
+/** The job roots among active job rows: bake jobs name the manifest they bake (`{digest, repo}`). */
+export function jobRootsOf(rows: Iterable<{ key: string; payload: string }>): GcJobRoot[] {
+  const roots: GcJobRoot[] = [];
+  for (const job of rows) {
+    try {
+      const payload = JSON.parse(job.payload) as { repo?: unknown; digest?: unknown };
+      if (typeof payload.repo === 'string' && typeof payload.digest === 'string') roots.push({ key: job.key, repo: payload.repo, digest: payload.digest });
+    } catch {
+      // not a payload that names a manifest
+    }
+  }
+  return roots;
+}
+
 export interface GcImageRow {
   digest: string;
+  /** The repo of its latest name; '' when no name is left (the image is then garbage unless a bake of it is pending). */
   repo: string;
+}
+
+/** A name of a baked image: `tag` '' for a digest name, `indexDigest` '' when not picked from an index. */
+export interface GcImageNameRow {
+  repo: string;
+  tag: string;
+  digest: string;
+  indexDigest: string;
+  updatedAt: number;
 }
 
 export interface GcSnapshot {
@@ -63,6 +87,8 @@ export interface GcSnapshot {
   blobs: GcBlobRow[];
   jobRoots: GcJobRoot[];
   images: GcImageRow[];
+  /** Names of the baked images (a tenant's view of them), checked against the tags and manifests. */
+  imageNames: GcImageNameRow[];
   /** Digests pinned by requests of any process, as far as the database knows them (this process's own are in its PinStore). */
   pinned: string[];
 }
@@ -76,6 +102,15 @@ export interface GcDeletion {
   repos: number[];
   /** Image records (and their finished bake jobs) whose disks go. */
   images: string[];
+  /**
+   * Image names of deleted manifests (as image or as index), by repo name:
+   * for a backend whose image names live apart from its manifests (PostgreSQL
+   * metadata, image names in SQLite). A backend holding both drops them with
+   * the manifests.
+   */
+  imageNames?: { repo: string; digest: string }[];
+  /** Image names whose tag or manifest is gone (missed by the image service, or from before names followed them); not if named again since. */
+  staleImageNames?: GcImageNameRow[];
 }
 
 export interface UploadRow {

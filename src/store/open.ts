@@ -25,6 +25,7 @@ import { DigestPins, type PinStore } from './pins.js';
 import { PostgresApiKeyStore } from './postgres/api-key-store.js';
 import { openPostgres } from './postgres/db.js';
 import { PostgresGcStore } from './postgres/gc-store.js';
+import { PostgresJobStore } from './postgres/job-store.js';
 import { PostgresMetadataStore } from './postgres/metadata-store.js';
 import { PostgresPins } from './postgres/pins.js';
 import type { BlobStore, MetadataStore } from './types.js';
@@ -97,7 +98,7 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
   };
   try {
     await dirs.ensure();
-    // Bake jobs, image records and builds stay in SQLite on both backends until their stores move.
+    // Image records and builds stay in SQLite on both backends until their stores move.
     const db = openSqlite(dirs.database, { durable: config.durable });
     opened.push({ close: () => void db.close() });
     const blobs = config.s3 ? new S3BlobStore(createS3Client(config.s3), config.s3) : new FsBlobStore(dirs, { durable: config.durable });
@@ -139,6 +140,7 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
       dirs,
       blobs,
       ...local,
+      jobs: new PostgresJobStore(pool),
       meta: new PostgresMetadataStore(pool),
       apiKeys: new PostgresApiKeyStore(pool),
       gc: new PostgresGcStore(pool, sqliteGc),

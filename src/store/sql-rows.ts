@@ -1,6 +1,7 @@
 // Row shapes and their conversions, shared by the SQL backends (SQLite and
 // PostgreSQL use the same column names).
 import type { IssuedKey, IssuedKeyKind } from './api-key-store.js';
+import type { JobRecord, JobStatus } from './job-store.js';
 import type { ManifestRecord, Referrer, UploadSession } from './types.js';
 
 export interface ManifestRow {
@@ -91,4 +92,44 @@ export function toIssuedKey(row: ApiKeyRow): IssuedKey {
  */
 export function prefixEnd(prefix: string): string {
   return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
+export interface JobRow {
+  id: number;
+  kind: string;
+  key: string;
+  payload: string;
+  status: JobStatus;
+  attempts: number;
+  error: string | null;
+  progress_done: number;
+  progress_total: number;
+  created_at: number;
+  updated_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  lease_owner: string | null;
+  lease_until: number | null;
+  cancel_requested: number;
+}
+
+export function toJobRecord(row: JobRow): JobRecord {
+  return {
+    id: row.id,
+    kind: row.kind,
+    key: row.key,
+    payload: JSON.parse(row.payload) as unknown,
+    status: row.status,
+    attempts: row.attempts,
+    error: row.error,
+    progressDone: row.progress_done,
+    progressTotal: row.progress_total,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    leaseOwner: row.lease_owner,
+    leaseUntil: row.lease_until,
+    cancelRequested: row.cancel_requested === 1,
+  };
 }

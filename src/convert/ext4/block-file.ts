@@ -23,6 +23,12 @@ export class BlockFile {
     return new BlockFile(fs.openSync(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644));
   }
 
+  /** An empty file someone else opened read-write; closing the BlockFile closes `fd`. */
+  static adopt(fd: number): BlockFile {
+    if (fs.fstatSync(fd).size !== 0) throw new Error('the disk file handed to the writer is not empty');
+    return new BlockFile(fd);
+  }
+
   write(position: number, data: Uint8Array): void {
     if (this.pendingLength > 0 && position === this.pendingAt + this.pendingLength && this.pendingLength + data.length <= COMBINE_BYTES) {
       this.pending.set(data, this.pendingLength);

@@ -71,8 +71,8 @@ export class Ext4Writer implements DiskWriter {
 
   constructor(private readonly space: SpacePolicy = DEFAULT_SPACE) {}
 
-  create(diskPath: string, options: DiskWriteOptions): DiskBuilder {
-    return new Ext4Builder(BlockFile.create(diskPath), options, this.space);
+  create(target: string | number, options: DiskWriteOptions): DiskBuilder {
+    return new Ext4Builder(typeof target === 'number' ? BlockFile.adopt(target) : BlockFile.create(target), options, this.space);
   }
 }
 

@@ -5,10 +5,10 @@
 // inserts, pins) hold it shared for their transaction, so none commits in
 // between. See src/gc/collector.ts.
 //
-// Bake jobs and image records still live in the data directory's SQLite
-// database on this backend (their stores are not on PostgreSQL yet): `bakes`
-// is the SQLite GcStore over them, and answers the job roots, the image rows
-// and the disk checks.
+// Bake jobs are in PostgreSQL and read in the same snapshot; image records
+// still live in the data directory's SQLite database on this backend (their
+// store is not on PostgreSQL yet): `bakes` is the SQLite GcStore over them,
+// and answers the image rows and the disk checks.
 import type {
   GcBlobRow,
   GcDecision,
@@ -24,6 +24,7 @@ import type {
   GcTagRow,
   UploadRow,
 } from '../gc-store.js';
+import { jobRootsOf } from '../gc-store.js';
 import { LOCKS, type PgClient, type PgPool } from './db.js';
 
 const NO_ROWS: GcDeletion = { tags: [], manifests: [], links: [], blobs: [], repos: [], images: [] };
@@ -43,11 +44,20 @@ export class PostgresGcStore implements GcStore {
     return this.holding(LOCKS.reach, async (client) => {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       try {
-        const snapshot = { ...(await this.snapshot(client)), jobRoots: side.jobRoots, images: side.images };
+        const snapshot = { ...(await this.snapshot(client)), images: side.images, imageNames: side.imageNames };
         const { result, deletion } = decide(snapshot);
         if (deletion) await this.apply(client, deletion);
         await client.query('COMMIT');
-        if (deletion && deletion.images.length > 0) await this.bakes.collect(() => ({ result: null, deletion: { ...NO_ROWS, images: deletion.images } }));
+        const stale = deletion?.staleImageNames ?? [];
+        if (deletion && (deletion.images.length > 0 || deletion.manifests.length > 0 || stale.length > 0)) {
+          // The image names of deleted manifests live in SQLite with the image records.
+          const repoName = new Map(snapshot.repos.map((r) => [r.id, r.name]));
+          const imageNames = deletion.manifests.flatMap((m) => {
+            const repo = repoName.get(m.repoId);
+            return repo === undefined ? [] : [{ repo, digest: m.digest }];
+          });
+          await this.bakes.collect(() => ({ result: null, deletion: { ...NO_ROWS, images: deletion.images, imageNames, staleImageNames: stale } }));
+        }
         return result;
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
@@ -63,7 +73,7 @@ export class PostgresGcStore implements GcStore {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const snapshot = await this.snapshot(client);
       await client.query('COMMIT');
-      return { ...snapshot, jobRoots: side.jobRoots, images: side.images };
+      return { ...snapshot, images: side.images, imageNames: side.imageNames };
     } finally {
       client.release();
     }
@@ -72,21 +82,24 @@ export class PostgresGcStore implements GcStore {
   async guard<T>(subjects: GcSubjects, fn: (view: GcPointView) => T): Promise<T> {
     return this.holding(LOCKS.reach, async (client) => {
       const now = Date.now();
-      const [blobs, pins, uploads] = await Promise.all([
+      const bakeKeys = (subjects.images ?? []).map((d) => `bake:${d}`);
+      const [blobs, pins, uploads, activeBakes] = await Promise.all([
         subjects.blobs?.length ? column(client, 'SELECT digest AS v FROM blobs WHERE digest = ANY($1)', [subjects.blobs]) : new Set<string>(),
         subjects.blobs?.length
           ? column(client, 'SELECT DISTINCT digest AS v FROM digest_pins WHERE digest = ANY($1) AND expires_at > $2', [subjects.blobs, now])
           : new Set<string>(),
         subjects.uploads?.length ? column(client, 'SELECT id AS v FROM uploads WHERE id = ANY($1)', [subjects.uploads]) : new Set<string>(),
+        bakeKeys.length ? column(client, `SELECT key AS v FROM jobs WHERE key = ANY($1) AND status IN ('queued', 'running')`, [bakeKeys]) : new Set<string>(),
       ]);
+      const bakeActive = (d: string) => activeBakes.has(`bake:${d}`);
       // The SQLite side answers synchronously, inside the same step.
       return this.bakes.guard({ images: subjects.images }, (bakes) =>
         fn({
           blobRowExists: (d) => blobs.has(d),
           pinned: (d) => pins.has(d),
           uploadSessionExists: (id) => uploads.has(id),
-          imageWanted: (d) => bakes.imageWanted(d),
-          bakeActive: (d) => bakes.bakeActive(d),
+          imageWanted: (d) => bakes.imageWanted(d) || bakeActive(d),
+          bakeActive,
         }),
       );
     });
@@ -108,8 +121,9 @@ export class PostgresGcStore implements GcStore {
     await this.pool.query('DELETE FROM blobs WHERE digest = ANY($1)', [digests]);
   }
 
-  bakeStatus(digest: string): Promise<string | null> {
-    return this.bakes.bakeStatus(digest);
+  async bakeStatus(digest: string): Promise<string | null> {
+    const { rows } = await this.pool.query<{ status: string }>('SELECT status FROM jobs WHERE key = $1', [`bake:${digest}`]);
+    return rows[0]?.status ?? null;
   }
 
   imageDiskSize(digest: string): Promise<number | null> {
@@ -154,7 +168,7 @@ export class PostgresGcStore implements GcStore {
     }
   }
 
-  private async snapshot(client: PgClient): Promise<Omit<GcSnapshot, 'jobRoots' | 'images'>> {
+  private async snapshot(client: PgClient): Promise<Omit<GcSnapshot, 'images' | 'imageNames'>> {
     // One REPEATABLE READ transaction: every query sees the same moment. Sequential: one connection.
     const q = async <R extends object>(sql: string, params: unknown[] = []) => (await client.query<R>(sql, params)).rows;
     const repos = await q<GcRepoRow>('SELECT id, name FROM repos');
@@ -169,7 +183,8 @@ export class PostgresGcStore implements GcStore {
     const links = await q<GcLinkRow>('SELECT repo_id AS "repoId", digest, created_at AS "createdAt" FROM repo_blobs');
     const blobs = await q<GcBlobRow>('SELECT digest, size, created_at AS "createdAt" FROM blobs');
     const pinned = (await q<{ digest: string }>('SELECT DISTINCT digest FROM digest_pins WHERE expires_at > $1', [Date.now()])).map((r) => r.digest);
-    return { repos, manifests, refs, tags, links, blobs, pinned };
+    const jobRoots = jobRootsOf(await q<{ key: string; payload: string }>(`SELECT key, payload FROM jobs WHERE status IN ('queued', 'running')`));
+    return { repos, manifests, refs, tags, links, blobs, jobRoots, pinned };
   }
 
   private async apply(client: PgClient, d: GcDeletion): Promise<void> {
@@ -207,6 +222,9 @@ export class PostgresGcStore implements GcStore {
         'DELETE FROM tag_pulls p WHERE NOT EXISTS (SELECT 1 FROM tags t JOIN repos r ON r.id = t.repo_id WHERE r.name = p.repo AND t.name = p.tag)',
         [],
       );
+    }
+    if (d.images.length > 0) {
+      await q(`DELETE FROM jobs WHERE key = ANY($1) AND status NOT IN ('queued', 'running')`, [d.images.map((i) => `bake:${i}`)]);
     }
     await q('DELETE FROM digest_pins WHERE expires_at <= $1', [Date.now()]);
   }

@@ -106,4 +106,31 @@ CREATE INDEX uploads_owner ON uploads (owner);
 CREATE INDEX uploads_empty ON uploads (created_at) WHERE started = 0;
 `,
   },
+  {
+    version: 3,
+    name: 'job queue',
+    sql: `
+CREATE TABLE jobs (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  kind TEXT NOT NULL,
+  key TEXT COLLATE "C" NOT NULL UNIQUE,
+  payload TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  error TEXT,
+  progress_done BIGINT NOT NULL DEFAULT 0,
+  progress_total BIGINT NOT NULL DEFAULT 0,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  started_at BIGINT,
+  finished_at BIGINT,
+  lease_owner TEXT,
+  lease_until BIGINT,
+  cancel_requested SMALLINT NOT NULL DEFAULT 0,
+  not_before BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_queue ON jobs (kind, status, not_before, id) WHERE status = 'queued';
+CREATE INDEX jobs_running ON jobs (status) WHERE status = 'running';
+`,
+  },
 ];

@@ -102,7 +102,7 @@ export class SqliteBuildStore implements BuildStore {
       const { seq: _seq, id: _id, status, tenant, createdAt: _createdAt, finishedAt, filesRemovedAt, ...data } = next;
       this.s.save.run(status, tenant, finishedAt, filesRemovedAt, JSON.stringify(data satisfies Data), id);
       return next;
-    })();
+    }).immediate();
   }
 
   async ownerOf(id: string): Promise<string | null> {

@@ -8,8 +8,8 @@ import type {
   GcBlobRow,
   GcDecision,
   GcDeletion,
+  GcImageNameRow,
   GcImageRow,
-  GcJobRoot,
   GcLinkRow,
   GcManifestRow,
   GcPointView,
@@ -21,6 +21,7 @@ import type {
   GcTagRow,
   UploadRow,
 } from '../gc-store.js';
+import { jobRootsOf } from '../gc-store.js';
 import type { SqliteDatabase } from './db.js';
 
 export class SqliteGcStore implements GcStore {
@@ -45,6 +46,7 @@ export class SqliteGcStore implements GcStore {
       images: db.prepare<[], GcImageRow>(
         `SELECT digest, COALESCE((SELECT repo FROM image_names n WHERE n.digest = images.digest ORDER BY updated_at DESC LIMIT 1), '') AS repo FROM images`,
       ),
+      imageNames: db.prepare<[], GcImageNameRow>('SELECT repo, tag, digest, index_digest AS indexDigest, updated_at AS updatedAt FROM image_names'),
 
       deleteTag: db.prepare('DELETE FROM tags WHERE repo_id = ? AND name = ? AND digest = ?'),
       deleteManifest: db.prepare('DELETE FROM manifests WHERE repo_id = ? AND digest = ?'),
@@ -56,10 +58,16 @@ export class SqliteGcStore implements GcStore {
         `DELETE FROM repos WHERE id = @id AND NOT EXISTS (SELECT 1 FROM manifests WHERE repo_id = @id)
          AND NOT EXISTS (SELECT 1 FROM repo_blobs WHERE repo_id = @id) AND NOT EXISTS (SELECT 1 FROM tags WHERE repo_id = @id)`,
       ),
-      deleteImage: db.prepare('DELETE FROM images WHERE digest = ?'),
-      deleteImageNames: db.prepare('DELETE FROM image_names WHERE digest = ?'),
-      // A repo whose manifest is collected no longer names the image (other repos may still).
-      deleteImageNameOf: db.prepare('DELETE FROM image_names WHERE digest = ? AND repo = (SELECT name FROM repos WHERE id = ?)'),
+      // An image named again since the snapshot (another process's push, on PostgreSQL) stays for the next run.
+      deleteImage: db.prepare('DELETE FROM images WHERE digest = ? AND NOT EXISTS (SELECT 1 FROM image_names n WHERE n.digest = images.digest)'),
+      // A repo whose manifest (an image or an index of it) is collected no longer names the image (other repos may still).
+      deleteImageNameOf: db.prepare(
+        'DELETE FROM image_names WHERE repo = (SELECT name FROM repos WHERE id = @repoId) AND (digest = @digest OR index_digest = @digest)',
+      ),
+      deleteStaleImageName: db.prepare(
+        'DELETE FROM image_names WHERE repo = @repo AND tag = @tag AND digest = @digest AND index_digest = @indexDigest AND updated_at <= @updatedAt',
+      ),
+      deleteImageNameIn: db.prepare('DELETE FROM image_names WHERE repo = @repo AND (digest = @digest OR index_digest = @digest)'),
       deleteFinishedJob: db.prepare(`DELETE FROM jobs WHERE key = ? AND status NOT IN ('queued', 'running')`),
       deleteStalePulls: db.prepare(
         'DELETE FROM tag_pulls WHERE NOT EXISTS (SELECT 1 FROM tags t JOIN repos r ON r.id = t.repo_id WHERE r.name = tag_pulls.repo AND t.name = tag_pulls.tag)',
@@ -114,15 +122,6 @@ export class SqliteGcStore implements GcStore {
   }
 
   private snapshot(): GcSnapshot {
-    const jobRoots: GcJobRoot[] = [];
-    for (const job of this.s.activeJobs.all()) {
-      try {
-        const payload = JSON.parse(job.payload) as { repo?: unknown; digest?: unknown };
-        if (typeof payload.repo === 'string' && typeof payload.digest === 'string') jobRoots.push({ key: job.key, repo: payload.repo, digest: payload.digest });
-      } catch {
-        // not a payload that names a manifest
-      }
-    }
     return {
       repos: this.s.repos.all(),
       manifests: this.s.manifests.all(),
@@ -130,8 +129,9 @@ export class SqliteGcStore implements GcStore {
       tags: this.s.tags.all(),
       links: this.s.links.all(),
       blobs: this.s.blobs.all(),
-      jobRoots,
+      jobRoots: jobRootsOf(this.s.activeJobs.all()),
       images: this.s.images.all(),
+      imageNames: this.s.imageNames.all(),
       pinned: [],
     };
   }
@@ -142,15 +142,15 @@ export class SqliteGcStore implements GcStore {
       this.s.deleteManifest.run(m.repoId, m.digest);
       this.s.deleteRefs.run(m.repoId, m.digest);
       this.s.deleteTagsOf.run(m.repoId, m.digest);
-      this.s.deleteImageNameOf.run(m.digest, m.repoId);
+      this.s.deleteImageNameOf.run({ digest: m.digest, repoId: m.repoId });
     }
     for (const l of d.links) this.s.deleteLink.run(l.repoId, l.digest);
     for (const b of d.blobs) this.s.deleteBlob.run(b);
     for (const r of d.repos) this.s.deleteRepo.run({ id: r });
+    for (const n of d.imageNames ?? []) this.s.deleteImageNameIn.run(n);
+    for (const n of d.staleImageNames ?? []) this.s.deleteStaleImageName.run(n);
     for (const i of d.images) {
-      this.s.deleteImage.run(i);
-      this.s.deleteImageNames.run(i);
-      this.s.deleteFinishedJob.run(`bake:${i}`);
+      if (this.s.deleteImage.run(i).changes > 0) this.s.deleteFinishedJob.run(`bake:${i}`);
     }
     if (d.tags.length > 0 || d.manifests.length > 0 || d.repos.length > 0) this.s.deleteStalePulls.run();
   }
@@ -170,7 +170,7 @@ export class SqliteGcStore implements GcStore {
   async deleteBlobRows(digests: readonly string[]): Promise<void> {
     this.db.transaction(() => {
       for (const d of digests) this.s.deleteBlob.run(d);
-    })();
+    }).immediate();
   }
 
   async bakeStatus(digest: string): Promise<string | null> {
@@ -184,7 +184,7 @@ export class SqliteGcStore implements GcStore {
   async recordPulls(entries: Iterable<readonly [string, string, number]>): Promise<void> {
     this.db.transaction(() => {
       for (const [repo, tag, at] of entries) this.s.upsertPull.run(repo, tag, at);
-    })();
+    }).immediate();
   }
 
   async integrityCheck(): Promise<string[]> {

@@ -1,22 +1,31 @@
-// ImageStore on SQLite.
-import type { ImageRecord, ImageSource, ImageStore } from '../image-store.js';
+// ImageStore on SQLite. In image_names, '' stands for "no tag" (named by
+// digest) and for "no index", so the primary key stays simple; it is also
+// the listing's order: (repo, tag, digest, index_digest).
+import type { ImageName, ImageNameCursor, ImageNamePage, ImageRecord, ImageSource, ImageStore, ListedImageName } from '../image-store.js';
+import { prefixEnd } from '../sql-rows.js';
+import type { RepoScope } from '../types.js';
 import type { SqliteDatabase } from './db.js';
 
 interface ImageRow {
   digest: string;
-  index_digest: string | null;
-  platform: string | null;
   disk_size: number | null;
   created_at: number;
   updated_at: number;
 }
 
 interface NameRow {
-  digest: string;
   repo: string;
   tag: string;
+  digest: string;
+  index_digest: string;
+  platform: string | null;
+  created_at: number;
   updated_at: number;
 }
+
+const NAME_COLUMNS = 'n.repo, n.tag, n.digest, n.index_digest, n.platform, n.created_at, n.updated_at';
+const AFTER = '(n.repo, n.tag, n.digest, n.index_digest) > (@repo, @tag, @digest, @indexDigest)';
+const ORDER = 'ORDER BY n.repo, n.tag, n.digest, n.index_digest LIMIT @limit';
 
 export class SqliteImageStore implements ImageStore {
   private readonly s;
@@ -24,33 +33,58 @@ export class SqliteImageStore implements ImageStore {
   constructor(private readonly db: SqliteDatabase) {
     this.s = {
       upsert: db.prepare(
-        `INSERT INTO images (digest, index_digest, platform, created_at, updated_at) VALUES (@digest, @indexDigest, @platform, @now, @now)
-         ON CONFLICT (digest) DO UPDATE SET index_digest = COALESCE(excluded.index_digest, images.index_digest),
-           platform = COALESCE(excluded.platform, images.platform), updated_at = excluded.updated_at`,
+        `INSERT INTO images (digest, created_at, updated_at) VALUES (@digest, @now, @now)
+         ON CONFLICT (digest) DO UPDATE SET updated_at = excluded.updated_at`,
       ),
       upsertName: db.prepare(
-        `INSERT INTO image_names (digest, repo, tag, updated_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (digest, repo, tag) DO UPDATE SET updated_at = excluded.updated_at`,
+        `INSERT INTO image_names (repo, tag, digest, index_digest, platform, created_at, updated_at) VALUES (@repo, @tag, @digest, @indexDigest, @platform, @now, @now)
+         ON CONFLICT (repo, tag, digest, index_digest) DO UPDATE SET platform = excluded.platform, updated_at = excluded.updated_at`,
       ),
-      get: db.prepare<[string], ImageRow>('SELECT * FROM images WHERE digest = ?'),
-      names: db.prepare<[string], NameRow>('SELECT * FROM image_names WHERE digest = ? ORDER BY updated_at DESC, repo, tag'),
-      allNames: db.prepare<[], NameRow>('SELECT * FROM image_names ORDER BY updated_at DESC, repo, tag'),
-      byIndex: db.prepare<[string], ImageRow>('SELECT * FROM images WHERE index_digest = ? ORDER BY created_at'),
-      list: db.prepare<[], ImageRow>('SELECT * FROM images ORDER BY created_at DESC, digest'),
+      // A tag name makes the digest names of the same image in the repo redundant.
+      dropDigestNames: db.prepare(`DELETE FROM image_names WHERE repo = ? AND tag = '' AND digest = ?`),
+      hasTagName: db.prepare<[string, string], { one: number }>(`SELECT 1 AS one FROM image_names WHERE repo = ? AND digest = ? AND tag <> '' LIMIT 1`),
+      get: db.prepare<[string], ImageRow>('SELECT digest, disk_size, created_at, updated_at FROM images WHERE digest = ?'),
+      names: db.prepare<[string], NameRow>(`SELECT ${NAME_COLUMNS} FROM image_names n WHERE n.digest = ? ORDER BY n.updated_at DESC, n.repo, n.tag, n.index_digest`),
+      namesOfTag: db.prepare<[string, string], NameRow>(`SELECT ${NAME_COLUMNS} FROM image_names n WHERE n.repo = ? AND n.tag = ? ORDER BY n.platform, n.digest`),
+      namesOfDigest: db.prepare<{ repo: string; digest: string }, NameRow>(
+        `SELECT ${NAME_COLUMNS} FROM image_names n WHERE n.repo = @repo AND (n.digest = @digest OR n.index_digest = @digest)
+         ORDER BY n.tag = '' DESC, n.updated_at DESC, n.tag, n.platform`,
+      ),
+      namesAnywhere: db.prepare<{ digest: string }, NameRow>(
+        `SELECT ${NAME_COLUMNS} FROM image_names n WHERE n.digest = @digest
+         UNION SELECT ${NAME_COLUMNS} FROM image_names n WHERE n.index_digest = @digest ORDER BY 7 DESC, 1, 2`,
+      ),
+      listAll: db.prepare<Record<string, unknown>, NameRow & { disk_size: number | null }>(
+        `SELECT ${NAME_COLUMNS}, i.disk_size FROM image_names n JOIN images i ON i.digest = n.digest WHERE ${AFTER} ${ORDER}`,
+      ),
+      // One range per prefix: the lower bound is the cursor or the prefix, whichever is later.
+      listRange: db.prepare<Record<string, unknown>, NameRow & { disk_size: number | null }>(
+        `SELECT ${NAME_COLUMNS}, i.disk_size FROM image_names n JOIN images i ON i.digest = n.digest WHERE ${AFTER} AND n.repo < @end ${ORDER}`,
+      ),
+      listRepo: db.prepare<Record<string, unknown>, NameRow & { disk_size: number | null }>(
+        `SELECT ${NAME_COLUMNS}, i.disk_size FROM image_names n JOIN images i ON i.digest = n.digest WHERE n.repo = @name AND ${AFTER} ${ORDER}`,
+      ),
       setDiskSize: db.prepare('UPDATE images SET disk_size = ?, updated_at = ? WHERE digest = ?'),
       delete: db.prepare('DELETE FROM images WHERE digest = ?'),
       deleteNames: db.prepare('DELETE FROM image_names WHERE digest = ?'),
       deleteName: db.prepare('DELETE FROM image_names WHERE digest = ? AND repo = ? AND tag = ?'),
+      dropTag: db.prepare<[string, string, string], { digest: string }>(
+        `DELETE FROM image_names WHERE repo = ? AND tag = ? AND (CASE index_digest WHEN '' THEN digest ELSE index_digest END) <> ? RETURNING digest`,
+      ),
+      dropManifest: db.prepare<{ repo: string; digest: string }, { digest: string }>(
+        'DELETE FROM image_names WHERE repo = @repo AND (digest = @digest OR index_digest = @digest) RETURNING digest',
+      ),
     };
   }
 
   upsert(source: ImageSource): ImageRecord {
     const now = Date.now();
     this.db.transaction(() => {
-      this.s.upsert.run({ digest: source.digest, indexDigest: source.indexDigest, platform: source.platform, now });
-      // '' stands for "pushed by digest" so the primary key stays simple.
-      this.s.upsertName.run(source.digest, source.repo, source.tag ?? '', now);
-    })();
+      this.s.upsert.run({ digest: source.digest, now });
+      if (source.tag === null && this.s.hasTagName.get(source.repo, source.digest)) return;
+      if (source.tag !== null) this.s.dropDigestNames.run(source.repo, source.digest);
+      this.s.upsertName.run({ repo: source.repo, tag: source.tag ?? '', digest: source.digest, indexDigest: source.indexDigest ?? '', platform: source.platform, now });
+    }).immediate();
     return this.get(source.digest)!;
   }
 
@@ -59,14 +93,35 @@ export class SqliteImageStore implements ImageStore {
     return row ? toRecord(row, this.s.names.all(digest)) : null;
   }
 
-  byIndex(indexDigest: string): ImageRecord[] {
-    return this.s.byIndex.all(indexDigest).map((row) => toRecord(row, this.s.names.all(row.digest)));
+  namesOfTag(repo: string, tag: string): ImageName[] {
+    return this.s.namesOfTag.all(repo, tag).map(toName);
   }
 
-  list(): ImageRecord[] {
-    const names = new Map<string, NameRow[]>();
-    for (const n of this.s.allNames.all()) names.set(n.digest, [...(names.get(n.digest) ?? []), n]);
-    return this.s.list.all().map((row) => toRecord(row, names.get(row.digest) ?? []));
+  namesOfDigest(repo: string, digest: string): ImageName[] {
+    return this.s.namesOfDigest.all({ repo, digest }).map(toName);
+  }
+
+  namesAnywhere(digest: string): ImageName[] {
+    return this.s.namesAnywhere.all({ digest }).map(toName);
+  }
+
+  listNames(page: ImageNamePage, scope: RepoScope): ListedImageName[] {
+    const after = cursorParams(page.after);
+    const limit = page.limit;
+    const listed = (rows: (NameRow & { disk_size: number | null })[]) => rows.map((r) => ({ ...toName(r), diskSize: r.disk_size }));
+    if (scope.all) return listed(this.s.listAll.all({ ...after, limit }));
+    // Each range read no further than the page needs, then merged in key order.
+    const found = new Map<string, NameRow & { disk_size: number | null }>();
+    const add = (rows: (NameRow & { disk_size: number | null })[]) => {
+      for (const r of rows) found.set(keyOf(r), r);
+    };
+    for (const prefix of scope.prefixes) {
+      const from = after.repo >= prefix ? after : { repo: prefix, tag: '', digest: '', indexDigest: '' };
+      add(this.s.listRange.all({ ...from, end: prefixEnd(prefix), limit }));
+    }
+    for (const name of scope.names) if (name >= after.repo) add(this.s.listRepo.all({ ...after, name, limit }));
+    const sorted = [...found.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
+    return listed(sorted.slice(0, limit));
   }
 
   setDiskSize(digest: string, size: number | null): void {
@@ -77,22 +132,54 @@ export class SqliteImageStore implements ImageStore {
     return this.s.deleteName.run(digest, repo, tag ?? '').changes > 0;
   }
 
+  dropTag(repo: string, tag: string, except = ''): string[] {
+    return unique(this.s.dropTag.all(repo, tag, except).map((r) => r.digest));
+  }
+
+  dropManifest(repo: string, digest: string): string[] {
+    return unique(this.s.dropManifest.all({ repo, digest }).map((r) => r.digest));
+  }
+
   delete(digest: string): boolean {
     return this.db.transaction(() => {
       this.s.deleteNames.run(digest);
       return this.s.delete.run(digest).changes > 0;
-    })();
+    }).immediate();
   }
+}
+
+function cursorParams(c: ImageNameCursor | undefined): { repo: string; tag: string; digest: string; indexDigest: string } {
+  if (!c) return { repo: '', tag: '', digest: '', indexDigest: '' };
+  return { repo: c.repo, tag: c.tag ?? '', digest: c.digest, indexDigest: c.indexDigest ?? '' };
+}
+
+/** The sort key as one string: the columns hold no NUL, so NUL-joined strings sort as the tuples do. */
+function keyOf(r: NameRow): string {
+  return [r.repo, r.tag, r.digest, r.index_digest].join('\u0000');
+}
+
+function unique(digests: string[]): string[] {
+  return [...new Set(digests)];
+}
+
+function toName(n: NameRow): ImageName {
+  return {
+    repo: n.repo,
+    tag: n.tag === '' ? null : n.tag,
+    digest: n.digest,
+    indexDigest: n.index_digest === '' ? null : n.index_digest,
+    platform: n.platform,
+    createdAt: n.created_at,
+    updatedAt: n.updated_at,
+  };
 }
 
 function toRecord(row: ImageRow, names: NameRow[]): ImageRecord {
   return {
     digest: row.digest,
-    indexDigest: row.index_digest,
-    platform: row.platform,
     diskSize: row.disk_size,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
-    names: names.map((n) => ({ repo: n.repo, tag: n.tag === '' ? null : n.tag, updatedAt: n.updated_at })),
+    names: names.map(toName),
   };
 }

@@ -1,22 +1,8 @@
-// JobStore on SQLite.
-import type { JobRecord, JobStatus, JobStore } from '../job-store.js';
+// JobStore on SQLite. Several processes (the server and its workers) share
+// the database file; every state change is one statement or one transaction.
+import { workerDiedMessage, type ExpireOptions, type ExpiredJob, type JobRecord, type JobStore, type LeaseState } from '../job-store.js';
+import { toJobRecord as toRecord, type JobRow } from '../sql-rows.js';
 import type { SqliteDatabase } from './db.js';
-
-interface JobRow {
-  id: number;
-  kind: string;
-  key: string;
-  payload: string;
-  status: JobStatus;
-  attempts: number;
-  error: string | null;
-  progress_done: number;
-  progress_total: number;
-  created_at: number;
-  updated_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-}
 
 export class SqliteJobStore implements JobStore {
   private readonly s;
@@ -31,82 +17,119 @@ export class SqliteJobStore implements JobStore {
       byId: db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?'),
       all: db.prepare<[], JobRow>('SELECT * FROM jobs ORDER BY id'),
       allOfKind: db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE kind = ? ORDER BY id'),
-      nextQueued: db.prepare<[string], { id: number }>(`SELECT id FROM jobs WHERE kind = ? AND status = 'queued' ORDER BY id LIMIT 1`),
+      nextQueued: db.prepare<[string, number], { id: number }>(
+        `SELECT id FROM jobs WHERE kind = ? AND status = 'queued' AND not_before <= ? ORDER BY id LIMIT 1`,
+      ),
       markRunning: db.prepare(
-        `UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, updated_at = ?, error = NULL,
-         progress_done = 0 WHERE id = ? AND status = 'queued'`,
+        `UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = @now, updated_at = @now, error = NULL,
+         progress_done = 0, lease_owner = @worker, lease_until = @until, cancel_requested = 0 WHERE id = @id AND status = 'queued'`,
       ),
-      finish: db.prepare('UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ?'),
-      progress: db.prepare('UPDATE jobs SET progress_done = ?, progress_total = ?, updated_at = ? WHERE id = ?'),
+      renew: db.prepare(`UPDATE jobs SET lease_until = @until WHERE id = @id AND status = 'running' AND lease_owner = @worker`),
+      finish: db.prepare(
+        `UPDATE jobs SET status = @status, error = @error, finished_at = @now, updated_at = @now, lease_owner = NULL, lease_until = NULL
+         WHERE id = @id AND status = 'running' AND lease_owner = @worker`,
+      ),
+      release: db.prepare(
+        `UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), updated_at = @now, lease_owner = NULL, lease_until = NULL
+         WHERE id = @id AND status = 'running' AND lease_owner = @worker`,
+      ),
+      progress: db.prepare(
+        `UPDATE jobs SET progress_done = @done, progress_total = @total, updated_at = @now WHERE id = @id AND lease_owner = @worker`,
+      ),
+      running: db.prepare<[], JobRow>(`SELECT * FROM jobs WHERE status = 'running'`),
+      expire: db.prepare(
+        `UPDATE jobs SET status = @status, error = @error, not_before = @notBefore, finished_at = @finishedAt, updated_at = @now,
+         lease_owner = NULL, lease_until = NULL WHERE id = @id AND status = 'running' AND lease_owner IS @owner`,
+      ),
+      cancelQueued: db.prepare(
+        `UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ? WHERE key = ? AND status = 'queued'`,
+      ),
+      flagCancel: db.prepare(`UPDATE jobs SET cancel_requested = 1, error = ?, updated_at = ? WHERE key = ? AND status = 'running'`),
       requeue: db.prepare(
-        `UPDATE jobs SET status = 'queued', error = NULL, finished_at = NULL, updated_at = ? WHERE key = ? AND status IN ('failed', 'cancelled')`,
+        `UPDATE jobs SET status = 'queued', error = NULL, attempts = 0, not_before = 0, finished_at = NULL, updated_at = ?
+         WHERE key = ? AND status IN ('failed', 'cancelled')`,
       ),
-      requeueRunning: db.prepare(`UPDATE jobs SET status = 'queued', updated_at = ? WHERE status = 'running'`),
       delete: db.prepare('DELETE FROM jobs WHERE key = ?'),
     };
   }
 
-  enqueue(kind: string, key: string, payload: unknown): JobRecord {
+  async enqueue(kind: string, key: string, payload: unknown): Promise<JobRecord> {
     const now = Date.now();
     this.s.insert.run(kind, key, JSON.stringify(payload), now, now);
     return toRecord(this.s.byKey.get(key)!);
   }
 
-  get(key: string): JobRecord | null {
+  async get(key: string): Promise<JobRecord | null> {
     const row = this.s.byKey.get(key);
     return row ? toRecord(row) : null;
   }
 
-  list(kind?: string): JobRecord[] {
+  async list(kind?: string): Promise<JobRecord[]> {
     return (kind ? this.s.allOfKind.all(kind) : this.s.all.all()).map(toRecord);
   }
 
-  claim(kind: string): JobRecord | null {
+  async claim(kind: string, worker: string, leaseMs: number): Promise<JobRecord | null> {
     return this.db.transaction(() => {
-      const next = this.s.nextQueued.get(kind);
-      if (!next) return null;
       const now = Date.now();
-      this.s.markRunning.run(now, now, next.id);
+      const next = this.s.nextQueued.get(kind, now);
+      if (!next) return null;
+      this.s.markRunning.run({ now, worker, until: now + leaseMs, id: next.id });
       return toRecord(this.s.byId.get(next.id)!);
-    })();
+    }).immediate();
   }
 
-  finish(id: number, status: 'done' | 'failed' | 'cancelled', error?: string): void {
+  async renew(id: number, worker: string, leaseMs: number): Promise<LeaseState> {
+    if (this.s.renew.run({ until: Date.now() + leaseMs, id, worker }).changes === 0) return 'lost';
+    return this.s.byId.get(id)?.cancel_requested ? 'cancel' : 'held';
+  }
+
+  async finish(id: number, worker: string, status: 'done' | 'failed' | 'cancelled', error?: string): Promise<boolean> {
+    return this.s.finish.run({ status, error: error ?? null, now: Date.now(), id, worker }).changes > 0;
+  }
+
+  async release(id: number, worker: string): Promise<boolean> {
+    return this.s.release.run({ now: Date.now(), id, worker }).changes > 0;
+  }
+
+  async progress(id: number, worker: string, done: number, total: number): Promise<void> {
+    this.s.progress.run({ done, total, now: Date.now(), id, worker });
+  }
+
+  async expireLeases(options: ExpireOptions): Promise<ExpiredJob[]> {
+    const { now } = options;
+    return this.db.transaction(() => {
+      const expired: ExpiredJob[] = [];
+      for (const row of this.s.running.all()) {
+        const lapsed = row.lease_until === null || row.lease_until < now || (row.lease_owner !== null && options.isDead(row.lease_owner));
+        if (!lapsed) continue;
+        const failed = row.attempts >= options.maxAttempts;
+        this.s.expire.run({
+          status: failed ? 'failed' : 'queued',
+          error: failed ? workerDiedMessage(row.attempts, options.maxAttempts) : null,
+          notBefore: failed ? 0 : now + options.backoffMs(row.attempts),
+          finishedAt: failed ? now : null,
+          now,
+          id: row.id,
+          owner: row.lease_owner,
+        });
+        expired.push({ key: row.key, leaseOwner: row.lease_owner, failed });
+      }
+      return expired;
+    }).immediate();
+  }
+
+  async requestCancel(key: string, reason: string): Promise<'cancelled' | 'signalled' | null> {
     const now = Date.now();
-    this.s.finish.run(status, error ?? null, now, now, id);
+    if (this.s.cancelQueued.run(reason, now, now, key).changes > 0) return 'cancelled';
+    if (this.s.flagCancel.run(reason, now, key).changes > 0) return 'signalled';
+    return null;
   }
 
-  progress(id: number, done: number, total: number): void {
-    this.s.progress.run(done, total, Date.now(), id);
-  }
-
-  requeue(key: string): boolean {
+  async requeue(key: string): Promise<boolean> {
     return this.s.requeue.run(Date.now(), key).changes > 0;
   }
 
-  requeueInterrupted(): number {
-    return this.s.requeueRunning.run(Date.now()).changes;
-  }
-
-  delete(key: string): boolean {
+  async delete(key: string): Promise<boolean> {
     return this.s.delete.run(key).changes > 0;
   }
-}
-
-function toRecord(row: JobRow): JobRecord {
-  return {
-    id: row.id,
-    kind: row.kind,
-    key: row.key,
-    payload: JSON.parse(row.payload) as unknown,
-    status: row.status,
-    attempts: row.attempts,
-    error: row.error,
-    progressDone: row.progress_done,
-    progressTotal: row.progress_total,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-  };
 }

@@ -140,7 +140,7 @@ export class SqliteMetadataStore implements MetadataStore {
       const repoId = this.ensureRepo(repo);
       this.s.insertBlob.run(digest, size, now);
       this.s.linkBlob.run(repoId, digest, now);
-    })();
+    }).immediate();
   }
 
   async repoBlobSize(repo: string, digest: string): Promise<number | null> {
@@ -177,7 +177,7 @@ export class SqliteMetadataStore implements MetadataStore {
       });
       for (const ref of input.references) this.s.insertRef.run(repoId, input.digest, ref.digest, ref.kind);
       if (input.tag !== undefined) this.s.upsertTag.run(repoId, input.tag, input.digest, now);
-    })();
+    }).immediate();
   }
 
   async getManifest(repo: string, digest: string): Promise<ManifestRecord | null> {
@@ -211,7 +211,7 @@ export class SqliteMetadataStore implements MetadataStore {
         this.s.deleteRefs.run(repoId, digest);
       }
       return removed;
-    })();
+    }).immediate();
   }
 
   async listReferrers(repo: string, subject: string, artifactType?: string): Promise<Referrer[]> {

@@ -154,4 +154,46 @@ CREATE INDEX builds_tenant ON builds(tenant, seq);
 CREATE INDEX builds_retention ON builds(finished_at) WHERE files_removed_at IS NULL AND finished_at IS NOT NULL;
 `,
   },
+  {
+    version: 4,
+    name: 'job leases',
+    sql: `
+ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+ALTER TABLE jobs ADD COLUMN lease_until INTEGER;
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN not_before INTEGER NOT NULL DEFAULT 0;
+-- Jobs left running by a server of an earlier release had no lease: the next worker takes them up.
+UPDATE jobs SET lease_until = 0 WHERE status = 'running';
+`,
+  },
+  {
+    version: 5,
+    name: 'image names per repo with their own index and platform',
+    // What a tenant sees of an image comes from its own name: the index and
+    // platform move from the image (shared per digest, first push wins) to
+    // each name, copied from the image for the names from before. '' stands
+    // for "no index" as it does for "no tag", so both can be in the primary
+    // key, which is also the listing's order. A digest name beside a tag
+    // name of the same image in the same repo listed the image twice: it goes.
+    sql: `
+CREATE TABLE image_names_v4 (
+  repo TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  index_digest TEXT NOT NULL DEFAULT '',
+  platform TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (repo, tag, digest, index_digest)
+) WITHOUT ROWID;
+INSERT INTO image_names_v4 (repo, tag, digest, index_digest, platform, created_at, updated_at)
+  SELECT n.repo, n.tag, n.digest, COALESCE(i.index_digest, ''), i.platform, n.updated_at, n.updated_at
+  FROM image_names n LEFT JOIN images i ON i.digest = n.digest
+  WHERE n.tag <> '' OR NOT EXISTS (SELECT 1 FROM image_names t WHERE t.repo = n.repo AND t.digest = n.digest AND t.tag <> '');
+DROP TABLE image_names;
+ALTER TABLE image_names_v4 RENAME TO image_names;
+CREATE INDEX image_names_digest ON image_names(digest);
+CREATE INDEX image_names_index ON image_names(index_digest) WHERE index_digest <> '';
+`,
+  },
 ];
