@@ -82,6 +82,16 @@ export function resetPeakRss(pid: number): void {
   }
 }
 
+/** VmHWM of `pid` alone (not its descendants), in MiB. */
+export function ownPeakRssMiB(pid: number): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * Sum of VmHWM over the tree, in MiB. For one process this is its peak RSS
  * since the last reset; for several it is an upper bound of their joint peak.
@@ -115,7 +125,7 @@ export function cpuSeconds(pid: number): number {
  * every pushed image in the background; measuring pulls or request rates while
  * it bakes would charge that work to the wrong figure (and slow the anchor too).
  */
-export async function waitIdle(pid: number, label: string, maxSeconds = 600): Promise<void> {
+export async function waitIdle(pid: number, label: string, maxSeconds = 600, quiet = false): Promise<void> {
   const start = Date.now();
   let before = cpuSeconds(pid);
   let nextReport = 10;
@@ -124,7 +134,7 @@ export async function waitIdle(pid: number, label: string, maxSeconds = 600): Pr
     const now = cpuSeconds(pid);
     const waited = (Date.now() - start) / 1000;
     if (now - before < 0.03) {
-      process.stderr.write(`  ${label} idle after ${waited.toFixed(0)} s\n`);
+      if (!quiet) process.stderr.write(`  ${label} idle after ${waited.toFixed(0)} s\n`);
       return;
     }
     before = now;
