@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { waitBaked } from './lib/bake-status.js';
 import { pushBlobs, putManifest, readLayout, type Layout } from './lib/oci.js';
 import { removeTree, run, runBench, scratchDir } from './lib/proc.js';
+import { waitIdle } from './lib/procfs.js';
 import { freePort, kilnIsBuilt, startKiln } from './lib/servers.js';
 import { format, loadAverage, pairedRatio, printTable, progress, summarize, verdict, type Target } from './lib/stats.js';
 
@@ -40,6 +41,8 @@ async function kilnBake(name: string, layout: Layout, dataDir: string, port: num
   const server = await startKiln('kiln', dataDir, port);
   try {
     await pushBlobs(server.host, `bench/${name}`, layout);
+    // A just-started Kiln is still starting its bake workers; a long-running one has done that.
+    await waitIdle(server.pid, server.label, 60, true);
     await putManifest(server.host, `bench/${name}`, '1', layout);
     const t0 = process.hrtime.bigint();
     await waitBaked(server.host, layout.manifest.digest);
