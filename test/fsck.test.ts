@@ -86,7 +86,7 @@ describe('kiln fsck', () => {
     const offline = await openOffline(dataDir, 'test');
     const { images, jobs } = offline.stores;
     const digest = img.manifest.digest;
-    images.upsert({ digest, repo: 'disk/app', tag: 'v1', indexDigest: null, platform: null });
+    await images.upsert({ digest, repo: 'disk/app', tag: 'v1', indexDigest: null, platform: null });
     const job = await jobs.enqueue('bake', `bake:${digest}`, { digest, repo: 'disk/app' });
     await jobs.claim('bake', 'test-worker', 60_000);
     assert.ok(await jobs.finish(job.id, 'test-worker', 'done'));
@@ -95,7 +95,7 @@ describe('kiln fsck', () => {
     await writeFile(path.join(dir, 'rootfs.ext4'), randomBytes(4096));
     const doc = { schemaVersion: 1, configDigest: img.config.digest, layers: img.layers.map((l) => l.digest), disk: { file: 'rootfs.ext4', format: 'ext4', sizeBytes: 4096 } };
     await writeFile(path.join(dir, 'config.json'), JSON.stringify(doc));
-    images.setDiskSize(digest, 4096);
+    await images.setDiskSize(digest, 4096);
     await offline.close();
 
     const ok = await runKilnCli(['fsck', '--data-dir', dataDir]);

@@ -295,7 +295,7 @@ describe('garbage collection on a store', () => {
     const img = await h.pushImage('bake/app', 'v1');
     const pending = await h.pushImage('bake/app', null);
     // A finished bake of the tagged image, a queued one of the untagged image, and a disk whose image is gone.
-    h.images.upsert({ digest: img.manifest.digest, repo: 'bake/app', tag: 'v1', indexDigest: null, platform: null });
+    await h.images.upsert({ digest: img.manifest.digest, repo: 'bake/app', tag: 'v1', indexDigest: null, platform: null });
     await h.jobs.enqueue('bake', `bake:${img.manifest.digest}`, { digest: img.manifest.digest, repo: 'bake/app' });
     const job = (await h.jobs.claim('bake', 'test-worker', 60_000))!;
     assert.ok(await h.jobs.finish(job.id, 'test-worker', 'done'));
@@ -322,18 +322,18 @@ describe('garbage collection on a store', () => {
     // image and its disk, and drops only that repo's name.
     for (const b of [img.config, img.layers[0]!]) assert.notEqual(await h.registry.mountBlob('other/app', 'bake/app', b.digest), null);
     await h.registry.putManifest('other/app', 'v1', img.manifest.bytes, OCI_MANIFEST);
-    h.images.upsert({ digest: img.manifest.digest, repo: 'other/app', tag: 'v1', indexDigest: null, platform: null });
+    await h.images.upsert({ digest: img.manifest.digest, repo: 'other/app', tag: 'v1', indexDigest: null, platform: null });
     await h.registry.deleteManifest('bake/app', 'v1');
     report = await h.gc();
     assert.deepEqual(report.items.disks, []);
-    assert.deepEqual(h.images.get(img.manifest.digest)?.names.map((n) => n.repo), ['other/app']);
+    assert.deepEqual((await h.images.get(img.manifest.digest))?.names.map((n) => n.repo), ['other/app']);
     assert.ok(existsSync(h.dirs.imageDir(img.manifest.digest)));
 
     // Untagged everywhere: its record, finished job and disk go.
     await h.registry.deleteManifest('other/app', 'v1');
     report = await h.gc();
     assert.deepEqual(report.items.disks, [img.manifest.digest]);
-    assert.equal(h.images.get(img.manifest.digest), null);
+    assert.equal((await h.images.get(img.manifest.digest)), null);
     assert.equal(await h.jobs.get(`bake:${img.manifest.digest}`), null);
     assert.ok(!existsSync(h.dirs.imageDir(img.manifest.digest)));
     // The queued bake is still a root.

@@ -90,7 +90,7 @@ describe('image CLI', () => {
     // More names than a page holds (100), straight into the store: the CLI must follow `next`.
     const PAGED = 230;
     for (let i = 0; i < PAGED; i++) {
-      k.kiln.stores.images.upsert({ digest: `sha256:${i.toString(16).padStart(64, 'e')}`, repo: `paged/r${String(i).padStart(3, '0')}`, tag: 'v1', indexDigest: null, platform: null });
+      await k.kiln.stores.images.upsert({ digest: `sha256:${i.toString(16).padStart(64, 'e')}`, repo: `paged/r${String(i).padStart(3, '0')}`, tag: 'v1', indexDigest: null, platform: null });
     }
     // acme/cli:v2 (pushed above) deleted as `skopeo delete` would not do it: by tag.
     assert.equal((await fetch(`${k.url}/v2/acme/cli/manifests/v2`, { method: 'DELETE' })).status, 202);

@@ -257,8 +257,8 @@ describe('image names follow the registry, per tenant', () => {
     assert.equal((await waitReady(k.url, 'acme/stale:v1')).status, 'ready');
     // As an older Kiln left them: names of tags long deleted, and of a manifest that is not in the repo.
     const store = k.kiln.stores.images;
-    store.upsert({ digest, repo: 'acme/stale', tag: 'deleted-long-ago', indexDigest: null, platform: null });
-    store.upsert({ digest, repo: 'acme/stale-too', tag: null, indexDigest: null, platform: null });
+    await store.upsert({ digest, repo: 'acme/stale', tag: 'deleted-long-ago', indexDigest: null, platform: null });
+    await store.upsert({ digest, repo: 'acme/stale-too', tag: null, indexDigest: null, platform: null });
     const refs = async () => (await listAll(k.url)).views.filter((v) => v.repo.startsWith('acme/stale')).map((v) => v.ref);
     assert.deepEqual(await refs(), ['acme/stale:deleted-long-ago', 'acme/stale:v1', `acme/stale-too@${digest}`]);
     await k.kiln.gc.run({ trigger: 'test' });
@@ -279,15 +279,15 @@ describe('image listing pages by what the caller may see', () => {
     k = await startKiln({ env: { KILN_AUTH: 'token', KILN_FSYNC: 'false', KILN_GC_INTERVAL: '0' } });
     const store = k.kiln.stores.images;
     const digest = (i: number) => `sha256:${i.toString(16).padStart(64, '0')}`;
-    for (let i = 0; i < BIG; i++) store.upsert({ digest: digest(i), repo: `big/r${String(i).padStart(5, '0')}`, tag: 'v1', indexDigest: null, platform: null });
-    for (const [i, repo] of SMALL.entries()) store.upsert({ digest: digest(BIG + i), repo, tag: 'v1', indexDigest: null, platform: null });
+    for (let i = 0; i < BIG; i++) await store.upsert({ digest: digest(i), repo: `big/r${String(i).padStart(5, '0')}`, tag: 'v1', indexDigest: null, platform: null });
+    for (const [i, repo] of SMALL.entries()) await store.upsert({ digest: digest(BIG + i), repo, tag: 'v1', indexDigest: null, platform: null });
     // The same image named by two tenants, through an index in one of them.
-    store.upsert({ digest: digest(0), repo: 'small/shared', tag: 'v4', indexDigest: null, platform: null });
-    store.upsert({ digest: digest(1), repo: 'big/r00000', tag: 'multi', indexDigest: digest(99_999), platform: 'linux/arm64' });
-    store.upsert({ digest: digest(1), repo: 'small/shared', tag: 'v5', indexDigest: null, platform: null });
+    await store.upsert({ digest: digest(0), repo: 'small/shared', tag: 'v4', indexDigest: null, platform: null });
+    await store.upsert({ digest: digest(1), repo: 'big/r00000', tag: 'multi', indexDigest: digest(99_999), platform: 'linux/arm64' });
+    await store.upsert({ digest: digest(1), repo: 'small/shared', tag: 'v5', indexDigest: null, platform: null });
     const original = store.listNames.bind(store);
-    store.listNames = (page: ImageNamePage, scope: RepoScope): ListedImageName[] => {
-      const names = original(page, scope);
+    store.listNames = async (page: ImageNamePage, scope: RepoScope): Promise<ListedImageName[]> => {
+      const names = await original(page, scope);
       namesRead += names.length;
       return names;
     };

@@ -1,10 +1,11 @@
 // HTTP-level tests of the /v2 API (OCI Distribution Spec v1.1) against a real
 // in-process server: every endpoint, the error answers, and concurrency.
 import assert from 'node:assert/strict';
-import { readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
+import { storedOf } from './helpers/stored.js';
 import {
   DOCKER_CONFIG,
   DOCKER_LAYER_GZIP,
@@ -17,7 +18,6 @@ import {
   RegistryClient,
   TEST_CONFIG,
   blob,
-  corruptBlobs,
   descriptor,
   digestOf,
   expectError,
@@ -171,11 +171,10 @@ describe('blobs: GET, HEAD, Range, DELETE', () => {
     await expectError(await reg.fetch(`/v2/blobs/other/blobs/${data.digest}`), { status: 404, code: 'BLOB_UNKNOWN' });
   });
 
-  it('a blob whose file is gone from disk is a clean 404 BLOB_UNKNOWN (GET, Range and HEAD), not a broken 200', async () => {
+  it('a blob whose bytes are gone from the store is a clean 404 BLOB_UNKNOWN (GET, Range and HEAD), not a broken 200', async () => {
     const lost = randomBlob(5000);
     assert.equal((await reg.pushBlobMonolithic('blobs/lost', lost)).status, 201);
-    const hex = lost.digest.slice('sha256:'.length);
-    await rm(path.join(server.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex));
+    await (await storedOf(server)).removeBlobBytes(lost.digest);
     await expectError(await reg.fetch(`/v2/blobs/lost/blobs/${lost.digest}`, { method: 'HEAD' }), { status: 404, code: 'BLOB_UNKNOWN' }, 'HEAD');
     for (const headers of [{}, { range: 'bytes=0-99' }] as Record<string, string>[]) {
       const res = await reg.fetch(`/v2/blobs/lost/blobs/${lost.digest}`, { headers });
@@ -211,8 +210,9 @@ function withDigest(location: URL, digest: string): URL {
   return u;
 }
 
+/** The upload sessions with anything in the store (files in uploads/, or objects and multipart uploads in the bucket). */
 async function uploadFiles(): Promise<string[]> {
-  return readdir(path.join(server.dataDir, 'uploads'));
+  return (await storedOf(server)).uploadIds();
 }
 
 /** A request body streamed with chunked transfer encoding (no Content-Length). */
@@ -459,10 +459,8 @@ describe('uploads', () => {
       };
       const stale = await open();
       assert.equal((await fetch(stale.location, { method: 'PATCH', body: Buffer.alloc(10) })).status, 202);
-      const orphan = path.join(own.dataDir, 'uploads', 'orphan-from-a-crash');
-      await writeFile(orphan, 'partial');
-      const old = new Date(Date.now() - 2 * 24 * 3600 * 1000);
-      await utimes(orphan, old, old);
+      const stored = await storedOf(own);
+      await stored.plantOrphanUpload('orphan-from-a-crash');
       const cutoff = Date.now() + 1;
       await waitFor(() => Date.now() > cutoff, 1000, 'the clock to pass the cutoff');
       const fresh = await open();
@@ -471,7 +469,7 @@ describe('uploads', () => {
       assert.equal(removed, 2);
       await expectError(await fetch(stale.location), { status: 404, code: 'BLOB_UPLOAD_UNKNOWN' });
       assert.equal((await fetch(fresh.location)).status, 204);
-      assert.deepEqual(await readdir(path.join(own.dataDir, 'uploads')), [fresh.uuid]);
+      assert.deepEqual(await stored.uploadIds(), [fresh.uuid]);
     } finally {
       await own.close();
     }
@@ -484,8 +482,7 @@ describe('uploads', () => {
     );
     for (const r of results) assert.equal(r.status, 201);
     assert.ok((await reg.getBlob('up/same', b.digest)).bytes.equals(b.bytes));
-    const hex = b.digest.slice('sha256:'.length);
-    assert.deepEqual(await readdir(path.join(server.dataDir, 'blobs', 'sha256', hex.slice(0, 2))).then((f) => f.filter((x) => x === hex)), [hex]);
+    assert.deepEqual(await (await storedOf(server)).copiesOf(b.digest), [b.digest.slice('sha256:'.length)]);
   });
 });
 
@@ -1197,7 +1194,7 @@ describe('robustness', () => {
     }
     assert.equal((await reg.fetch('/v2/')).status, 200);
     await reg.pushImage('rob/after', 'latest');
-    assert.deepEqual(await corruptBlobs(server.dataDir), []);
+    assert.deepEqual(await (await storedOf(server)).corruptBlobs(), []);
   });
 
   it('nothing is written beside the data directory', async () => {

@@ -6,6 +6,7 @@ import { after } from 'node:test';
 import { openStores, type Stores } from '../src/store/open.js';
 import { apiKeyStoreContract } from '../src/store/testing/api-key-store-contract.js';
 import { gcStoreContract } from '../src/store/testing/gc-store-contract.js';
+import { imageStoreContract } from '../src/store/testing/image-store-contract.js';
 import { jobStoreContract } from '../src/store/testing/job-store-contract.js';
 import { metadataStoreContract } from '../src/store/testing/metadata-store-contract.js';
 import { tempDir } from './helpers/kiln.js';
@@ -51,6 +52,10 @@ for (const [name, open] of backends) {
   apiKeyStoreContract(name, async () => {
     const h = await open();
     return { store: h.stores.apiKeys, reopen: async () => (await h.reopen()).apiKeys, close: h.close };
+  });
+  imageStoreContract(name, async () => {
+    const h = await open();
+    return { store: h.stores.images, close: h.close };
   });
   jobStoreContract(name, async () => {
     const h = await open();

@@ -72,8 +72,8 @@ describe('SQLite schema migrations', () => {
       const key = await stores.apiKeys.find('fixture-key');
       assert.equal(key?.tenant, 'acme');
       assert.equal((await stores.builds.get('b-fixture'))?.error, 'fixture');
-      assert.deepEqual(stores.images.get(MANIFEST)?.names.map((n) => `${n.repo}:${n.tag}`), ['acme/app:v1']);
-      assert.equal(stores.images.get(MANIFEST)?.diskSize, 4194304);
+      assert.deepEqual((await stores.images.get(MANIFEST))?.names.map((n) => `${n.repo}:${n.tag}`), ['acme/app:v1']);
+      assert.equal((await stores.images.get(MANIFEST))?.diskSize, 4194304);
       assert.equal((await stores.gc.read()).tags.length, 2);
     } finally {
       await stores.close();
@@ -136,16 +136,16 @@ describe('SQLite schema migrations', () => {
 
     const stores = await openStores({ dataDir: dir, owner: 'migration test' });
     try {
-      const record = stores.images.get(image)!;
+      const record = (await stores.images.get(image))!;
       assert.equal(record.diskSize, 8192);
       const names = record.names.map((n) => [n.repo, n.tag, n.indexDigest, n.platform, n.createdAt].join(' '));
       assert.deepEqual(names, [`other/tiny v4 ${index} linux/arm64 1600`, `acme/tiny v1 ${index} linux/arm64 1500`], 'the digest name beside acme/tiny:v1 went');
-      assert.deepEqual(stores.images.namesOfDigest('acme/lone', lone).map((n) => `${n.repo} ${n.tag} ${n.indexDigest}`), ['acme/lone null null']);
-      assert.deepEqual(stores.images.namesAnywhere(index).map((n) => n.repo).sort(), ['acme/tiny', 'other/tiny']);
+      assert.deepEqual((await stores.images.namesOfDigest('acme/lone', lone)).map((n) => `${n.repo} ${n.tag} ${n.indexDigest}`), ['acme/lone null null']);
+      assert.deepEqual((await stores.images.namesAnywhere(index)).map((n) => n.repo).sort(), ['acme/tiny', 'other/tiny']);
       // The names are the listing's order.
-      const listed = stores.images.listNames({ limit: 10 }, { all: true }).map((n) => `${n.repo}:${n.tag ?? ''}`);
+      const listed = (await stores.images.listNames({ limit: 10 }, { all: true })).map((n) => `${n.repo}:${n.tag ?? ''}`);
       assert.deepEqual(listed, ['acme/lone:', 'acme/tiny:v1', 'other/tiny:v4']);
-      const scoped = stores.images.listNames({ limit: 10 }, { all: false, prefixes: ['other/'], names: ['acme/lone'] }).map((n) => n.repo);
+      const scoped = (await stores.images.listNames({ limit: 10 }, { all: false, prefixes: ['other/'], names: ['acme/lone'] })).map((n) => n.repo);
       assert.deepEqual(scoped, ['acme/lone', 'other/tiny']);
     } finally {
       await stores.close();

@@ -24,7 +24,8 @@ export interface BenchS3 {
   stop(): Promise<void>;
 }
 
-export async function startBenchS3(): Promise<BenchS3> {
+/** `kilnEnv`: more environment for each Kiln start (e.g. a fresh KILN_DATABASE_URL). */
+export async function startBenchS3(options: { kilnEnv?: () => Promise<Record<string, string>> } = {}): Promise<BenchS3> {
   // Room for a bigblob push per side plus what RGW's garbage collection has not freed yet.
   const rgw = await startRgw({ memstoreBytes: 16 * 1024 ** 3 });
   const client = rgw.client();
@@ -43,7 +44,7 @@ export async function startBenchS3(): Promise<BenchS3> {
     };
   return {
     rgw,
-    kiln: withBucket((bucket) => kilnLauncher(rgw.kilnEnv(bucket))),
+    kiln: withBucket((bucket) => async (label, dataDir, port) => kilnLauncher(rgw.kilnEnv(bucket, (await options.kilnEnv?.()) ?? {}))(label, dataDir, port)),
     distribution: withBucket((bucket) => distributionOnS3(rgw, bucket)),
     async stop() {
       client.destroy();

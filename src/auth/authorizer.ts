@@ -52,6 +52,11 @@ export interface AuthDecision {
   canPull(repo: string): boolean;
   /** The name ranges `canPull` can allow, so listings read only those. */
   visible: RepoVisibility;
+  /**
+   * Loads what `canPull` needs to answer for these repos (owners of builds
+   * kept in PostgreSQL); listings await it per batch. Absent: nothing to load.
+   */
+  preparePull?: (repos: readonly string[]) => Promise<void>;
 }
 
 /** An authentication or authorization failure; mapped to HTTP in one place per API. */

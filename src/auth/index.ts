@@ -5,7 +5,7 @@ import { OpenAuthorizer, type Authorizer } from './authorizer.js';
 import { TokenSigner } from './jwt.js';
 import { loadOrCreateSigningKey, loadSigningKey } from './keys.js';
 import type { AuthMode } from './mode.js';
-import type { OwnerOfBuild } from './policy.js';
+import type { LoadBuildOwners, OwnerOfBuild } from './policy.js';
 import type { PublicRepos } from './public-repos.js';
 import { DEFAULT_SERVICE, TokenAuthorizer } from './token-authorizer.js';
 import { tokenRoutes } from './token-routes.js';
@@ -21,6 +21,8 @@ export interface CreateAuthOptions {
   keys: ApiKeyStore;
   /** Which tenant owns a build (the builds module); by default no build is known. */
   ownerOfBuild?: OwnerOfBuild;
+  /** Loads owners for `ownerOfBuild` before the policy asks it (builds in PostgreSQL). */
+  loadBuildOwners?: LoadBuildOwners;
   /** KILN_PUBLIC_REPOS: the platform's base images (default `library/**`). */
   publicRepos?: PublicRepos;
   /** The `service` of challenges and the issuer/audience of tokens. */
@@ -52,6 +54,7 @@ export async function createAuth(options: CreateAuthOptions): Promise<Auth> {
     signer: new TokenSigner(signingKey, service),
     keys,
     ownerOfBuild: options.ownerOfBuild,
+    loadBuildOwners: options.loadBuildOwners,
     publicRepos: options.publicRepos,
     accessTokenTtlSeconds: options.accessTokenTtlSeconds,
     clock,
@@ -75,7 +78,7 @@ export { AuthError, OpenAuthorizer, type AccessRequest, type Action, type AuthDe
 export { AuthModeError, decideAuthMode, isLoopbackHost, type AuthMode } from './mode.js';
 export { parseDuration } from './duration.js';
 export { tenantScope, tenantNameProblem } from './tenant.js';
-export type { OwnerOfBuild } from './policy.js';
+export type { LoadBuildOwners, OwnerOfBuild } from './policy.js';
 export { parsePublicRepos, DEFAULT_PUBLIC_REPOS_SETTING, type PublicRepos } from './public-repos.js';
 export type { ApiKeyStore } from '../store/api-key-store.js';
 export { TokenRequestError, type BuildTokenRequest, type ApiKeyRequest, type IssuedApiKey } from './token-service.js';

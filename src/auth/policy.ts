@@ -25,6 +25,24 @@ export type OwnerOfBuild = (buildId: string) => string | null;
 
 export const noBuildsKnown: OwnerOfBuild = () => null;
 
+/**
+ * Makes the owners of these builds answerable by the `OwnerOfBuild` at once,
+ * where they live in another process's reach (PostgreSQL). Owners never change
+ * after creation, so a loaded answer stays true; a build not loaded answers
+ * null, which refuses. The authorizer awaits it before the policy is asked.
+ */
+export type LoadBuildOwners = (buildIds: readonly string[]) => Promise<void>;
+
+/** The build ids behind `builds/<id>` among `repos`: what the policy may ask the owner of. */
+export function buildIdsIn(repos: readonly string[]): string[] {
+  const ids: string[] = [];
+  for (const repo of repos) {
+    const kind = classifyRepo(repo);
+    if (kind.kind === 'build') ids.push(kind.buildId);
+  }
+  return ids;
+}
+
 /** What the policy needs to know besides the caller and the repo. */
 export interface PolicyContext {
   /** Which tenant owns a build; by default no build is known. */

@@ -3,7 +3,7 @@ import { SqliteApiKeyStore } from '../store/sqlite/api-key-store.js';
 import { openSqlite } from '../store/sqlite/db.js';
 import { TokenSigner } from './jwt.js';
 import { generatePrivateJwk, signingKeyFromJwk, type SigningKey } from './keys.js';
-import type { OwnerOfBuild } from './policy.js';
+import type { LoadBuildOwners, OwnerOfBuild } from './policy.js';
 import { TokenService } from './token-service.js';
 
 export interface TokenFixture {
@@ -16,7 +16,9 @@ export interface TokenFixture {
   close(): void;
 }
 
-export async function tokenFixture(options: { ownerOfBuild?: OwnerOfBuild; accessTokenTtlSeconds?: number } = {}): Promise<TokenFixture> {
+export async function tokenFixture(
+  options: { ownerOfBuild?: OwnerOfBuild; loadBuildOwners?: LoadBuildOwners; accessTokenTtlSeconds?: number } = {},
+): Promise<TokenFixture> {
   const db = openSqlite(':memory:');
   const keys = new SqliteApiKeyStore(db);
   const signingKey = await signingKeyFromJwk(await generatePrivateJwk());

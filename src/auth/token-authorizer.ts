@@ -49,6 +49,7 @@ export class TokenAuthorizer implements Authorizer {
       principal: credential.principal,
       canPull: (repo) => this.canPull(credential, repo),
       visible: visibleTo(credential, this.tokens.policy.publicRepos),
+      preparePull: (repos) => this.tokens.preparePolicy(credential.principal, repos),
     };
     if (request.repo === null) {
       if (request.catalog) this.checkCatalog(credential, challenge);
@@ -56,6 +57,7 @@ export class TokenAuthorizer implements Authorizer {
     }
 
     const repo = request.repo;
+    await this.tokens.preparePolicy(credential.principal, [repo]);
     const permitted = allowedActions(credential.principal, repo, this.tokens.policy);
     const forbidden = request.actions.filter((action) => !permitted.includes(action));
     if (forbidden.length > 0) {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { InvalidTokenError, type RefusalReason } from './jwt.js';
-import { buildTokenAccess } from './policy.js';
+import { buildIdsIn, buildTokenAccess } from './policy.js';
 import { tenantScope } from './tenant.js';
 import { foreignSigner, tokenFixture, type TokenFixture } from './testing.js';
 import { TokenRequestError, type BuildTokenRequest } from './token-service.js';
@@ -253,5 +253,53 @@ describe('build tokens', () => {
   it('accept admin builds without a tenant', async () => {
     const signed = await f.service.issueBuildToken({ ...build, tenant: null, admin: true });
     assert.equal((await f.service.authenticate(signed.token)).principal.adminBuild, true);
+  });
+});
+
+describe('build owners kept elsewhere (loaded before the policy asks)', () => {
+  // The owners as a database holds them, and what this process has loaded of them.
+  const stored: Record<string, string | null> = { b1: 'acme', b2: null };
+  let loaded: Map<string, string | null>;
+  let asked: string[][];
+  let g: TokenFixture;
+  beforeEach(async () => {
+    loaded = new Map();
+    asked = [];
+    g = await tokenFixture({
+      ownerOfBuild: (id) => loaded.get(id) ?? null,
+      loadBuildOwners: async (ids) => {
+        asked.push([...ids]);
+        for (const id of ids) if (id in stored) loaded.set(id, stored[id]!);
+      },
+    });
+  });
+  afterEach(() => g.close());
+
+  it('loads the owners of the builds/<id> repos a tenant asks for, then grants by them', async () => {
+    const acme = await g.service.authenticate((await g.service.createApiKey({ tenant: 'acme', ttlSeconds: 3600 })).token);
+    const granted = await g.service.issueAccessToken(acme, [
+      { type: 'repository', name: 'builds/b1', actions: ['pull', 'delete'] },
+      { type: 'repository', name: 'builds/b2', actions: ['pull'] },
+      { type: 'repository', name: 'builds/unknown', actions: ['pull'] },
+      { type: 'repository', name: 'acme/app', actions: ['pull'] },
+    ]);
+    assert.deepEqual(asked, [['b1', 'b2', 'unknown']]);
+    assert.deepEqual(granted.access, [
+      { type: 'repository', name: 'builds/b1', actions: ['pull', 'delete'] },
+      { type: 'repository', name: 'acme/app', actions: ['pull'] },
+    ]);
+  });
+
+  it('asks nothing for callers the owner does not matter to', async () => {
+    const admin = await g.service.authenticate((await g.service.createApiKey({ admin: true, ttlSeconds: 3600 })).token);
+    await g.service.issueAccessToken(admin, [{ type: 'repository', name: 'builds/b1', actions: ['pull'] }]);
+    await g.service.issueAccessToken(null, [{ type: 'repository', name: 'builds/b1', actions: ['pull'] }]);
+    const acme = await g.service.authenticate((await g.service.createApiKey({ tenant: 'acme', ttlSeconds: 3600 })).token);
+    await g.service.issueAccessToken(acme, [{ type: 'repository', name: 'acme/app', actions: ['pull'] }]);
+    assert.deepEqual(asked, []);
+  });
+
+  it('finds the build ids behind repository names', () => {
+    assert.deepEqual(buildIdsIn(['builds/a', 'builds/a/b', 'builds', 'acme/builds/x', 'cache/global/k', 'builds/c']), ['a', 'c']);
   });
 });

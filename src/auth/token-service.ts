@@ -4,7 +4,7 @@ import { isValidRepoName } from '../oci/names.js';
 import type { ApiKeyStore, RevokeOutcome } from '../store/api-key-store.js';
 import type { Principal } from './authorizer.js';
 import { describeToken, InvalidTokenError, type KilnClaims, type SignedToken, type TokenKind, type TokenSigner } from './jwt.js';
-import { baseImagePullRepos, buildTokenAccess, grantAccess, noBuildsKnown, type OwnerOfBuild, type PolicyContext } from './policy.js';
+import { baseImagePullRepos, buildIdsIn, buildTokenAccess, grantAccess, noBuildsKnown, type LoadBuildOwners, type OwnerOfBuild, type PolicyContext } from './policy.js';
 import { DEFAULT_PUBLIC_REPOS, type PublicRepos } from './public-repos.js';
 import type { AccessEntry, ResourceScope } from './scope.js';
 import { tenantNameProblem } from './tenant.js';
@@ -18,6 +18,8 @@ export interface TokenServiceOptions {
   signer: TokenSigner;
   keys: ApiKeyStore;
   ownerOfBuild?: OwnerOfBuild;
+  /** Loads owners for `ownerOfBuild` before the policy asks it (a store in another process's reach); none by default. */
+  loadBuildOwners?: LoadBuildOwners;
   /** KILN_PUBLIC_REPOS (default `library/**`). */
   publicRepos?: PublicRepos;
   accessTokenTtlSeconds?: number;
@@ -87,6 +89,7 @@ export class TokenService {
   private readonly keys: ApiKeyStore;
   private readonly accessTtlMs: number;
   private readonly now: () => Date;
+  private readonly loadBuildOwners: LoadBuildOwners | null;
   /** What the policy is told besides caller and repo. */
   readonly policy: Required<PolicyContext>;
 
@@ -96,6 +99,18 @@ export class TokenService {
     this.policy = { ownerOfBuild: options.ownerOfBuild ?? noBuildsKnown, publicRepos: options.publicRepos ?? DEFAULT_PUBLIC_REPOS };
     this.accessTtlMs = (options.accessTokenTtlSeconds ?? DEFAULT_ACCESS_TOKEN_TTL_SECONDS) * 1000;
     this.now = options.clock ?? (() => new Date());
+    this.loadBuildOwners = options.loadBuildOwners ?? null;
+  }
+
+  /**
+   * Brings in what the policy needs to know about `repos` for `principal`
+   * (the owners of `builds/<id>` repositories, which only tenants are judged
+   * by), so that its synchronous answers are the database's.
+   */
+  async preparePolicy(principal: Principal, repos: readonly string[]): Promise<void> {
+    if (this.loadBuildOwners === null || principal.role !== 'tenant') return;
+    const ids = buildIdsIn(repos);
+    if (ids.length > 0) await this.loadBuildOwners(ids);
   }
 
   async createApiKey(request: ApiKeyRequest): Promise<IssuedApiKey> {
@@ -185,6 +200,7 @@ export class TokenService {
    */
   async issueAccessToken(identity: Credential | null, requested: readonly ResourceScope[]): Promise<AccessToken> {
     const principal = identity?.principal ?? ANONYMOUS;
+    await this.preparePolicy(principal, requested.filter((s) => s.type === 'repository').map((s) => s.name));
     const access = grantAccess(principal, requested, this.policy);
     const issuedAt = this.now();
     const ttlEnd = issuedAt.getTime() + this.accessTtlMs;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BuildLog, followLog } from './build-log.js';
+import { BuildLog, followLog, followStoredLog } from './build-log.js';
 
 function collector() {
   const got: Array<[number, string]> = [];
@@ -160,5 +160,96 @@ describe('BuildLog limits and resumption', () => {
     const ended = collector();
     await followLog(file, null, ended.follower, { after: 4 });
     assert.deepEqual(ended.got, [[5, 'line 5']]);
+  });
+});
+
+/** Waits until `done()` holds, looking again on every turn of a short timer; fails after a generous while. */
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2000 && !done(); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(done(), `gave up waiting for ${what}`);
+}
+
+describe('followStoredLog (a build another process runs)', () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-stored-log-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('gives what is there, then what is appended, a partial line once it is whole, and ends after the end line', async () => {
+    const file = path.join(dir, 'run.log');
+    await writeFile(file, 'one\ntwo\n');
+    let ended = false;
+    const c = collector();
+    const stop = await followStoredLog(file, c.follower, { pollMs: 5, ended: async () => ended });
+    assert.deepEqual(c.got, [[0, 'one'], [1, 'two']]);
+    await appendFile(file, 'thr');
+    await appendFile(file, 'ee\n\u00e9t\u00e9 ');
+    await until(() => c.got.length === 3, 'the third line');
+    assert.deepEqual(c.got[2], [2, 'three']);
+    // A two-byte character split across two appends comes out whole.
+    const bytes = Buffer.from('\u00fcber\n');
+    await appendFile(file, bytes.subarray(0, 1));
+    await appendFile(file, bytes.subarray(1));
+    await until(() => c.got.length === 4, 'the fourth line');
+    assert.deepEqual(c.got[3], [3, '\u00e9t\u00e9 \u00fcber']);
+    // The status says ended before the end line is written (as finish() does it): the stream waits for the line.
+    ended = true;
+    await appendFile(file, '==> build failed: exit code 1\n');
+    await c.whenEnded;
+    assert.equal(c.ended(), 1);
+    assert.deepEqual(c.got.at(-1), [4, '==> build failed: exit code 1']);
+    stop();
+  });
+
+  it('skips the lines a resuming client has, and waits for a log that does not exist yet', async () => {
+    const file = path.join(dir, 'later.log');
+    let ended = false;
+    const c = collector();
+    await followStoredLog(file, c.follower, { pollMs: 5, after: 1, ended: async () => ended });
+    assert.deepEqual(c.got, []);
+    await writeFile(file, 'a\nb\nc\n');
+    await until(() => c.got.length === 1, 'the line after the resumed one');
+    assert.deepEqual(c.got, [[2, 'c']]);
+    ended = true;
+    await appendFile(file, '==> build ready\n');
+    await c.whenEnded;
+    assert.deepEqual(c.got, [[2, 'c'], [3, '==> build ready']]);
+  });
+
+  it('ends a build that ended without an end line (its process died) after a few more reads', async () => {
+    const file = path.join(dir, 'died.log');
+    await writeFile(file, 'only\n');
+    const c = collector();
+    await followStoredLog(file, c.follower, { pollMs: 2, settleMs: 20, ended: async () => true });
+    await c.whenEnded;
+    assert.deepEqual(c.got, [[0, 'only']]);
+  });
+
+  it('stops reading when told to, and ends the stream when reading the status fails', async () => {
+    const file = path.join(dir, 'stop.log');
+    await writeFile(file, 'x\n');
+    let asked = 0;
+    const c = collector();
+    const stop = await followStoredLog(file, c.follower, { pollMs: 2, ended: async () => (asked++, false) });
+    stop();
+    const seen = asked;
+    await appendFile(file, 'y\n');
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(asked, seen, 'no more reads after stop');
+    assert.deepEqual(c.got, [[0, 'x']]);
+    const errors: unknown[] = [];
+    const d = collector();
+    await followStoredLog(file, d.follower, {
+      pollMs: 2,
+      ended: async () => {
+        throw new Error('database gone');
+      },
+      onError: (err) => errors.push(err),
+    });
+    await d.whenEnded;
+    assert.equal(errors.length, 1);
   });
 });

@@ -5,8 +5,13 @@
 // past the cap one line says the log was cut and the builder's further lines
 // are dropped; Kiln's own lines (`note`) still go in, so the log always ends
 // saying how the build ended.
+//
+// A build another process runs (several servers on one database and data
+// directory) is followed from the file alone (`followStoredLog`): read from
+// where the last read stopped, on a timer, until its status says it ended and
+// the log's last line says so too.
 import { appendFileSync, createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 
 export interface LogFollower {
@@ -166,6 +171,111 @@ async function replay(file: string, limit: number, follower: LogFollower, stoppe
     lines.close();
     stream.destroy();
   }
+}
+
+export interface StoredLogOptions {
+  /** Lines up to this index are skipped (a client resuming with Last-Event-ID). */
+  after?: number;
+  /** How often the file and the status are read (KILN_BUILD_LOG_POLL_SECONDS). */
+  pollMs: number;
+  /** Whether the build has ended (its status in the database). */
+  ended(): Promise<boolean>;
+  /**
+   * How long after the status said ended the stream waits for the log's end
+   * line (the status is stored first, the line written next) before it ends
+   * without it, as for a process that died between the two. Default 5 s.
+   */
+  settleMs?: number;
+  /** Errors of a read on the timer; following stops with `end()`. */
+  onError?(err: unknown): void;
+}
+
+/** The line `finish` writes last: `==> build ready`, `==> build failed: …`. */
+const END_LINE = /^==> build (?:ready|failed|cancelled)(?::|$)/;
+const END_SETTLE_MS = 5000;
+const READ_CHUNK = 256 * 1024;
+
+/**
+ * Gives `follower` the lines of the log file of a build this process does not
+ * run: what is there, then what is appended, read every `pollMs` from where
+ * the last read stopped (never holding the event loop, never reading a byte
+ * twice), until the build has ended (asked of `ended()` when a read found
+ * nothing new) and its end line has been read; then
+ * `end()`. A partly written last line waits for its newline. Returns a
+ * function that stops following.
+ */
+export async function followStoredLog(file: string, follower: LogFollower, options: StoredLogOptions): Promise<() => void> {
+  const after = options.after ?? -1;
+  let offset = 0;
+  let index = 0;
+  let pending = Buffer.alloc(0);
+  let lastLine = '';
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  let endedAt: number | null = null;
+  let grew = false;
+  const settleMs = options.settleMs ?? END_SETTLE_MS;
+
+  /** Reads what was appended since the last read; whether anything was. */
+  const readNew = async (): Promise<boolean> => {
+    const handle = await open(file, 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null;
+      throw err;
+    });
+    if (handle === null) return false;
+    let grew = false;
+    try {
+      const chunk = Buffer.alloc(READ_CHUNK);
+      for (;;) {
+        const { bytesRead } = await handle.read(chunk, 0, chunk.length, offset);
+        if (bytesRead === 0 || stopped) break;
+        grew = true;
+        offset += bytesRead;
+        // Lines split at the newline byte, which no multi-byte UTF-8 sequence contains.
+        let data = Buffer.concat([pending, chunk.subarray(0, bytesRead)]);
+        for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a)) {
+          const line = data.subarray(0, nl).toString('utf8');
+          data = data.subarray(nl + 1);
+          lastLine = line;
+          const at = index++;
+          if (at > after) follower.line(line, at);
+        }
+        pending = Buffer.from(data);
+      }
+    } finally {
+      await handle.close();
+    }
+    return grew;
+  };
+
+  const finish = () => {
+    if (stopped) return;
+    stopped = true;
+    follower.end();
+  };
+
+  const tick = async (): Promise<void> => {
+    timer = null;
+    if (stopped) return;
+    try {
+      // While the log grows the build is running: the status is asked only when a read found nothing new.
+      if (endedAt === null && !grew && (await options.ended())) endedAt = Date.now();
+      if (stopped) return;
+      grew = await readNew();
+      if (endedAt !== null && (END_LINE.test(lastLine) || Date.now() - endedAt >= settleMs)) return finish();
+    } catch (err) {
+      options.onError?.(err);
+      return finish();
+    }
+    if (!stopped) timer = setTimeout(() => void tick(), options.pollMs);
+  };
+
+  await readNew();
+  if (!stopped) await tick();
+  return () => {
+    stopped = true;
+    if (timer !== null) clearTimeout(timer);
+  };
 }
 
 const CUT_MARK = 'the log is cut here';

@@ -22,6 +22,7 @@ describe('loadBuildsConfig', () => {
       logMaxBytes: 16 * 1024 * 1024,
       retentionMs: 7 * 86_400_000,
       sseHeartbeatMs: 15_000,
+      logPollMs: 500,
     });
   });
 
@@ -44,6 +45,7 @@ describe('loadBuildsConfig', () => {
       KILN_BUILD_LOG_MAX_BYTES: '4096',
       KILN_BUILD_RETENTION: '2h',
       KILN_BUILD_SSE_HEARTBEAT_SECONDS: '0.5',
+      KILN_BUILD_LOG_POLL_SECONDS: '2',
     });
     assert.deepEqual(config, {
       maxConcurrent: 5,
@@ -63,6 +65,7 @@ describe('loadBuildsConfig', () => {
       logMaxBytes: 4096,
       retentionMs: 7_200_000,
       sseHeartbeatMs: 500,
+      logPollMs: 2000,
     });
     assert.equal(loadBuildsConfig({ KILN_BUILD_RETENTION: '0' }).retentionMs, null);
   });

@@ -18,6 +18,7 @@
 // KILN_BUILD_LOG_MAX_BYTES       size cap of a build's log (default 16 MiB)
 // KILN_BUILD_RETENTION           how long an ended build's files (source, log) are kept (default 7d; 0 keeps them)
 // KILN_BUILD_SSE_HEARTBEAT_SECONDS  a comment on a quiet log stream this often (default 15)
+// KILN_BUILD_LOG_POLL_SECONDS    how often a log stream of a build another process runs reads the log and status (default 0.5)
 import { parseDuration } from '../auth/duration.js';
 import { parseSubnet } from './buildkit/daemon-config.js';
 import { normalizeRegistryHost } from './plan.js';
@@ -43,6 +44,8 @@ export interface BuildsConfig {
   /** null: ended builds' files are kept. */
   retentionMs: number | null;
   sseHeartbeatMs: number;
+  /** A followed log of a build run by another process (a shared database) is read this often. */
+  logPollMs: number;
 }
 
 export function loadBuildsConfig(env: NodeJS.ProcessEnv): BuildsConfig {
@@ -78,6 +81,7 @@ export function loadBuildsConfig(env: NodeJS.ProcessEnv): BuildsConfig {
     logMaxBytes: positiveInteger(env.KILN_BUILD_LOG_MAX_BYTES, 16 * 1024 * 1024, 'KILN_BUILD_LOG_MAX_BYTES'),
     retentionMs,
     sseHeartbeatMs: positiveNumber(env.KILN_BUILD_SSE_HEARTBEAT_SECONDS, 15, 'KILN_BUILD_SSE_HEARTBEAT_SECONDS') * 1000,
+    logPollMs: positiveNumber(env.KILN_BUILD_LOG_POLL_SECONDS, 0.5, 'KILN_BUILD_LOG_POLL_SECONDS') * 1000,
   };
 }
 

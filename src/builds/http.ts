@@ -259,7 +259,7 @@ function callerOf(decision: AuthDecision): BuildCaller {
   if (principal.role !== 'admin' && principal.role !== 'tenant') {
     throw new AuthError(403, 'DENIED', 'only tenants and admins may start builds');
   }
-  return { subject: principal.subject, role: principal.role, tenant: principal.tenant, canPull: (repo) => decision.canPull(repo) };
+  return { subject: principal.subject, role: principal.role, tenant: principal.tenant, canPull: (repo) => decision.canPull(repo), preparePull: decision.preparePull };
 }
 
 /** The form fields, checked for shape (the service checks their meaning). */

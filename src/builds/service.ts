@@ -48,7 +48,7 @@ import {
 } from '../store/build-store.js';
 import { hostPlatform, kilnBaseRefs, resolveBaseImages, type RegistryReader } from './base-images.js';
 import { checkBuildOptions, checkSecrets } from './build-options.js';
-import { BuildLog, followLog, type LogFollower } from './build-log.js';
+import { BuildLog, followLog, followStoredLog, type LogFollower } from './build-log.js';
 import { registryHostFromAddress, type BuildsConfig } from './config.js';
 import { baseImagesOf } from './dockerfile.js';
 import { BuildError, invalidInput } from './errors.js';
@@ -66,6 +66,8 @@ export interface BuildCaller {
   tenant: string | null;
   /** Whether the caller may pull `repo` (for FROM images in this registry). */
   canPull(repo: string): boolean;
+  /** Loads what `canPull` needs to answer for these repos (AuthDecision.preparePull). */
+  preparePull?: (repos: readonly string[]) => Promise<void>;
 }
 
 export interface BuildSubmission {
@@ -128,6 +130,12 @@ export interface BuildServiceDeps {
   log: Logger;
   /** How often the bake is looked at. */
   bakePollMs?: number;
+  /**
+   * Other processes share the store and the data directory (PostgreSQL) and
+   * may run the builds this one is asked about: their logs are followed from
+   * the file and the status in the store.
+   */
+  shared?: boolean;
 }
 
 /** What the API answers about a build (snake_case, like the request fields). */
@@ -189,6 +197,8 @@ const TOKEN_MARGIN_MS = 10 * 60 * 1000;
 /** A pushed image that the image service has not heard of by then is an error. */
 const BAKE_RECORD_GRACE_MS = 30_000;
 const CANCEL_WAIT_MS = 30_000;
+/** On a shared store, how often a running build's record is read for a cancel made through another server. */
+const CANCEL_WATCH_MS = 1000;
 const RECLAIM_BATCH = 500;
 
 export class BuildService {
@@ -353,7 +363,9 @@ export class BuildService {
       await extractSource(createReadStream(this.deps.files.partialSource(pending.id)), contextDir);
       const dockerfilePath = await resolveDockerfile({ contextDir, workDir: checkDir, dockerfileText: request.dockerfile });
       const refs = baseImagesOf(await readFile(dockerfilePath, 'utf8'), buildArgs);
-      for (const base of kilnBaseRefs(registry, refs)) {
+      const bases = kilnBaseRefs(registry, refs);
+      await caller.preparePull?.(bases.map((b) => b.repo));
+      for (const base of bases) {
         if (!caller.canPull(base.repo)) {
           throw new BuildError('denied', `the Dockerfile builds FROM ${base.ref}, and you may not pull ${base.repo}`);
         }
@@ -485,8 +497,22 @@ export class BuildService {
    * until it does. Returns a function that stops following.
    */
   async followLog(build: BuildRecord, follower: LogFollower, after?: number): Promise<() => void> {
-    const live = TERMINAL_BUILD_STATUSES.includes(build.status) ? null : await this.logOf(build.id);
-    return followLog(this.deps.files.log(build.id), live, follower, { after });
+    const file = this.deps.files.log(build.id);
+    const ended = TERMINAL_BUILD_STATUSES.includes(build.status);
+    // On a shared store a build not running here may be run by any process (or be queued for one).
+    if (!ended && this.deps.shared && !this.active.has(build.id)) {
+      return followStoredLog(file, follower, {
+        after,
+        pollMs: this.deps.config.logPollMs,
+        ended: async () => {
+          const now = await this.deps.store.get(build.id);
+          return now === null || TERMINAL_BUILD_STATUSES.includes(now.status);
+        },
+        onError: (err) => this.deps.log.error({ err, build: build.id }, 'following a stored build log failed'),
+      });
+    }
+    const live = ended ? null : await this.logOf(build.id);
+    return followLog(file, live, follower, { after });
   }
 
   logFile(id: string): string {
@@ -510,6 +536,9 @@ export class BuildService {
     if (run !== undefined) {
       this.abort(run, 'cancel');
       await Promise.race([run.done, sleep(CANCEL_WAIT_MS, undefined, { ref: false })]);
+    } else if (this.deps.shared) {
+      // Another server runs it: its record says cancelled, and that server, which watches the record, stops the builder.
+      await this.finish(id, 'cancelled', 'cancelled by request', ACTIVE_STATUSES);
     }
     // Baking (or pushed just as the cancel came): the bake goes on, as other images may share
     // its disk; the build no longer waits for it.
@@ -562,7 +591,8 @@ export class BuildService {
   }
 
   private async pumpOnce(): Promise<void> {
-    const queued = await this.deps.store.withStatus(['queued']);
+    // Secrets live in the memory of the process that took the submission: on a shared store only it may run such a build.
+    const queued = (await this.deps.store.withStatus(['queued'])).filter((b) => !this.deps.shared || b.secretIds.length === 0 || this.secrets.has(b.id));
     const running = [...this.active.values()].map((run) => run.bucket);
     const entries = queued.map((b) => ({ id: b.id, bucket: bucketOf(b), seq: b.seq }));
     for (const id of buildsToStart(entries, running, this.limits)) {
@@ -601,6 +631,17 @@ export class BuildService {
     const log = await this.logOf(id);
     const signal = run.controller.signal;
     const timer = setTimeout(() => this.abort(run, 'timeout'), build.timeoutSeconds * 1000);
+    // A cancel through another server shows only in the record.
+    const watch = this.deps.shared
+      ? setInterval(() => {
+          void this.deps.store.get(id).then(
+            (now) => {
+              if (now !== null && TERMINAL_BUILD_STATUSES.includes(now.status)) this.abort(run, 'cancel');
+            },
+            (err: unknown) => this.deps.log.warn({ err, build: id }, 'reading a running build for a cancel failed'),
+          );
+        }, CANCEL_WATCH_MS)
+      : null;
     let workDir: string | null = null;
     let token: SignedToken | null = null;
     let pushed = false;
@@ -694,6 +735,7 @@ export class BuildService {
       await this.failed(id, run, err);
     } finally {
       clearTimeout(timer);
+      if (watch !== null) clearInterval(watch);
       this.secrets.delete(id);
       if (workDir !== null) await rm(workDir, { recursive: true, force: true }).catch((err) => this.deps.log.warn({ err, build: id }, 'removing a build work dir failed'));
       if (token !== null) await this.deps.tokens?.revoke(token.jti).catch((err) => this.deps.log.warn({ err, build: id }, 'revoking a build token failed'));

@@ -39,6 +39,8 @@ export interface BuildSetup {
     tokens: { issueBuildToken(request: BuildTokenRequest): Promise<SignedToken>; revoke(jti: string): Promise<unknown> };
   };
   log: Logger;
+  /** Other processes share the store and data directory (Stores.shared). */
+  shared?: boolean;
 }
 
 /** The BuildKit runner this host can offer, or why there is none. */
@@ -89,6 +91,7 @@ export async function createBuildService(setup: BuildSetup): Promise<BuildServic
     tokens,
     config: setup.config,
     log: setup.log,
+    shared: setup.shared,
   });
   await service.recover();
   return service;

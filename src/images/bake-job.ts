@@ -60,7 +60,7 @@ export function bakeJobHandler(deps: BakeJobDeps): JobHandler {
         onProgress: ctx.progress,
         signal: ctx.signal,
       });
-      deps.images.setDiskSize(digest, result.diskSizeBytes);
+      await deps.images.setDiskSize(digest, result.diskSizeBytes);
     } finally {
       await rm(workDir, { recursive: true, force: true });
     }

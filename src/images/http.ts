@@ -56,7 +56,7 @@ export function registerImageRoutes(app: FastifyInstance, images: ImageService, 
     for (const candidate of candidates) {
       try {
         await allow(req, candidate.repo, [action]);
-        return { record: images.recordOf(candidate), name: candidate };
+        return { record: await images.recordOf(candidate), name: candidate };
       } catch (err) {
         if (!(err instanceof AuthError) || err.status !== 403) throw err;
       }

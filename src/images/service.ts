@@ -76,10 +76,10 @@ export class ImageService {
         deps.log.error({ err, repo: event.repo, digest: event.digest }, 'could not queue bake');
       }),
     );
-    deps.registry.onReferenceDeleted((event) => {
+    deps.registry.onReferenceDeleted(async (event) => {
       try {
-        if (event.kind === 'tag') deps.images.dropTag(event.repo, event.tag);
-        else deps.images.dropManifest(event.repo, event.digest);
+        if (event.kind === 'tag') await deps.images.dropTag(event.repo, event.tag);
+        else await deps.images.dropManifest(event.repo, event.digest);
       } catch (err) {
         deps.log.error({ err, ...describeDeleted(event) }, 'could not forget the image names of a deleted reference');
       }
@@ -88,13 +88,13 @@ export class ImageService {
 
   /** A tag pushed moves the tag (names it gave before go); then the bakes the push asks for (bake-rule.ts) are queued. */
   private async onPush(event: ManifestPushedEvent): Promise<void> {
-    if (event.tag !== null) this.deps.images.dropTag(event.repo, event.tag, event.digest);
+    if (event.tag !== null) await this.deps.images.dropTag(event.repo, event.tag, event.digest);
     const c = classify(event.manifest, event.repo, { platforms: this.deps.platforms });
     for (const source of bakesForPush(c, event)) await this.enqueue(source);
   }
 
   private async enqueue(source: Parameters<ImageStore['upsert']>[0]): Promise<ImageRecord> {
-    const record = this.deps.images.upsert(source);
+    const record = await this.deps.images.upsert(source);
     const payload: BakePayload = { digest: source.digest, repo: source.repo };
     await this.deps.jobs.enqueue(BAKE_JOB, jobKey(source.digest), payload);
     return record;
@@ -114,7 +114,7 @@ export class ImageService {
     const found: ListedImageName[] = [];
     let after = page.after;
     while (found.length < want) {
-      const names = this.deps.images.listNames({ after, limit: batch }, scope);
+      const names = await this.deps.images.listNames({ after, limit: batch }, scope);
       for (const name of names) {
         if (visible(name.repo)) found.push(name);
         if (found.length >= want) break;
@@ -141,23 +141,23 @@ export class ImageService {
     const notFound = new ApiError('NOT_FOUND', `no baked image for ${refText}; push a runnable image or POST /api/v1/images/bake`);
     const names =
       ref.kind === 'tag'
-        ? this.deps.images.namesOfTag(ref.repo, ref.tag)
+        ? await this.deps.images.namesOfTag(ref.repo, ref.tag)
         : ref.kind === 'repo-digest'
-          ? this.deps.images.namesOfDigest(ref.repo, ref.digest)
-          : this.deps.images.namesAnywhere(ref.digest);
+          ? await this.deps.images.namesOfDigest(ref.repo, ref.digest)
+          : await this.deps.images.namesAnywhere(ref.digest);
     const first = names[0];
     if (!first) {
       if (ref.kind === 'tag') await this.resolveTag(ref.repo, ref.tag);
       throw notFound;
     }
-    const record = this.deps.images.get(first.digest);
+    const record = await this.deps.images.get(first.digest);
     if (!record) throw notFound;
     return { record, name: ref.kind === 'digest' ? null : first, candidates: names };
   }
 
   /** The record of the image a name points at (the names of a bare digest may point at several). */
-  recordOf(name: ImageName): ImageRecord {
-    const record = this.deps.images.get(name.digest);
+  async recordOf(name: ImageName): Promise<ImageRecord> {
+    const record = await this.deps.images.get(name.digest);
     if (!record) throw new ApiError('NOT_FOUND', `no baked image for ${formatRef(name.repo, name.tag, name.digest)}`);
     return record;
   }
@@ -183,7 +183,7 @@ export class ImageService {
     const c = classify(manifest, ref.repo, { platforms: this.deps.platforms });
     if (isNotRunnable(c)) throw new ApiError('NOT_RUNNABLE', notRunnableMessage(c));
     const tag = ref.kind === 'tag' ? ref.tag : null;
-    if (tag !== null) this.deps.images.dropTag(ref.repo, tag, digest);
+    if (tag !== null) await this.deps.images.dropTag(ref.repo, tag, digest);
     let target: { digest: string; platform: string | null; indexDigest: string | null };
     if (c.kind === 'multi-platform-image') {
       const child = c.toBake[0];
@@ -214,7 +214,7 @@ export class ImageService {
    */
   async deleteDisk(record: ImageRecord, name: ImageName): Promise<void> {
     if (record.names.length > 1) {
-      this.deps.images.deleteName(record.digest, name.repo, name.tag);
+      await this.deps.images.deleteName(record.digest, name.repo, name.tag);
       return;
     }
     const key = jobKey(record.digest);
@@ -223,7 +223,7 @@ export class ImageService {
       if (job?.status === 'running') throw new ApiError('CONFLICT', `the bake of ${record.digest} is stopping; try again in a few seconds`);
     }
     await this.deps.jobs.store.delete(key);
-    this.deps.images.delete(record.digest);
+    await this.deps.images.delete(record.digest);
     await rm(this.deps.dirs.imageDir(record.digest), { recursive: true, force: true });
   }
 

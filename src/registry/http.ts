@@ -159,7 +159,7 @@ function nextLink(path: string, n: number, last: string): string {
 
 async function catalog(ctx: Ctx, decision: AuthDecision): Promise<void> {
   const page = parsePage(ctx.query);
-  const { items, more } = await paginate(page, (p) => ctx.deps.service.listRepos(p, decision.visible, decision.canPull));
+  const { items, more } = await paginate(page, (p) => ctx.deps.service.listRepos(p, decision.visible, decision.canPull, decision.preparePull));
   if (more) ctx.reply.header('link', nextLink('/v2/_catalog', page.limit!, items[items.length - 1]!));
   ctx.reply.code(200).header('content-type', 'application/json').send(JSON.stringify({ repositories: items }));
 }
@@ -323,8 +323,8 @@ async function tryMount(ctx: Ctx, name: string, from: string, digest: string): P
 
 /** `?mount=` without `from`: any repository the caller may pull that holds the blob will do. */
 async function tryMountFromAnywhere(ctx: Ctx, name: string, digest: string): Promise<boolean> {
-  const { visible, canPull } = ctx.decision!;
-  return (await ctx.deps.service.mountBlobFromAnywhere(name, digest, visible, canPull)) !== null;
+  const { visible, canPull, preparePull } = ctx.decision!;
+  return (await ctx.deps.service.mountBlobFromAnywhere(name, digest, visible, canPull, preparePull)) !== null;
 }
 
 async function uploadStatus(ctx: Ctx, name: string, id: string): Promise<void> {

@@ -48,7 +48,7 @@ export class RegistryService {
   private readonly manifestCache = new ManifestCache(64 * 1024 * 1024);
   private readonly listeners: ManifestListener[] = [];
   private readonly pullListeners: ((repo: string, tag: string) => void)[] = [];
-  private readonly deleteListeners: ((event: ReferenceDeletedEvent) => void)[] = [];
+  private readonly deleteListeners: ((event: ReferenceDeletedEvent) => void | Promise<void>)[] = [];
   readonly uploadSlots: UploadSlots;
   private readonly uploadLimits: UploadLimits;
   private readonly onLimitHit: (setting: string) => void;
@@ -70,7 +70,8 @@ export class RegistryService {
   }
 
   /** Called after a tag or a manifest is deleted through the API (the collector's deletions are not announced). */
-  onReferenceDeleted(listener: (event: ReferenceDeletedEvent) => void): void {
+  /** Told of every deleted tag or manifest; awaited before the delete is answered, so it must not throw. */
+  onReferenceDeleted(listener: (event: ReferenceDeletedEvent) => void | Promise<void>): void {
     this.deleteListeners.push(listener);
   }
 
@@ -155,9 +156,16 @@ export class RegistryService {
    * A mount without `from` (the spec lets a registry mount by digest alone):
    * from any repository within `readable`, the repositories the caller may pull.
    */
-  async mountBlobFromAnywhere(repo: string, digest: string, readable: RepoScope, mayPull: (repo: string) => boolean): Promise<number | null> {
+  async mountBlobFromAnywhere(
+    repo: string,
+    digest: string,
+    readable: RepoScope,
+    mayPull: (repo: string) => boolean,
+    prepare?: (repos: readonly string[]) => Promise<void>,
+  ): Promise<number | null> {
     if (!tryParseDigest(digest)) return null;
     const from = await this.meta.findRepoWithBlob(digest, readable);
+    if (from !== null) await prepare?.([from]);
     if (from === null || !mayPull(from)) return null;
     return this.mountBlob(repo, from, digest);
   }
@@ -390,16 +398,16 @@ export class RegistryService {
     const byDigest = reference.includes(':') ? parseDigest(reference) : null;
     if (byDigest) {
       if (!(await this.meta.deleteManifest(repo, byDigest.digest))) throw await this.manifestUnknown(repo, reference);
-      this.announceDeleted({ kind: 'manifest', repo, digest: byDigest.digest });
+      await this.announceDeleted({ kind: 'manifest', repo, digest: byDigest.digest });
       return;
     }
     this.validateTag(reference);
     if (!(await this.meta.deleteTag(repo, reference))) throw await this.manifestUnknown(repo, reference);
-    this.announceDeleted({ kind: 'tag', repo, tag: reference });
+    await this.announceDeleted({ kind: 'tag', repo, tag: reference });
   }
 
-  private announceDeleted(event: ReferenceDeletedEvent): void {
-    for (const listener of this.deleteListeners) listener(event);
+  private async announceDeleted(event: ReferenceDeletedEvent): Promise<void> {
+    for (const listener of this.deleteListeners) await listener(event);
   }
 
   private async resolveReference(repo: string, reference: string): Promise<string | null> {
@@ -429,15 +437,17 @@ export class RegistryService {
   /**
    * Repositories in order after `last`, up to `limit`: the database reads only
    * within `scope` (what the caller may see), and `visible` applies the exact
-   * policy to what it returns.
+   * policy to what it returns, after `prepare` (when given) was awaited on
+   * each batch (it loads what `visible` needs to know, such as build owners).
    */
-  async listRepos(page: Page, scope: RepoScope, visible: (repo: string) => boolean): Promise<string[]> {
+  async listRepos(page: Page, scope: RepoScope, visible: (repo: string) => boolean, prepare?: (repos: readonly string[]) => Promise<void>): Promise<string[]> {
     const out: string[] = [];
     let last = page.last;
     const want = page.limit ?? Infinity;
     const batch = 500;
     while (out.length < want) {
       const names = await this.meta.listRepos({ last, limit: batch }, scope);
+      await prepare?.(names);
       for (const name of names) {
         if (visible(name)) out.push(name);
         if (out.length >= want) break;

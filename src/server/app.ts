@@ -91,6 +91,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     keyFile: config.authKeyFile,
     keys: stores.apiKeys,
     ownerOfBuild: options.ownerOfBuild ?? stores.ownerOfBuildNow,
+    loadBuildOwners: options.ownerOfBuild ? undefined : stores.loadBuildOwners,
     publicRepos: config.publicRepos,
   });
   const { authorizer } = auth;
@@ -169,7 +170,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     const found = await images.find(`${repo}@${digest}`).catch(() => null);
     return found === null ? null : images.view(found.record);
   };
-  const builds = await createBuildService({ config: config.builds, store: stores.builds, files: stores.buildFiles, dirs, registry, diskOf, auth, log });
+  const builds = await createBuildService({ config: config.builds, store: stores.builds, files: stores.buildFiles, dirs, registry, diskOf, auth, log, shared: stores.shared });
   registerBuildRoutes(app, builds, authorizer, { maxSourceBytes: config.builds.maxSourceBytes, heartbeatMs: config.builds.sseHeartbeatMs });
 
   // ---- garbage collection (src/gc) ----

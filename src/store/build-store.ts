@@ -79,7 +79,8 @@ export type NewBuild = Pick<
   'id' | 'tenant' | 'requestedBy' | 'admin' | 'globalKey' | 'buildArgs' | 'platform' | 'timeoutSeconds' | 'dockerfile' | 'sourceSha256' | 'baseRefs' | 'secretIds'
 >;
 
-export type BuildPatch = Partial<Omit<BuildRecord, 'id' | 'seq' | 'createdAt'>>;
+/** A build's owner never changes after creation (the auth policy may keep the answer), so a patch cannot name one. */
+export type BuildPatch = Partial<Omit<BuildRecord, 'id' | 'seq' | 'createdAt' | 'tenant'>>;
 
 export interface BuildListQuery {
   /** Only the builds this tenant owns; absent: every build (admins). */

@@ -67,26 +67,26 @@ export interface ImageStore {
    * digest name of the same image in the same repo (listed once); a digest
    * name is not added beside a tag name.
    */
-  upsert(source: ImageSource): ImageRecord;
-  get(digest: string): ImageRecord | null;
+  upsert(source: ImageSource): Promise<ImageRecord>;
+  get(digest: string): Promise<ImageRecord | null>;
   /** The names of `repo:tag`. */
-  namesOfTag(repo: string, tag: string): ImageName[];
+  namesOfTag(repo: string, tag: string): Promise<ImageName[]>;
   /** The names in `repo` of the image or index `digest`. */
-  namesOfDigest(repo: string, digest: string): ImageName[];
+  namesOfDigest(repo: string, digest: string): Promise<ImageName[]>;
   /** Every name, in any repo, of the image or index `digest`. */
-  namesAnywhere(digest: string): ImageName[];
+  namesAnywhere(digest: string): Promise<ImageName[]>;
   /** A page of names within `scope` (the database reads only there), in (repo, tag, digest, index) order. */
-  listNames(page: ImageNamePage, scope: RepoScope): ListedImageName[];
-  setDiskSize(digest: string, size: number | null): void;
+  listNames(page: ImageNamePage, scope: RepoScope): Promise<ListedImageName[]>;
+  setDiskSize(digest: string, size: number | null): Promise<void>;
   /** Forgets one name of an image, keeping the image. */
-  deleteName(digest: string, repo: string, tag: string | null): boolean;
+  deleteName(digest: string, repo: string, tag: string | null): Promise<boolean>;
   /**
    * The tag was deleted, or now names `except` (the manifest it was moved
    * to): its names that came from another manifest go. Returns the image
    * digests that lost a name.
    */
-  dropTag(repo: string, tag: string, except?: string): string[];
+  dropTag(repo: string, tag: string, except?: string): Promise<string[]>;
   /** The manifest left `repo`: names of it as image or index go (tags of it included). Returns the image digests that lost a name. */
-  dropManifest(repo: string, digest: string): string[];
-  delete(digest: string): boolean;
+  dropManifest(repo: string, digest: string): Promise<string[]>;
+  delete(digest: string): Promise<boolean>;
 }

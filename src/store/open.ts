@@ -23,8 +23,10 @@ import { SqliteJobStore } from './sqlite/job-store.js';
 import { SqliteMetadataStore } from './sqlite/metadata-store.js';
 import { DigestPins, type PinStore } from './pins.js';
 import { PostgresApiKeyStore } from './postgres/api-key-store.js';
+import { PostgresBuildStore } from './postgres/build-store.js';
 import { openPostgres } from './postgres/db.js';
 import { PostgresGcStore } from './postgres/gc-store.js';
+import { PostgresImageStore } from './postgres/image-store.js';
 import { PostgresJobStore } from './postgres/job-store.js';
 import { PostgresMetadataStore } from './postgres/metadata-store.js';
 import { PostgresPins } from './postgres/pins.js';
@@ -34,7 +36,7 @@ export interface StoreConfig {
   /** The data directory (blobs, uploads, disks, builds; the SQLite database). */
   dataDir: string;
   /**
-   * `postgres://…`: metadata, API keys and GC state live in PostgreSQL and
+   * `postgres://…`: metadata, builds, API keys and GC state live in PostgreSQL and
    * several processes may share it and the data directory. Unset: SQLite in
    * the data directory, for one process.
    */
@@ -70,10 +72,13 @@ export interface Stores {
   builds: BuildStore;
   /**
    * Who owns a build, answered at once, for the auth policy (whose lookup is
-   * synchronous). SQLite answers in-process; a backend over the network must
-   * have the owner resolved before the policy is asked.
+   * synchronous). SQLite answers in-process; on PostgreSQL it answers the
+   * owners `loadBuildOwners` brought in (and of builds this process created),
+   * null for any other, which the policy refuses.
    */
   ownerOfBuildNow: (buildId: string) => string | null;
+  /** Loads owners so `ownerOfBuildNow` answers them (PostgreSQL); SQLite has nothing to load. */
+  loadBuildOwners: (buildIds: readonly string[]) => Promise<void>;
   buildFiles: BuildFiles;
   apiKeys: ApiKeyStore;
   gc: GcStore;
@@ -98,20 +103,12 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
   };
   try {
     await dirs.ensure();
-    // Image records and builds stay in SQLite on both backends until their stores move.
+    // On PostgreSQL every store lives in the database; the SQLite file only marks the data directory there.
     const db = openSqlite(dirs.database, { durable: config.durable });
     opened.push({ close: () => void db.close() });
     const blobs = config.s3 ? new S3BlobStore(createS3Client(config.s3), config.s3) : new FsBlobStore(dirs, { durable: config.durable });
     await blobs.init();
-    const builds = new SqliteBuildStore(db);
-    const local = {
-      jobs: new SqliteJobStore(db),
-      images: new SqliteImageStore(db),
-      builds,
-      ownerOfBuildNow: builds.ownerOfNow,
-      buildFiles: new BuildFiles(dirs),
-    };
-    const sqliteGc = new SqliteGcStore(db);
+    const buildFiles = new BuildFiles(dirs);
     let closed = false;
     const close = async () => {
       if (closed) return;
@@ -119,31 +116,42 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
       await closeAll();
     };
     if (!postgres) {
+      const builds = new SqliteBuildStore(db);
       return {
         backend: 'sqlite',
         shared: false,
         dirs,
         blobs,
-        ...local,
+        buildFiles,
+        jobs: new SqliteJobStore(db),
+        images: new SqliteImageStore(db),
+        builds,
+        ownerOfBuildNow: builds.ownerOfNow,
+        loadBuildOwners: async () => undefined,
         meta: new SqliteMetadataStore(db),
         apiKeys: new SqliteApiKeyStore(db),
-        gc: sqliteGc,
+        gc: new SqliteGcStore(db),
         pins: new DigestPins(),
         close,
       };
     }
     const pool = await openPostgres(config.databaseUrl!, { poolSize: config.poolSize, onError: config.onError });
     opened.push({ close: () => pool.end() });
+    const builds = new PostgresBuildStore(pool);
     return {
       backend: 'postgres',
       shared: true,
       dirs,
       blobs,
-      ...local,
+      buildFiles,
       jobs: new PostgresJobStore(pool),
+      images: new PostgresImageStore(pool),
+      builds,
+      ownerOfBuildNow: builds.ownerOfNow,
+      loadBuildOwners: builds.loadOwners,
       meta: new PostgresMetadataStore(pool),
       apiKeys: new PostgresApiKeyStore(pool),
-      gc: new PostgresGcStore(pool, sqliteGc),
+      gc: new PostgresGcStore(pool),
       pins: new PostgresPins(pool, config.onError),
       close,
     };

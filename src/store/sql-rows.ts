@@ -1,6 +1,7 @@
 // Row shapes and their conversions, shared by the SQL backends (SQLite and
 // PostgreSQL use the same column names).
 import type { IssuedKey, IssuedKeyKind } from './api-key-store.js';
+import type { ImageName, ImageNameCursor, ImageRecord } from './image-store.js';
 import type { JobRecord, JobStatus } from './job-store.js';
 import type { ManifestRecord, Referrer, UploadSession } from './types.js';
 
@@ -131,5 +132,60 @@ export function toJobRecord(row: JobRow): JobRecord {
     leaseOwner: row.lease_owner,
     leaseUntil: row.lease_until,
     cancelRequested: row.cancel_requested === 1,
+  };
+}
+
+// Image names: '' stands for "no tag" (named by digest) and for "no index", so the
+// primary key stays simple; it is also the listing's order: (repo, tag, digest, index_digest).
+export interface ImageRow {
+  digest: string;
+  disk_size: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ImageNameRow {
+  repo: string;
+  tag: string;
+  digest: string;
+  index_digest: string;
+  platform: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export function cursorParams(c: ImageNameCursor | undefined): { repo: string; tag: string; digest: string; indexDigest: string } {
+  if (!c) return { repo: '', tag: '', digest: '', indexDigest: '' };
+  return { repo: c.repo, tag: c.tag ?? '', digest: c.digest, indexDigest: c.indexDigest ?? '' };
+}
+
+/** The sort key as one string: the columns hold no NUL, so NUL-joined strings sort as the tuples do. */
+export function imageNameKey(r: ImageNameRow): string {
+  return [r.repo, r.tag, r.digest, r.index_digest].join('\u0000');
+}
+
+export function uniqueDigests(digests: string[]): string[] {
+  return [...new Set(digests)];
+}
+
+export function toImageName(n: ImageNameRow): ImageName {
+  return {
+    repo: n.repo,
+    tag: n.tag === '' ? null : n.tag,
+    digest: n.digest,
+    indexDigest: n.index_digest === '' ? null : n.index_digest,
+    platform: n.platform,
+    createdAt: n.created_at,
+    updatedAt: n.updated_at,
+  };
+}
+
+export function toImageRecord(row: ImageRow, names: ImageNameRow[]): ImageRecord {
+  return {
+    digest: row.digest,
+    diskSize: row.disk_size,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    names: names.map(toImageName),
   };
 }

@@ -1,14 +1,16 @@
 // Starts Kiln servers for tests: in-process for speed, or as a child process
 // when a test must kill -9 it. Both listen on 127.0.0.1 with a random port and
 // a private temp data dir, and are torn down by the caller's `close`/`stop`.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createKiln, type Kiln, type KilnOptions } from '../../src/server/app.js';
 import { loadConfig } from '../../src/server/config.js';
+import { S3BlobStore } from '../../src/store/s3/s3-blob-store.js';
 import { repoRoot } from './paths.js';
 import { startPostgres, type TestPostgres } from './postgres.js';
+import { startRgw, type Rgw } from './rgw.js';
 
 export { repoRoot, sharedDir, buildkitFixtures } from './paths.js';
 
@@ -45,6 +47,55 @@ async function databaseEnv(dataDir: string, env: Record<string, string> | undefi
   return url ? { KILN_DATABASE_URL: url } : {};
 }
 
+/**
+ * KILN_TEST_STORE=s3 puts every server's bytes in S3: one throwaway Ceph RGW
+ * per test process, one bucket per data directory (a server restarted on the
+ * same directory finds its bucket again). Blob GETs stream through Kiln
+ * (KILN_S3_REDIRECT=false) so that a suite sees Kiln's own answers (headers,
+ * ranges, a lost object's 404); the redirect itself is tested with real
+ * clients in s3-clients.test.ts. A test that passes its own KILN_S3_BUCKET
+ * keeps it.
+ */
+export const onS3 = process.env.KILN_TEST_STORE === 's3';
+let rgw: Promise<Rgw> | null = null;
+const buckets = new Map<string, Promise<string>>();
+
+/** The RGW and bucket of a test data directory, or undefined on the filesystem store. */
+export async function testBucket(dataDir: string): Promise<{ rgw: Rgw; bucket: string } | undefined> {
+  if (!onS3) return undefined;
+  const key = path.resolve(dataDir);
+  let bucket = buckets.get(key);
+  if (!bucket) {
+    rgw ??= startRgw().then((started) => {
+      // The daemons die with this process (rgw.ts); their directory goes too.
+      process.once('exit', () => spawnSync('rm', ['-rf', started.dir]));
+      return started;
+    });
+    bucket = rgw.then((r) => r.createBucket());
+    buckets.set(key, bucket);
+  }
+  return { rgw: await rgw!, bucket: await bucket };
+}
+
+/**
+ * Stops the RGW of KILN_TEST_STORE=s3, if one was started. Its daemons are
+ * children of the test process and would keep it alive: a file run on S3
+ * calls this in a top-level `after`.
+ */
+export async function stopTestRgw(): Promise<void> {
+  const started = rgw;
+  rgw = null;
+  buckets.clear();
+  if (started) await (await started).stop();
+}
+
+/** The environment that points a server at the data directory's bucket (empty on the filesystem store). */
+async function storeEnv(dataDir: string, env: Record<string, string> | undefined): Promise<Record<string, string>> {
+  if (env?.KILN_S3_BUCKET !== undefined) return {};
+  const s3 = await testBucket(dataDir);
+  return s3 ? s3.rgw.kilnEnv(s3.bucket, { KILN_S3_REDIRECT: 'false' }) : {};
+}
+
 export interface TestKiln {
   url: string;
   /** `127.0.0.1:PORT`, as clients like skopeo name the registry. */
@@ -60,10 +111,11 @@ export async function startKiln(
 ): Promise<TestKiln> {
   const owned = !options.dataDir;
   const dataDir = options.dataDir ?? (await tempDir());
-  const env = { ...(await databaseEnv(dataDir, options.env)), ...options.env };
+  const env = { ...(await databaseEnv(dataDir, options.env)), ...(await storeEnv(dataDir, options.env)), ...options.env };
   const config = loadConfig({ listen: '127.0.0.1:0', dataDir, logLevel: process.env.KILN_TEST_LOG ?? 'error' }, env);
   const kiln = await createKiln(config, { ownerOfBuild: options.ownerOfBuild });
   if (onPostgres && kiln.stores.backend !== 'postgres') throw new Error('KILN_TEST_DATABASE=postgres but the server opened SQLite');
+  if (onS3 && !(kiln.stores.blobs instanceof S3BlobStore)) throw new Error('KILN_TEST_STORE=s3 but the server opened the filesystem blob store');
   const url = await kiln.listen();
   return {
     url,
@@ -96,7 +148,7 @@ export interface SpawnedKiln {
 export async function spawnKiln(dataDir: string, env: Record<string, string> = {}, options: { cwd?: string } = {}): Promise<SpawnedKiln> {
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = fromSource ? ['--import', import.meta.resolve('tsx'), path.join(repoRoot, 'src', 'cli', 'main.ts')] : [path.join(repoRoot, 'bin', 'kiln.js')];
-  const database = await databaseEnv(dataDir, env);
+  const database = { ...(await databaseEnv(dataDir, env)), ...(await storeEnv(dataDir, env)) };
   const proc = spawn(process.execPath, [...entry, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--log-level', 'warn'], {
     env: { ...process.env, ...database, ...env },
     cwd: options.cwd ?? repoRoot,

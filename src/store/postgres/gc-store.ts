@@ -5,14 +5,14 @@
 // inserts, pins) hold it shared for their transaction, so none commits in
 // between. See src/gc/collector.ts.
 //
-// Bake jobs are in PostgreSQL and read in the same snapshot; image records
-// still live in the data directory's SQLite database on this backend (their
-// store is not on PostgreSQL yet): `bakes` is the SQLite GcStore over them,
-// and answers the image rows and the disk checks.
+// Bake jobs, image records and image names are read in the same snapshot
+// and deleted in the same transaction as the registry rows.
 import type {
   GcBlobRow,
   GcDecision,
   GcDeletion,
+  GcImageNameRow,
+  GcImageRow,
   GcLinkRow,
   GcManifestRow,
   GcPointView,
@@ -27,37 +27,20 @@ import type {
 import { jobRootsOf } from '../gc-store.js';
 import { LOCKS, type PgClient, type PgPool } from './db.js';
 
-const NO_ROWS: GcDeletion = { tags: [], manifests: [], links: [], blobs: [], repos: [], images: [] };
-
 export class PostgresGcStore implements GcStore {
-  constructor(
-    private readonly pool: PgPool,
-    private readonly bakes: GcStore,
-  ) {}
+  constructor(private readonly pool: PgPool) {}
 
   async runExclusive<T>(fn: () => Promise<T>): Promise<T> {
     return this.holding(LOCKS.gcRun, () => fn());
   }
 
   async collect<T>(decide: (snapshot: GcSnapshot) => GcDecision<T>): Promise<T> {
-    const side = await this.bakes.read();
     return this.holding(LOCKS.reach, async (client) => {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       try {
-        const snapshot = { ...(await this.snapshot(client)), images: side.images, imageNames: side.imageNames };
-        const { result, deletion } = decide(snapshot);
+        const { result, deletion } = decide(await this.snapshot(client));
         if (deletion) await this.apply(client, deletion);
         await client.query('COMMIT');
-        const stale = deletion?.staleImageNames ?? [];
-        if (deletion && (deletion.images.length > 0 || deletion.manifests.length > 0 || stale.length > 0)) {
-          // The image names of deleted manifests live in SQLite with the image records.
-          const repoName = new Map(snapshot.repos.map((r) => [r.id, r.name]));
-          const imageNames = deletion.manifests.flatMap((m) => {
-            const repo = repoName.get(m.repoId);
-            return repo === undefined ? [] : [{ repo, digest: m.digest }];
-          });
-          await this.bakes.collect(() => ({ result: null, deletion: { ...NO_ROWS, images: deletion.images, imageNames, staleImageNames: stale } }));
-        }
         return result;
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
@@ -67,13 +50,12 @@ export class PostgresGcStore implements GcStore {
   }
 
   async read(): Promise<GcSnapshot> {
-    const side = await this.bakes.read();
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const snapshot = await this.snapshot(client);
       await client.query('COMMIT');
-      return { ...snapshot, images: side.images, imageNames: side.imageNames };
+      return snapshot;
     } finally {
       client.release();
     }
@@ -83,25 +65,23 @@ export class PostgresGcStore implements GcStore {
     return this.holding(LOCKS.reach, async (client) => {
       const now = Date.now();
       const bakeKeys = (subjects.images ?? []).map((d) => `bake:${d}`);
-      const [blobs, pins, uploads, activeBakes] = await Promise.all([
+      const [blobs, pins, uploads, activeBakes, images] = await Promise.all([
         subjects.blobs?.length ? column(client, 'SELECT digest AS v FROM blobs WHERE digest = ANY($1)', [subjects.blobs]) : new Set<string>(),
         subjects.blobs?.length
           ? column(client, 'SELECT DISTINCT digest AS v FROM digest_pins WHERE digest = ANY($1) AND expires_at > $2', [subjects.blobs, now])
           : new Set<string>(),
         subjects.uploads?.length ? column(client, 'SELECT id AS v FROM uploads WHERE id = ANY($1)', [subjects.uploads]) : new Set<string>(),
         bakeKeys.length ? column(client, `SELECT key AS v FROM jobs WHERE key = ANY($1) AND status IN ('queued', 'running')`, [bakeKeys]) : new Set<string>(),
+        subjects.images?.length ? column(client, 'SELECT digest AS v FROM images WHERE digest = ANY($1)', [subjects.images]) : new Set<string>(),
       ]);
       const bakeActive = (d: string) => activeBakes.has(`bake:${d}`);
-      // The SQLite side answers synchronously, inside the same step.
-      return this.bakes.guard({ images: subjects.images }, (bakes) =>
-        fn({
-          blobRowExists: (d) => blobs.has(d),
-          pinned: (d) => pins.has(d),
-          uploadSessionExists: (id) => uploads.has(id),
-          imageWanted: (d) => bakes.imageWanted(d) || bakeActive(d),
-          bakeActive,
-        }),
-      );
+      return fn({
+        blobRowExists: (d) => blobs.has(d),
+        pinned: (d) => pins.has(d),
+        uploadSessionExists: (id) => uploads.has(id),
+        imageWanted: (d) => images.has(d) || bakeActive(d),
+        bakeActive,
+      });
     });
   }
 
@@ -126,8 +106,9 @@ export class PostgresGcStore implements GcStore {
     return rows[0]?.status ?? null;
   }
 
-  imageDiskSize(digest: string): Promise<number | null> {
-    return this.bakes.imageDiskSize(digest);
+  async imageDiskSize(digest: string): Promise<number | null> {
+    const { rows } = await this.pool.query<{ disk_size: number | null }>('SELECT disk_size FROM images WHERE digest = $1', [digest]);
+    return rows[0]?.disk_size ?? null;
   }
 
   async recordPulls(entries: Iterable<readonly [string, string, number]>): Promise<void> {
@@ -147,10 +128,7 @@ export class PostgresGcStore implements GcStore {
        UNION ALL SELECT 'tags', count(*)::int FROM tags WHERE repo_id NOT IN (SELECT id FROM repos)
        UNION ALL SELECT 'repo links', count(*)::int FROM repo_blobs WHERE repo_id NOT IN (SELECT id FROM repos)`,
     );
-    return [
-      ...rows.filter((r) => r.n > 0).map((r) => `PostgreSQL: ${r.n} ${r.what} of a repository that no longer exists`),
-      ...(await this.bakes.integrityCheck()),
-    ];
+    return rows.filter((r) => r.n > 0).map((r) => `PostgreSQL: ${r.n} ${r.what} of a repository that no longer exists`);
   }
 
   /** Runs `fn` on one connection holding the session advisory lock `key` exclusively. */
@@ -168,7 +146,7 @@ export class PostgresGcStore implements GcStore {
     }
   }
 
-  private async snapshot(client: PgClient): Promise<Omit<GcSnapshot, 'images' | 'imageNames'>> {
+  private async snapshot(client: PgClient): Promise<GcSnapshot> {
     // One REPEATABLE READ transaction: every query sees the same moment. Sequential: one connection.
     const q = async <R extends object>(sql: string, params: unknown[] = []) => (await client.query<R>(sql, params)).rows;
     const repos = await q<GcRepoRow>('SELECT id, name FROM repos');
@@ -184,7 +162,11 @@ export class PostgresGcStore implements GcStore {
     const blobs = await q<GcBlobRow>('SELECT digest, size, created_at AS "createdAt" FROM blobs');
     const pinned = (await q<{ digest: string }>('SELECT DISTINCT digest FROM digest_pins WHERE expires_at > $1', [Date.now()])).map((r) => r.digest);
     const jobRoots = jobRootsOf(await q<{ key: string; payload: string }>(`SELECT key, payload FROM jobs WHERE status IN ('queued', 'running')`));
-    return { repos, manifests, refs, tags, links, blobs, jobRoots, pinned };
+    const images = await q<GcImageRow>(
+      `SELECT digest, COALESCE((SELECT repo FROM image_names n WHERE n.digest = images.digest ORDER BY updated_at DESC LIMIT 1), '') AS repo FROM images`,
+    );
+    const imageNames = await q<GcImageNameRow>('SELECT repo, tag, digest, index_digest AS "indexDigest", updated_at AS "updatedAt" FROM image_names');
+    return { repos, manifests, refs, tags, links, blobs, jobRoots, images, imageNames, pinned };
   }
 
   private async apply(client: PgClient, d: GcDeletion): Promise<void> {
@@ -199,6 +181,12 @@ export class PostgresGcStore implements GcStore {
     if (d.manifests.length > 0) {
       const params = [d.manifests.map((m) => m.repoId), d.manifests.map((m) => m.digest)];
       const using = 'USING unnest($1::bigint[], $2::text[]) AS d(repo_id, digest) WHERE x.repo_id = d.repo_id AND';
+      // A repo whose manifest (an image or an index of it) is collected no longer names the image (other repos may still).
+      await q(
+        `DELETE FROM image_names x USING unnest($1::bigint[], $2::text[]) AS d(repo_id, digest) JOIN repos r ON r.id = d.repo_id
+         WHERE x.repo = r.name AND (x.digest = d.digest OR x.index_digest = d.digest)`,
+        params,
+      );
       await q(`DELETE FROM manifests x ${using} x.digest = d.digest`, params);
       await q(`DELETE FROM manifest_refs x ${using} x.manifest_digest = d.digest`, params);
       await q(`DELETE FROM tags x ${using} x.digest = d.digest`, params);
@@ -223,8 +211,24 @@ export class PostgresGcStore implements GcStore {
         [],
       );
     }
+    for (const n of d.imageNames ?? []) await q('DELETE FROM image_names WHERE repo = $1 AND (digest = $2 OR index_digest = $2)', [n.repo, n.digest]);
+    for (const n of d.staleImageNames ?? []) {
+      await q('DELETE FROM image_names WHERE repo = $1 AND tag = $2 AND digest = $3 AND index_digest = $4 AND updated_at <= $5', [
+        n.repo,
+        n.tag,
+        n.digest,
+        n.indexDigest,
+        n.updatedAt,
+      ]);
+    }
     if (d.images.length > 0) {
-      await q(`DELETE FROM jobs WHERE key = ANY($1) AND status NOT IN ('queued', 'running')`, [d.images.map((i) => `bake:${i}`)]);
+      // An image named again since the snapshot (another process's push) stays for the next run; its finished bake goes with it.
+      const { rows } = await q(
+        'DELETE FROM images i WHERE i.digest = ANY($1) AND NOT EXISTS (SELECT 1 FROM image_names n WHERE n.digest = i.digest) RETURNING digest',
+        [d.images],
+      );
+      const gone = (rows as { digest: string }[]).map((r) => `bake:${r.digest}`);
+      if (gone.length > 0) await q(`DELETE FROM jobs WHERE key = ANY($1) AND status NOT IN ('queued', 'running')`, [gone]);
     }
     await q('DELETE FROM digest_pins WHERE expires_at <= $1', [Date.now()]);
   }

@@ -133,4 +133,49 @@ CREATE INDEX jobs_queue ON jobs (kind, status, not_before, id) WHERE status = 'q
 CREATE INDEX jobs_running ON jobs (status) WHERE status = 'running';
 `,
   },
+  {
+    version: 4,
+    name: 'builds',
+    // As in SQLite: the fields queries filter on as columns, the rest as JSON text
+    // (text, not jsonb, which refuses a \u0000 that build args or errors may carry).
+    sql: `
+CREATE TABLE builds (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL,
+  tenant TEXT,
+  created_at BIGINT NOT NULL,
+  finished_at BIGINT,
+  files_removed_at BIGINT,
+  data TEXT NOT NULL
+);
+CREATE INDEX builds_status ON builds (status, seq);
+CREATE INDEX builds_tenant ON builds (tenant, seq);
+CREATE INDEX builds_retention ON builds (finished_at) WHERE files_removed_at IS NULL AND finished_at IS NOT NULL;
+`,
+  },
+  {
+    version: 5,
+    name: 'image records and names',
+    sql: `
+CREATE TABLE images (
+  digest TEXT PRIMARY KEY,
+  disk_size BIGINT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE TABLE image_names (
+  repo TEXT COLLATE "C" NOT NULL,
+  tag TEXT COLLATE "C" NOT NULL,
+  digest TEXT COLLATE "C" NOT NULL,
+  index_digest TEXT COLLATE "C" NOT NULL DEFAULT '',
+  platform TEXT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (repo, tag, digest, index_digest)
+);
+CREATE INDEX image_names_digest ON image_names (digest);
+CREATE INDEX image_names_index ON image_names (index_digest) WHERE index_digest <> '';
+`,
+  },
 ];

@@ -4,20 +4,8 @@
 // status. The schema is in migrations.ts.
 import type { BuildListQuery, BuildPatch, BuildRecord, BuildStatus, BuildStore, NewBuild } from '../build-store.js';
 import { TERMINAL_BUILD_STATUSES } from '../build-store.js';
+import { buildFromRow as toRecord, initialBuildData, patchedBuild, type BuildRow as Row } from '../build-rows.js';
 import type { SqliteDatabase } from './db.js';
-
-interface Row {
-  seq: number;
-  id: string;
-  status: BuildStatus;
-  tenant: string | null;
-  created_at: number;
-  finished_at: number | null;
-  files_removed_at: number | null;
-  data: string;
-}
-
-type Data = Omit<BuildRecord, 'seq' | 'id' | 'status' | 'tenant' | 'createdAt' | 'finishedAt' | 'filesRemovedAt'>;
 
 const ENDED = TERMINAL_BUILD_STATUSES.map((s) => `'${s}'`).join(', ');
 
@@ -37,28 +25,8 @@ export class SqliteBuildStore implements BuildStore {
   }
 
   async create(build: NewBuild): Promise<BuildRecord> {
-    const { id, tenant, ...rest } = build;
-    const data: Data = {
-      ...rest,
-      baseRefs: rest.baseRefs.map((r) => ({ ...r })),
-      secretIds: [...rest.secretIds],
-      error: null,
-      builder: null,
-      imageName: null,
-      imageDigest: null,
-      diskStatus: null,
-      diskSize: null,
-      cacheImports: [],
-      cacheExport: null,
-      cacheUse: null,
-      baseImages: [],
-      provenance: null,
-      startedAt: null,
-      pushingAt: null,
-      bakingAt: null,
-    };
-    this.s.insert.run(id, 'queued', tenant, Date.now(), JSON.stringify(data));
-    return this.getSync(id)!;
+    this.s.insert.run(build.id, 'queued', build.tenant, Date.now(), JSON.stringify(initialBuildData(build)));
+    return this.getSync(build.id)!;
   }
 
   async get(id: string): Promise<BuildRecord | null> {
@@ -98,9 +66,8 @@ export class SqliteBuildStore implements BuildStore {
     return this.db.transaction(() => {
       const current = this.getSync(id);
       if (current === null || (from !== undefined && !from.includes(current.status))) return null;
-      const next: BuildRecord = { ...current, ...patch };
-      const { seq: _seq, id: _id, status, tenant, createdAt: _createdAt, finishedAt, filesRemovedAt, ...data } = next;
-      this.s.save.run(status, tenant, finishedAt, filesRemovedAt, JSON.stringify(data satisfies Data), id);
+      const { next, data } = patchedBuild(current, patch);
+      this.s.save.run(next.status, next.tenant, next.finishedAt, next.filesRemovedAt, data, id);
       return next;
     }).immediate();
   }
@@ -124,22 +91,4 @@ export class SqliteBuildStore implements BuildStore {
     const row = this.s.get.get(id);
     return row ? toRecord(row) : null;
   }
-}
-
-function toRecord(row: Row): BuildRecord {
-  // Rows written before these fields existed lack them; finishedAt was kept in the JSON then (migration 2 copied it out).
-  const data = JSON.parse(row.data) as Omit<Data, 'baseRefs' | 'secretIds'> & Partial<Pick<Data, 'baseRefs' | 'secretIds'>> & { finishedAt?: number | null };
-  const { finishedAt: legacyFinishedAt, baseRefs, secretIds, ...rest } = data;
-  return {
-    ...rest,
-    baseRefs: baseRefs ?? [],
-    secretIds: secretIds ?? [],
-    seq: row.seq,
-    id: row.id,
-    status: row.status,
-    tenant: row.tenant,
-    createdAt: row.created_at,
-    finishedAt: row.finished_at ?? legacyFinishedAt ?? null,
-    filesRemovedAt: row.files_removed_at,
-  };
 }

@@ -1,27 +1,12 @@
 // ImageStore on SQLite. In image_names, '' stands for "no tag" (named by
 // digest) and for "no index", so the primary key stays simple; it is also
 // the listing's order: (repo, tag, digest, index_digest).
-import type { ImageName, ImageNameCursor, ImageNamePage, ImageRecord, ImageSource, ImageStore, ListedImageName } from '../image-store.js';
-import { prefixEnd } from '../sql-rows.js';
+import type { ImageName, ImageNamePage, ImageRecord, ImageSource, ImageStore, ListedImageName } from '../image-store.js';
+import { cursorParams, imageNameKey as keyOf, prefixEnd, toImageName as toName, toImageRecord as toRecord, uniqueDigests as unique, type ImageNameRow as NameRow, type ImageRow } from '../sql-rows.js';
 import type { RepoScope } from '../types.js';
 import type { SqliteDatabase } from './db.js';
 
-interface ImageRow {
-  digest: string;
-  disk_size: number | null;
-  created_at: number;
-  updated_at: number;
-}
 
-interface NameRow {
-  repo: string;
-  tag: string;
-  digest: string;
-  index_digest: string;
-  platform: string | null;
-  created_at: number;
-  updated_at: number;
-}
 
 const NAME_COLUMNS = 'n.repo, n.tag, n.digest, n.index_digest, n.platform, n.created_at, n.updated_at';
 const AFTER = '(n.repo, n.tag, n.digest, n.index_digest) > (@repo, @tag, @digest, @indexDigest)';
@@ -77,7 +62,7 @@ export class SqliteImageStore implements ImageStore {
     };
   }
 
-  upsert(source: ImageSource): ImageRecord {
+  async upsert(source: ImageSource): Promise<ImageRecord> {
     const now = Date.now();
     this.db.transaction(() => {
       this.s.upsert.run({ digest: source.digest, now });
@@ -85,27 +70,27 @@ export class SqliteImageStore implements ImageStore {
       if (source.tag !== null) this.s.dropDigestNames.run(source.repo, source.digest);
       this.s.upsertName.run({ repo: source.repo, tag: source.tag ?? '', digest: source.digest, indexDigest: source.indexDigest ?? '', platform: source.platform, now });
     }).immediate();
-    return this.get(source.digest)!;
+    return (await this.get(source.digest))!;
   }
 
-  get(digest: string): ImageRecord | null {
+  async get(digest: string): Promise<ImageRecord | null> {
     const row = this.s.get.get(digest);
     return row ? toRecord(row, this.s.names.all(digest)) : null;
   }
 
-  namesOfTag(repo: string, tag: string): ImageName[] {
+  async namesOfTag(repo: string, tag: string): Promise<ImageName[]> {
     return this.s.namesOfTag.all(repo, tag).map(toName);
   }
 
-  namesOfDigest(repo: string, digest: string): ImageName[] {
+  async namesOfDigest(repo: string, digest: string): Promise<ImageName[]> {
     return this.s.namesOfDigest.all({ repo, digest }).map(toName);
   }
 
-  namesAnywhere(digest: string): ImageName[] {
+  async namesAnywhere(digest: string): Promise<ImageName[]> {
     return this.s.namesAnywhere.all({ digest }).map(toName);
   }
 
-  listNames(page: ImageNamePage, scope: RepoScope): ListedImageName[] {
+  async listNames(page: ImageNamePage, scope: RepoScope): Promise<ListedImageName[]> {
     const after = cursorParams(page.after);
     const limit = page.limit;
     const listed = (rows: (NameRow & { disk_size: number | null })[]) => rows.map((r) => ({ ...toName(r), diskSize: r.disk_size }));
@@ -124,62 +109,26 @@ export class SqliteImageStore implements ImageStore {
     return listed(sorted.slice(0, limit));
   }
 
-  setDiskSize(digest: string, size: number | null): void {
+  async setDiskSize(digest: string, size: number | null): Promise<void> {
     this.s.setDiskSize.run(size, Date.now(), digest);
   }
 
-  deleteName(digest: string, repo: string, tag: string | null): boolean {
+  async deleteName(digest: string, repo: string, tag: string | null): Promise<boolean> {
     return this.s.deleteName.run(digest, repo, tag ?? '').changes > 0;
   }
 
-  dropTag(repo: string, tag: string, except = ''): string[] {
+  async dropTag(repo: string, tag: string, except = ''): Promise<string[]> {
     return unique(this.s.dropTag.all(repo, tag, except).map((r) => r.digest));
   }
 
-  dropManifest(repo: string, digest: string): string[] {
+  async dropManifest(repo: string, digest: string): Promise<string[]> {
     return unique(this.s.dropManifest.all({ repo, digest }).map((r) => r.digest));
   }
 
-  delete(digest: string): boolean {
+  async delete(digest: string): Promise<boolean> {
     return this.db.transaction(() => {
       this.s.deleteNames.run(digest);
       return this.s.delete.run(digest).changes > 0;
     }).immediate();
   }
-}
-
-function cursorParams(c: ImageNameCursor | undefined): { repo: string; tag: string; digest: string; indexDigest: string } {
-  if (!c) return { repo: '', tag: '', digest: '', indexDigest: '' };
-  return { repo: c.repo, tag: c.tag ?? '', digest: c.digest, indexDigest: c.indexDigest ?? '' };
-}
-
-/** The sort key as one string: the columns hold no NUL, so NUL-joined strings sort as the tuples do. */
-function keyOf(r: NameRow): string {
-  return [r.repo, r.tag, r.digest, r.index_digest].join('\u0000');
-}
-
-function unique(digests: string[]): string[] {
-  return [...new Set(digests)];
-}
-
-function toName(n: NameRow): ImageName {
-  return {
-    repo: n.repo,
-    tag: n.tag === '' ? null : n.tag,
-    digest: n.digest,
-    indexDigest: n.index_digest === '' ? null : n.index_digest,
-    platform: n.platform,
-    createdAt: n.created_at,
-    updatedAt: n.updated_at,
-  };
-}
-
-function toRecord(row: ImageRow, names: NameRow[]): ImageRecord {
-  return {
-    digest: row.digest,
-    diskSize: row.disk_size,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    names: names.map(toName),
-  };
 }
