@@ -13,9 +13,10 @@
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { pushBlobs, putManifest, readLayout, request, type Layout } from './lib/oci.js';
+import { waitBaked } from './lib/bake-status.js';
+import { pushBlobs, putManifest, readLayout, type Layout } from './lib/oci.js';
 import { removeTree, run, runBench, scratchDir } from './lib/proc.js';
+import { waitIdle } from './lib/procfs.js';
 import { freePort, kilnIsBuilt, startKiln } from './lib/servers.js';
 import { format, loadAverage, pairedRatio, printTable, progress, summarize, verdict, type Target } from './lib/stats.js';
 
@@ -29,41 +30,19 @@ const { values: opts } = parseArgs({
 
 const IMAGES = opts.images.split(',').filter(Boolean);
 const RUNS = Number(opts.runs);
-const POLL_MS = 20;
 const MIN_DISK_BYTES = 10 * 1024 * 1024;
 // debian-app is where the anchor pays most for its intermediate tree (29k entries, whiteouts).
-const TARGETS: Record<string, Target> = { 'debian-app': { op: '<=', limit: 0.7 } };
+// Issue 10 lowered its target from 0.7 (issue 3) to 0.5.
+const TARGETS: Record<string, Target> = { 'debian-app': { op: '<=', limit: 0.5 } };
 const DEFAULT_TARGET: Target = { op: '<=', limit: 1.0 };
-
-interface ImageStatus {
-  status?: string;
-  error?: string | null;
-}
-
-/** Poll the bake API until the image is `ready`; a `failed` bake or a missing API is an error. */
-async function waitBaked(host: string, digest: string): Promise<void> {
-  const url = `http://${host}/api/v1/images/${digest}`;
-  const started = Date.now();
-  for (;;) {
-    const res = await request('GET', url);
-    if (res.status === 200) {
-      const image = JSON.parse(res.body) as ImageStatus;
-      if (image.status === 'ready') return;
-      if (image.status === 'failed') throw new Error(`Kiln failed to bake ${digest}: ${image.error ?? '(no error given)'}`);
-    } else if (res.status !== 404 || Date.now() - started > 10_000) {
-      // A 404 right after the PUT may only mean the image record is not written yet.
-      throw new Error(`GET ${url}: HTTP ${res.status} ${res.body.slice(0, 300)} (is the bake API implemented?)`);
-    }
-    if (Date.now() - started > 30 * 60_000) throw new Error(`${digest} not baked after 30 minutes`);
-    await sleep(POLL_MS);
-  }
-}
 
 /** Kiln on a new data dir: upload the blobs, then time manifest PUT → `ready`. */
 async function kilnBake(name: string, layout: Layout, dataDir: string, port: number): Promise<number> {
   const server = await startKiln('kiln', dataDir, port);
   try {
     await pushBlobs(server.host, `bench/${name}`, layout);
+    // A just-started Kiln is still starting its bake workers; a long-running one has done that.
+    await waitIdle(server.pid, server.label, 60, true);
     await putManifest(server.host, `bench/${name}`, '1', layout);
     const t0 = process.hrtime.bigint();
     await waitBaked(server.host, layout.manifest.digest);

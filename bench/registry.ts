@@ -1,25 +1,32 @@
 // bench/registry: Kiln against CNCF distribution 2.8.2 (Debian's docker-registry)
-// on this machine, in one run, interleaved (Kiln, distribution, Kiln, …).
+// on this machine, in one run, interleaved (Kiln, distribution, …).
 //
-//   node --import tsx bench/registry.ts [--images small,debian] [--runs N]
-//        [--load-runs N] [--skip-load] [--corpus DIR] [--self-check] [--store fs|s3]
+//   node --import tsx bench/registry.ts [--images small,debian] [--runs N] [--views users,bake-load,idle]
+//        [--load-runs N] [--skip-load] [--bake-load-runs N] [--corpus DIR] [--self-check] [--store fs|s3]
 //
 // --store s3 puts both registries on one throwaway Ceph RGW (test/helpers/rgw.ts):
 // Kiln with KILN_S3_*, distribution with its S3 driver (`regionendpoint`), each
 // launch on a fresh bucket. With --database postgres too, Kiln runs as it does
 // at scale: PostgreSQL (a fresh database per start) + S3.
 //
-// Prints, for both registries and as the paired ratio Kiln/distribution:
-// skopeo push and pull time per corpus image, requests/s and p99 of HEAD blob
-// (hey) and GET manifest (wrk) at 64 connections, and peak RSS during pushes.
-// See bench/README.md for the method and how to read it.
+// Three views, each its own table (see bench/README.md for the method):
+// * users: as users run Kiln. Each round, on an empty registry, skopeo pushes
+//   every image, then pulls every image, with no pause: Kiln bakes what it
+//   receives while the later pushes and the pulls run. Paired ratio Kiln/distribution.
+// * bake-load: Kiln alone, p99 of GET manifest (wrk, 16 connections) while a
+//   bigblob bake runs, against the same server idle, paired per round.
+// * idle: the earlier view. Each push into an empty registry with Kiln stopped
+//   right after it; pulls and the request-rate load (HEAD blob with hey, GET
+//   manifest with wrk, 64 connections) once Kiln has gone idle; peak RSS per push.
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { bakeStatus, waitBaked } from './lib/bake-status.js';
 import { hey, wrk, type LoadResult } from './lib/load.js';
-import { makeWarmupLayout, readLayout, skopeoPull, skopeoPush, type Layout } from './lib/oci.js';
+import { makeWarmupLayout, pushBlobs, putManifest, readLayout, skopeoPull, skopeoPush, type Layout } from './lib/oci.js';
 import { removeTree, runBench, scratchDir } from './lib/proc.js';
-import { peakRssMiB, resetPeakRss, waitIdle } from './lib/procfs.js';
+import { ownPeakRssMiB, peakRssMiB, resetPeakRss, waitIdle } from './lib/procfs.js';
 import { startBenchS3, type BenchS3 } from './lib/s3.js';
 import { startPostgres, type TestPostgres } from '../test/helpers/postgres.js';
 import { distributionStorage, freePort, kilnIsBuilt, kilnOnPostgres, startDistribution, startKiln, startStaticFloor, type Launcher, type Server } from './lib/servers.js';
@@ -31,6 +38,8 @@ const { values: opts } = parseArgs({
     runs: { type: 'string', default: '5' },
     'load-runs': { type: 'string', default: '5' },
     'skip-load': { type: 'boolean', default: false },
+    views: { type: 'string', default: 'users,bake-load,idle' },
+    'bake-load-runs': { type: 'string', default: '3' },
     corpus: { type: 'string', default: '/tmp/corpus' },
     // Runs a second docker-registry in Kiln's place, restarted the way Kiln is.
     // Checks the harness and shows the noise floor: every ratio should be ≈ 1.
@@ -43,15 +52,26 @@ const { values: opts } = parseArgs({
 if (!['sqlite', 'postgres'].includes(opts.database)) throw new Error(`--database must be sqlite or postgres, not ${opts.database}`);
 if (opts.store !== 'fs' && opts.store !== 's3') throw new Error(`--store ${opts.store}: use fs or s3`);
 
+const VIEWS = new Set(opts.views.split(',').filter(Boolean));
+for (const v of VIEWS) if (!['users', 'bake-load', 'idle'].includes(v)) throw new Error(`--views: unknown view ${v} (use users, bake-load, idle)`);
 const IMAGES = opts.images.split(',').filter(Boolean);
 const RUNS = Number(opts.runs);
 const LOAD_RUNS = Number(opts['load-runs']);
+const BAKE_LOAD_RUNS = Number(opts['bake-load-runs']);
 const LOAD = { connections: 64, seconds: 10 };
+// The bake-load view: GET manifest at 16 connections, idle for IDLE_SECONDS, and for as long as the bake runs.
+const BAKE_LOAD = { connections: 16, idleSeconds: 5, warmupSeconds: 2, maxSeconds: 600 };
 const MANIFEST_ACCEPT = 'Accept: application/vnd.oci.image.manifest.v1+json';
+// Issue 2's targets (idle view); issue 10's for the users and bake-load views.
 const TIME_RATIO: Target = { op: '<=', limit: 0.9 };
 const RATE_RATIO: Target = { op: '>=', limit: 1.2 };
+const USERS_PUSH_RATIO: Target = { op: '<=', limit: 0.9 };
+const USERS_PULL_RATIO: Target = { op: '<=', limit: 1.0 };
+const BAKE_P99_RATIO: Target = { op: '<=', limit: 2.0 };
 const RSS_LIMIT_MIB = 200;
 const BIG_IMAGE = 'bigblob';
+// The bake-load view's GET target (the idle view's load target too, when it is among --images).
+const LOAD_IMAGE = 'debian';
 
 /**
  * One of the two registries, and how it is emptied before each push run.
@@ -110,6 +130,137 @@ interface Series {
 }
 const series = (): Series => ({ kiln: [], dist: [] });
 
+const elapsed = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
+
+/**
+ * The users view. Each round, on an emptied registry (after the same warm-up
+ * image as the idle view), skopeo pushes every image in turn, then pulls every
+ * image in turn, all timed, with no waiting in between: Kiln starts baking each
+ * image when its manifest arrives, so its bakes run during the later pushes and
+ * the pulls, as they do for users. Kiln is stopped (its bakes with it) before
+ * the other side's round, so no bake overlaps distribution's commands.
+ * Rounds alternate the order (Kiln first, then distribution first, …), and
+ * pairs are formed by round.
+ */
+async function usersSeries(sides: [Side, Side], layouts: Map<string, Layout>, warmup: string, root: string, kilnBakes: boolean) {
+  const push = new Map<string, Series>([...layouts.keys()].map((n) => [n, series()]));
+  const pull = new Map<string, Series>([...layouts.keys()].map((n) => [n, series()]));
+  const pushAll = series();
+  const pullAll = series();
+  const rss = series();
+  const ownRss = series();
+  const readyAtEnd: number[] = [];
+  for (let run = 0; run <= RUNS; run++) {
+    const order = run % 2 === 0 ? [0, 1] : [1, 0];
+    for (const i of order) {
+      const side = sides[i]!;
+      const kiln = i === 0;
+      const pulls = path.join(root, 'pulls');
+      await removeTree(pulls);
+      await mkdir(pulls);
+      const server = await side.empty();
+      await skopeoPush(warmup, server.host, 'cache/warmup');
+      // A just-started Kiln also starts its bake workers (and checks their sandbox): a long-running one has done that.
+      await waitIdle(server.pid, server.label, 60, true);
+      resetPeakRss(server.pid);
+      const t0 = process.hrtime.bigint();
+      const took: string[] = [];
+      for (const [name, layout] of layouts) {
+        const r = await skopeoPush(layout.dir, server.host, `bench/${name}`);
+        took.push(`push ${name} ${r.seconds.toFixed(3)}`);
+        if (run > 0) push.get(name)![kiln ? 'kiln' : 'dist'].push(r.seconds);
+      }
+      const pushed = elapsed(t0);
+      const t1 = process.hrtime.bigint();
+      for (const name of layouts.keys()) {
+        const r = await skopeoPull(server.host, `bench/${name}`, path.join(pulls, name));
+        took.push(`pull ${name} ${r.seconds.toFixed(3)}`);
+        if (run > 0) pull.get(name)![kiln ? 'kiln' : 'dist'].push(r.seconds);
+      }
+      const pulled = elapsed(t1);
+      const peak = peakRssMiB(server.pid);
+      const own = ownPeakRssMiB(server.pid);
+      let ready: number | undefined;
+      if (kiln && kilnBakes) {
+        ready = 0;
+        for (const layout of layouts.values()) if ((await bakeStatus(server.host, layout.manifest.digest)) === 'ready') ready++;
+      }
+      await side.release();
+      progress(
+        `users ${side.label} ${run === 0 ? '(warm-up) ' : ''}${took.join(', ')} s; peak RSS ${peak.toFixed(1)} MiB (server process alone ${own.toFixed(1)})` +
+          (ready === undefined ? '' : `; ${ready}/${layouts.size} baked by the end of the pulls`),
+      );
+      if (run === 0) continue;
+      (kiln ? pushAll.kiln : pushAll.dist).push(pushed);
+      (kiln ? pullAll.kiln : pullAll.dist).push(pulled);
+      (kiln ? rss.kiln : rss.dist).push(peak);
+      (kiln ? ownRss.kiln : ownRss.dist).push(own);
+      if (ready !== undefined) readyAtEnd.push(ready);
+    }
+  }
+  return { push, pull, pushAll, pullAll, rss, ownRss, readyAtEnd };
+}
+
+interface BakeLoadRound {
+  idle: LoadResult;
+  bake: LoadResult;
+  bakeSeconds: number;
+}
+
+/**
+ * The bake-load view, Kiln alone. Each round starts Kiln on a new data dir,
+ * pushes the GET target (debian) and waits for its bake, uploads bigblob's
+ * blobs without its manifest (nothing to bake yet), and waits for Kiln to go
+ * idle. After a 2 s untimed wrk run, it measures GET manifest at 16
+ * connections twice: idle for 5 s, and from the bigblob manifest PUT until
+ * bigblob is `ready` (wrk is stopped with SIGINT then). Odd rounds measure
+ * idle first, even rounds the bake first (then wait for idle again).
+ */
+async function bakeLoadSeries(launch: Launcher, root: string, port: number, target: Layout, big: Layout): Promise<BakeLoadRound[]> {
+  const rounds: BakeLoadRound[] = [];
+  for (let round = 1; round <= BAKE_LOAD_RUNS; round++) {
+    const server = await launch('kiln', path.join(root, `bake-load-${round}`), port);
+    try {
+      await pushBlobs(server.host, `bench/${LOAD_IMAGE}`, target);
+      await putManifest(server.host, `bench/${LOAD_IMAGE}`, '1', target);
+      await waitBaked(server.host, target.manifest.digest);
+      await pushBlobs(server.host, `bench/${BIG_IMAGE}`, big);
+      await waitIdle(server.pid, server.label);
+      const url = `http://${server.host}/v2/bench/${LOAD_IMAGE}/manifests/1`;
+      const get = { connections: BAKE_LOAD.connections, header: MANIFEST_ACCEPT };
+      await wrk(url, { ...get, seconds: BAKE_LOAD.warmupSeconds });
+      const idleRun = () => wrk(url, { ...get, seconds: BAKE_LOAD.idleSeconds });
+      const bakeRun = async () => {
+        await putManifest(server.host, `bench/${BIG_IMAGE}`, '1', big);
+        const t0 = process.hrtime.bigint();
+        const baked = waitBaked(server.host, big.manifest.digest).then(() => elapsed(t0));
+        const load = await wrk(url, { ...get, seconds: BAKE_LOAD.maxSeconds, until: baked });
+        return { load, bakeSeconds: await baked };
+      };
+      let idle: LoadResult;
+      let bake: { load: LoadResult; bakeSeconds: number };
+      if (round % 2 === 1) {
+        idle = await idleRun();
+        bake = await bakeRun();
+      } else {
+        bake = await bakeRun();
+        await waitIdle(server.pid, server.label);
+        idle = await idleRun();
+      }
+      progress(
+        `bake-load round ${round}: idle p99 ${idle.p99Ms.toFixed(1)} ms (${idle.requestsPerSecond.toFixed(0)} req/s); ` +
+          `during the bigblob bake p99 ${bake.load.p99Ms.toFixed(1)} ms (${bake.load.requestsPerSecond.toFixed(0)} req/s), bake ${bake.bakeSeconds.toFixed(3)} s` +
+          (idle.failures + bake.load.failures ? `, ${idle.failures + bake.load.failures} FAILED` : ''),
+      );
+      rounds.push({ idle, bake: bake.load, bakeSeconds: bake.bakeSeconds });
+    } finally {
+      await server.stop();
+      await removeTree(server.dataDir);
+    }
+  }
+  return rounds;
+}
+
 /**
  * Time skopeo pushes of every image into emptied registries, interleaved.
  * Before each timed push, the emptied registry receives a small throw-away
@@ -121,27 +272,34 @@ const series = (): Series => ({ kiln: [], dist: [] });
 async function pushSeries(sides: [Side, Side], layouts: Map<string, Layout>, warmup: string) {
   const times = new Map<string, Series>();
   const rss = new Map<string, Series>();
+  const ownRss = new Map<string, Series>();
   for (const [name, layout] of layouts) {
     const t = series();
     const m = series();
+    const o = series();
     for (let run = 0; run <= RUNS; run++) {
       for (const [i, side] of sides.entries()) {
         const server = await side.empty();
         await skopeoPush(warmup, server.host, 'cache/warmup');
+        // As in the users view: a just-started Kiln is still starting its bake workers.
+        await waitIdle(server.pid, server.label, 60, true);
         resetPeakRss(server.pid);
         const { seconds } = await skopeoPush(layout.dir, server.host, `bench/${name}`);
         const peak = peakRssMiB(server.pid);
+        const own = ownPeakRssMiB(server.pid);
         await side.release();
-        progress(`push ${name} ${side.label} ${run === 0 ? '(warm-up) ' : ''}${seconds.toFixed(3)} s, peak RSS ${peak.toFixed(1)} MiB`);
+        progress(`push ${name} ${side.label} ${run === 0 ? '(warm-up) ' : ''}${seconds.toFixed(3)} s, peak RSS ${peak.toFixed(1)} MiB (server process alone ${own.toFixed(1)})`);
         if (run === 0) continue;
         (i === 0 ? t.kiln : t.dist).push(seconds);
         (i === 0 ? m.kiln : m.dist).push(peak);
+        (i === 0 ? o.kiln : o.dist).push(own);
       }
     }
     times.set(name, t);
     rss.set(name, m);
+    ownRss.set(name, o);
   }
-  return { times, rss };
+  return { times, rss, ownRss };
 }
 
 /**
@@ -214,12 +372,13 @@ function row(figure: string, s: Series, digits: number, target?: Target): string
 
 runBench(async () => {
   if (!opts['self-check'] && !kilnIsBuilt()) throw new Error('Kiln is not built: run `npx tsc -p .` (or use --self-check to test the harness)');
-  const layouts = new Map<string, Layout>();
-  for (const name of IMAGES) {
+  const readCorpus = async (name: string) => {
     const dir = path.join(opts.corpus, name);
-    if (!existsSync(path.join(dir, 'index.json'))) throw new Error(`${dir} is not an OCI layout: run \`sudo /work/shared/bench/make-corpus.sh ${opts.corpus}\``);
-    layouts.set(name, await readLayout(dir));
-  }
+    if (!existsSync(path.join(dir, 'index.json'))) throw new Error(`${dir} is not an OCI layout: run \`sudo ../shared/bench/make-corpus.sh ${opts.corpus}\` from the project root`);
+    return readLayout(dir);
+  };
+  const layouts = new Map<string, Layout>();
+  for (const name of IMAGES) layouts.set(name, await readCorpus(name));
 
   const root = scratchDir('kiln-bench-registry');
   const warmup = await makeWarmupLayout(path.join(root, 'warmup'));
@@ -238,43 +397,105 @@ runBench(async () => {
     // A bucket is emptied by starting on a new one.
     new Side('distribution', root, await freePort(), distribution, onS3 ? 'restart' : 'wipe'),
   ];
-  const loadAtStart = loadAverage();
+  const where = onS3 ? ', both on S3 (one Ceph RGW, presigned redirects on)' : '';
+  const tables: (() => void)[] = [];
   try {
-    progress(`images ${IMAGES.join(', ')}; ${RUNS} runs + 1 warm-up each, interleaved ${kilnLabel} / distribution`);
-    const push = await pushSeries(sides, layouts, warmup);
-    const servers: [Server, Server] = [await sides[0].empty(), await sides[1].empty()];
-    const floor = await startStaticFloor(path.join(root, 'floor'), await freePort(), [...layouts].map(([name, layout]) => ({ name, layout })));
-    if (!floor) progress('nginx is not installed: pulls are measured without the static floor');
-    const pull = await pullSeries(servers, floor, layouts, root).finally(() => floor?.stop());
-    const loadTarget = layouts.get('debian') ? 'debian' : IMAGES[0]!;
-    const load = opts['skip-load'] ? undefined : await loadSeries(servers, { name: loadTarget, layer: layouts.get(loadTarget)!.blobs[1]!.digest });
+    progress(`images ${IMAGES.join(', ')}; views ${[...VIEWS].join(', ')}; ${RUNS} runs + 1 warm-up each, interleaved ${kilnLabel} / distribution`);
 
-    const rows: string[][] = [];
-    for (const name of layouts.keys()) rows.push(row(`push ${name} (s)`, push.times.get(name)!, 3, TIME_RATIO));
-    for (const name of layouts.keys()) rows.push(row(`pull ${name} (s)`, pull.get(name)!.pulls, 3, TIME_RATIO));
-    for (const [test, r] of load ?? []) {
-      const pick = (f: (x: LoadResult) => number): Series => ({ kiln: r.kiln.map(f), dist: r.dist.map(f) });
-      rows.push(row(`${test} req/s`, pick((x) => x.requestsPerSecond), 0, RATE_RATIO));
-      rows.push(row(`${test} p99 (ms)`, pick((x) => x.p99Ms), 1));
-      const failed = pick((x) => x.failures);
-      if ([...failed.kiln, ...failed.dist].some((n) => n > 0)) rows.push(row(`${test} failed requests`, failed, 0));
+    if (VIEWS.has('users')) {
+      const loadAtStart = loadAverage();
+      const u = await usersSeries(sides, layouts, warmup, root, !opts['self-check']);
+      for (const side of sides) await side.stop();
+      const at = new Date().toISOString();
+      const loadAtEnd = loadAverage();
+      tables.push(() => {
+        console.log(`\nAs users run it: bakes on, every image pushed, then every image pulled, no waiting — Kiln vs distribution 2.8.2${where} — ${at}, ${RUNS} rounds + 1 warm-up, order alternating`);
+        console.log(`Load average (1 min, 2 cores) at start ${loadAtStart}, at end ${loadAtEnd}.`);
+        console.log('Figures: median (min–max). Ratio: median of the per-round ratios Kiln/distribution (min–max).\n');
+        const rows: string[][] = [];
+        for (const [name, t] of u.push) rows.push(row(`push ${name} (s)`, t, 3, USERS_PUSH_RATIO));
+        rows.push(row(`push, all ${layouts.size} in turn (s)`, u.pushAll, 3, USERS_PUSH_RATIO));
+        for (const [name, t] of u.pull) rows.push(row(`pull ${name} (s)`, t, 3, USERS_PULL_RATIO));
+        rows.push(row(`pull, all ${layouts.size} in turn (s)`, u.pullAll, 3, USERS_PULL_RATIO));
+        rows.push(row('peak RSS over the round, process tree (MiB)', u.rss, 1));
+        rows.push(row('the same, server process alone (MiB)', u.ownRss, 1));
+        printTable(['figure', kilnLabel, 'distribution', 'ratio', 'target'], rows);
+        if (u.readyAtEnd.length > 0) console.log(`\nImages Kiln had baked when its last pull ended, per round: ${u.readyAtEnd.map((n) => `${n}/${layouts.size}`).join(', ')}.`);
+      });
     }
-    for (const [name, m] of push.rss) {
-      const r = row(`peak RSS, push ${name} (MiB)`, m, 1);
-      // The RSS target is absolute and holds for the worst run, not the median.
-      if (name === BIG_IMAGE) r[4] = `Kiln max ≤ ${RSS_LIMIT_MIB} MiB ${Math.max(...m.kiln) <= RSS_LIMIT_MIB ? 'met' : 'MISSED'}`;
-      rows.push(r);
+
+    if (VIEWS.has('bake-load') && opts['self-check']) progress('bake-load: skipped in --self-check (distribution does not bake)');
+    else if (VIEWS.has('bake-load')) {
+      const loadAtStart = loadAverage();
+      const target = layouts.get(LOAD_IMAGE) ?? (await readCorpus(LOAD_IMAGE));
+      const big = layouts.get(BIG_IMAGE) ?? (await readCorpus(BIG_IMAGE));
+      const rounds = await bakeLoadSeries(launchKiln, root, await freePort(), target, big);
+      const at = new Date().toISOString();
+      const loadAtEnd = loadAverage();
+      tables.push(() => {
+        console.log(`\nGET manifest (wrk, ${BAKE_LOAD.connections} connections) on ${kilnLabel}${where}: idle against during a ${BIG_IMAGE} bake — ${at}, ${BAKE_LOAD_RUNS} rounds, each on a new data dir`);
+        console.log(`Load average (1 min, 2 cores) at start ${loadAtStart}, at end ${loadAtEnd}.`);
+        console.log(`Figures: median (min–max). Idle: ${BAKE_LOAD.idleSeconds} s; during: from the manifest PUT until \`ready\`. Ratio: median of the per-round ratios during/idle.\n`);
+        const pick = (f: (x: LoadResult) => number): Series => ({ kiln: rounds.map((r) => f(r.bake)), dist: rounds.map((r) => f(r.idle)) });
+        const rows = [
+          row('GET manifest p99 (ms)', pick((x) => x.p99Ms), 1, BAKE_P99_RATIO),
+          row('GET manifest req/s', pick((x) => x.requestsPerSecond), 0),
+        ];
+        const failed = pick((x) => x.failures);
+        if ([...failed.kiln, ...failed.dist].some((n) => n > 0)) rows.push(row('failed requests', failed, 0));
+        rows.push([`${BIG_IMAGE} bake under that load, PUT→ready (s)`, format(summarize(rounds.map((r) => r.bakeSeconds)), 3), '', '', '']);
+        printTable(['figure', `during the ${BIG_IMAGE} bake`, 'idle', 'ratio', 'target'], rows);
+      });
     }
-    console.log(`\nKiln vs distribution 2.8.2${onS3 ? ', both on S3 (one Ceph RGW, presigned redirects on)' : ''} — ${new Date().toISOString()}, ${RUNS} push/pull runs, ${load ? `${LOAD_RUNS} load rounds of ${LOAD.seconds} s at ${LOAD.connections} connections on ${loadTarget}` : 'load skipped'}`);
-    console.log(`Load average (1 min, 2 cores) at start ${loadAtStart}, at end ${loadAverage()}.`);
-    console.log('Figures: median (min–max). Ratio: median of the per-pair ratios Kiln/distribution (min–max).\n');
-    printTable(['figure', kilnLabel, 'distribution', 'ratio', 'target'], rows);
-    if (floor) {
-      // The cheapest possible server against distribution, pulled in the same rounds: no registry's pull ratio can go below this.
-      console.log('\nFloor: the same skopeo pulls from nginx serving the corpus as static files (sendfile, nothing computed).\n');
-      const floorRows = [...pull].map(([name, { pulls, floor: times }]) => [`pull ${name} (s)`, format(summarize(times), 3), format(summarize(pulls.dist), 3), format(pairedRatio(times, pulls.dist), 2)]);
-      printTable(['figure', 'static nginx', 'distribution', 'lowest ratio possible'], floorRows);
+
+    if (VIEWS.has('idle')) {
+      const loadAtStart = loadAverage();
+      const push = await pushSeries(sides, layouts, warmup);
+      const servers: [Server, Server] = [await sides[0].empty(), await sides[1].empty()];
+      const floor = await startStaticFloor(path.join(root, 'floor'), await freePort(), [...layouts].map(([name, layout]) => ({ name, layout })));
+      if (!floor) progress('nginx is not installed: pulls are measured without the static floor');
+      const pull = await pullSeries(servers, floor, layouts, root).finally(() => floor?.stop());
+      const loadTarget = layouts.get(LOAD_IMAGE) ? LOAD_IMAGE : IMAGES[0]!;
+      const load = opts['skip-load'] ? undefined : await loadSeries(servers, { name: loadTarget, layer: layouts.get(loadTarget)!.blobs[1]!.digest });
+      const at = new Date().toISOString();
+      const loadAtEnd = loadAverage();
+      tables.push(() => {
+        const rows: string[][] = [];
+        for (const name of layouts.keys()) rows.push(row(`push ${name} (s)`, push.times.get(name)!, 3, TIME_RATIO));
+        for (const name of layouts.keys()) rows.push(row(`pull ${name} (s)`, pull.get(name)!.pulls, 3, TIME_RATIO));
+        for (const [test, r] of load ?? []) {
+          const pick = (f: (x: LoadResult) => number): Series => ({ kiln: r.kiln.map(f), dist: r.dist.map(f) });
+          rows.push(row(`${test} req/s`, pick((x) => x.requestsPerSecond), 0, RATE_RATIO));
+          rows.push(row(`${test} p99 (ms)`, pick((x) => x.p99Ms), 1));
+          const failed = pick((x) => x.failures);
+          if ([...failed.kiln, ...failed.dist].some((n) => n > 0)) rows.push(row(`${test} failed requests`, failed, 0));
+        }
+        for (const [name, m] of push.rss) {
+          const r = row(`peak RSS, push ${name} (MiB)`, m, 1);
+          // The RSS target is absolute and holds for the worst run, not the median.
+          if (name === BIG_IMAGE) r[4] = `Kiln max ≤ ${RSS_LIMIT_MIB} MiB ${Math.max(...m.kiln) <= RSS_LIMIT_MIB ? 'met' : 'MISSED'}`;
+          rows.push(r);
+        }
+        // Kiln is several processes now (the API and its bake workers); the tree's sum above, the API alone here.
+        const own = push.ownRss.get(BIG_IMAGE);
+        if (own) {
+          const r = row(`peak RSS, push ${BIG_IMAGE}, server process alone (MiB)`, own, 1);
+          r[4] = `Kiln max ≤ ${RSS_LIMIT_MIB} MiB ${Math.max(...own.kiln) <= RSS_LIMIT_MIB ? 'met' : 'MISSED'}`;
+          rows.push(r);
+        }
+        console.log(`\nIdle view: each push into an empty registry, Kiln stopped right after it; pulls and load once Kiln is idle — Kiln vs distribution 2.8.2${where} — ${at}, ${RUNS} push/pull runs, ${load ? `${LOAD_RUNS} load rounds of ${LOAD.seconds} s at ${LOAD.connections} connections on ${loadTarget}` : 'load skipped'}`);
+        console.log(`Load average (1 min, 2 cores) at start ${loadAtStart}, at end ${loadAtEnd}.`);
+        console.log('Figures: median (min–max). Ratio: median of the per-pair ratios Kiln/distribution (min–max).\n');
+        printTable(['figure', kilnLabel, 'distribution', 'ratio', 'target'], rows);
+        if (floor) {
+          // The cheapest possible server against distribution, pulled in the same rounds: no registry's pull ratio can go below this.
+          console.log('\nFloor: the same skopeo pulls from nginx serving the corpus as static files (sendfile, nothing computed).\n');
+          const floorRows = [...pull].map(([name, { pulls, floor: times }]) => [`pull ${name} (s)`, format(summarize(times), 3), format(summarize(pulls.dist), 3), format(pairedRatio(times, pulls.dist), 2)]);
+          printTable(['figure', 'static nginx', 'distribution', 'lowest ratio possible'], floorRows);
+        }
+      });
     }
+    for (const print of tables) print();
   } finally {
     for (const side of sides) await side.stop();
     await cluster?.stop();

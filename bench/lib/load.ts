@@ -34,11 +34,14 @@ export async function hey(url: string, opts: { connections: number; seconds: num
 
 const WRK_UNITS_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000 };
 
-/** `wrk -t2 -cC -dDs --latency [-H h] URL` */
-export async function wrk(url: string, opts: { connections: number; seconds: number; header?: string }): Promise<LoadResult> {
+/**
+ * `wrk -t2 -cC -dDs --latency [-H h] URL`. With `until`, wrk is stopped (SIGINT, after which it
+ * prints its figures for the time it ran) when that promise settles, or after `seconds` at the latest.
+ */
+export async function wrk(url: string, opts: { connections: number; seconds: number; header?: string; until?: Promise<unknown> }): Promise<LoadResult> {
   const args = ['-t2', `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency'];
   if (opts.header) args.push('-H', opts.header);
-  const { stdout } = await run('wrk', [...args, url]);
+  const { stdout } = await run('wrk', [...args, url], opts.until ? { interrupt: opts.until } : {});
   const p99 = /^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$/m.exec(stdout);
   if (!p99) throw new Error(`could not find p99 in:\n${stdout}`);
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);

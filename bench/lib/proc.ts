@@ -108,12 +108,19 @@ export interface Finished {
   stdout: string;
 }
 
-/** Run a command to completion, timing it; a non-zero exit is an error that carries stderr. */
-export function run(cmd: string, args: string[]): Promise<Finished> {
+/**
+ * Run a command to completion, timing it; a non-zero exit is an error that carries stderr.
+ * `interrupt`: when it settles, the command gets SIGINT (wrk then stops and prints its figures).
+ */
+export function run(cmd: string, args: string[], opts: { interrupt?: Promise<unknown> } = {}): Promise<Finished> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     if (child.pid !== undefined) groups.add(child.pid);
+    const interrupt = () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+    };
+    opts.interrupt?.then(interrupt, interrupt);
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));

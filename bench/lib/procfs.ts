@@ -36,6 +36,41 @@ export function processTree(pid: number): number[] {
   return tree;
 }
 
+/** A process as it was seen: its pid and its start time (field 22 of stat), which tells it apart from a later process with the same pid. */
+export interface SeenProcess {
+  pid: number;
+  start: string;
+}
+
+/** The living descendants of `pid` (not `pid` itself), to be checked on after `pid` is stopped. */
+export function descendants(pid: number): SeenProcess[] {
+  return processTree(pid)
+    .slice(1)
+    .flatMap((p) => {
+      const start = statFields(p)?.[19];
+      return start === undefined ? [] : [{ pid: p, start }];
+    });
+}
+
+/**
+ * SIGKILL those of `seen` that are still the same processes. A server's helpers
+ * (bake workers, say) may sit in process groups of their own, so stopping the
+ * server's group need not reach them.
+ */
+export function killSurvivors(seen: SeenProcess[]): number {
+  let killed = 0;
+  for (const { pid, start } of seen) {
+    if (statFields(pid)?.[19] !== start) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed++;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return killed;
+}
+
 /** Reset the peak-RSS counter (VmHWM) of the tree to its current RSS (`echo 5 > clear_refs`). */
 export function resetPeakRss(pid: number): void {
   for (const p of processTree(pid)) {
@@ -44,6 +79,16 @@ export function resetPeakRss(pid: number): void {
     } catch {
       // exited meanwhile
     }
+  }
+}
+
+/** VmHWM of `pid` alone (not its descendants), in MiB. */
+export function ownPeakRssMiB(pid: number): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
   }
 }
 
@@ -80,7 +125,7 @@ export function cpuSeconds(pid: number): number {
  * every pushed image in the background; measuring pulls or request rates while
  * it bakes would charge that work to the wrong figure (and slow the anchor too).
  */
-export async function waitIdle(pid: number, label: string, maxSeconds = 600): Promise<void> {
+export async function waitIdle(pid: number, label: string, maxSeconds = 600, quiet = false): Promise<void> {
   const start = Date.now();
   let before = cpuSeconds(pid);
   let nextReport = 10;
@@ -89,7 +134,7 @@ export async function waitIdle(pid: number, label: string, maxSeconds = 600): Pr
     const now = cpuSeconds(pid);
     const waited = (Date.now() - start) / 1000;
     if (now - before < 0.03) {
-      process.stderr.write(`  ${label} idle after ${waited.toFixed(0)} s\n`);
+      if (!quiet) process.stderr.write(`  ${label} idle after ${waited.toFixed(0)} s\n`);
       return;
     }
     before = now;

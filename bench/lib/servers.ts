@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcess } from 'node:child_process';
 import { blobPath, type Layout } from './oci.js';
 import { spawnTracked, stopGroup } from './proc.js';
+import { descendants, killSurvivors } from './procfs.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const KILN_BIN = path.join(REPO_ROOT, 'bin/kiln.js');
@@ -65,7 +66,13 @@ async function waitForV2(host: string, child: ChildProcess, logTail: () => strin
 
 function server(label: string, host: string, child: ChildProcess, dataDir: string): Server {
   const pid = child.pid!;
-  return { label, host, pid, dataDir, stop: () => stopGroup(pid) };
+  const stop = async () => {
+    // Seen before the stop: once the server is gone, its orphans are no longer its descendants.
+    const helpers = descendants(pid);
+    await stopGroup(pid);
+    killSurvivors(helpers);
+  };
+  return { label, host, pid, dataDir, stop };
 }
 
 /**
