@@ -23,6 +23,8 @@ describe('sandboxCommand', () => {
     for (const flag of ['--unshare-user', '--unshare-net', '--unshare-pid', '--unshare-ipc', '--disable-userns', '--die-with-parent', '--new-session', '--clearenv']) assert.ok(argv.includes(flag), flag);
     assert.equal(after(argv, '--remount-ro'), '/');
     assert.equal(after(argv, '--tmpfs'), '/tmp');
+    // The private /tmp comes before every bind, so a program that lives under /tmp stays visible.
+    assert.ok(argv.indexOf('--tmpfs') < argv.indexOf('--ro-bind'), 'tmpfs /tmp before the binds');
     // Only read-only binds: nothing of the host is writable inside.
     assert.ok(!argv.includes('--bind') && !argv.includes('--dev-bind'));
     assert.ok(argv.includes('--max-old-space-size=768'));

@@ -143,6 +143,10 @@ function bwrapArgs(tools: SandboxTools): string[] {
     '--new-session',
     '--clearenv',
     '--setenv', 'PATH', tools.zstd ? path.dirname(tools.zstd) : '/usr/bin',
+    // The private /tmp first: binds made after it stay visible when the program lives under /tmp (a checkout there).
+    '--proc', '/proc',
+    '--dev', '/dev',
+    '--size', String(TMP_BYTES), '--tmpfs', '/tmp',
     ...bind(tools.node),
     ...(tools.zstd ? bind(tools.zstd) : []),
     ...tools.libDirs.flatMap(bind),
@@ -150,9 +154,6 @@ function bwrapArgs(tools: SandboxTools): string[] {
     ...bind(path.join(PROJECT_ROOT, 'package.json')),
     ...bind(path.join(PROJECT_ROOT, 'dist')),
     ...(tools.nodeModules ? ['--ro-bind', tools.nodeModules, path.join(PROJECT_ROOT, 'node_modules')] : []),
-    '--proc', '/proc',
-    '--dev', '/dev',
-    '--size', String(TMP_BYTES), '--tmpfs', '/tmp',
     // The root bwrap builds (a tmpfs holding the mount points) becomes read-only: only /tmp and the disk fd are writable.
     '--remount-ro', '/',
     '--chdir', '/',
