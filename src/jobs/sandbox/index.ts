@@ -183,6 +183,8 @@ class LayerServer {
   private running = false;
   private stopped = false;
   private current: Readable | null = null;
+  /** Layers asked for so far: the engine reads each layer of the manifest once, so a process asking more is not the engine. */
+  private requests = 0;
 
   constructor(
     private readonly input: BakeInput,
@@ -194,6 +196,10 @@ class LayerServer {
     const layers = this.input.manifest.layers;
     if (!Number.isSafeInteger(stream) || stream <= 0 || !Number.isSafeInteger(layer) || layer < 0 || layer >= layers.length) {
       this.fail(new Error('the bake process asked for a layer that does not exist'));
+      return;
+    }
+    if (++this.requests > layers.length) {
+      this.fail(new Error('the bake process asked for more layers than the image has'));
       return;
     }
     this.queue.push({ stream, layer });
