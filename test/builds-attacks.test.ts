@@ -22,6 +22,7 @@ import {
   errorOf,
   followLog,
   getBuild,
+  JWT,
   kilnFirewallRules,
   logOf,
   mountsUnder,
@@ -39,7 +40,6 @@ import { processesMentioning } from './helpers/processes.js';
 const skipReason = await buildkitSkipReason();
 if (skipReason !== null) console.log(`builds-attacks skipped: ${skipReason}`);
 
-const JWT = /eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\./;
 // base64 of "kiln-build:" (the user name of the build token in config.json and Basic headers).
 const TOKEN_USER_B64 = Buffer.from('kiln-build:').toString('base64').slice(0, 12);
 

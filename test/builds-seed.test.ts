@@ -19,6 +19,7 @@ import {
   ended,
   errorOf,
   getBuild,
+  JWT,
   logOf,
   manifestDigest,
   postBuild,
@@ -35,7 +36,6 @@ import { startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
 const skipReason = await buildkitSkipReason();
 if (skipReason !== null) console.log(`builds-seed skipped: ${skipReason}`);
 
-const JWT = /eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\./;
 
 describe('the seed: platform base image, global cache, tenants', { skip: skipReason ?? false }, () => {
   let kiln: TestKiln;

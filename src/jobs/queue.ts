@@ -41,13 +41,6 @@ export class JobQueue {
     }
   }
 
-  /** Resolves once no job of `kind` is queued or running (tests and CLI waits). */
-  async idle(kind: string): Promise<void> {
-    while ((await this.store.list(kind)).some((j) => j.status === 'queued' || j.status === 'running')) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
   private notify(kind: string): void {
     for (const listener of this.listeners) listener(kind);
   }

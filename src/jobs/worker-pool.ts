@@ -37,10 +37,6 @@ export class WorkerPool {
 
   constructor(private readonly options: WorkerPoolOptions) {}
 
-  get pids(): number[] {
-    return this.slots.flatMap((s) => (s.proc?.pid ? [s.proc.pid] : []));
-  }
-
   start(): void {
     for (let i = 0; i < this.options.count; i++) {
       const slot: Slot = { proc: null, restartDelay: RESTART_MIN_MS, timer: null };

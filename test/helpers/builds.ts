@@ -20,6 +20,9 @@ const run = promisify(execFile);
 
 export type Headers = Record<string, string>;
 
+/** A JSON Web Token (header and payload parts), as a leaked build token would appear in a log or a file. */
+export const JWT = /eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\./;
+
 /** Bearer headers of an admin key and of tenants `acme` and `beta` (servers with KILN_AUTH=token). */
 export async function testKeys(kiln: TestKiln): Promise<{ admin: Headers; acme: Headers; beta: Headers }> {
   const key = async (request: { tenant?: string; admin?: boolean }) => ({
