@@ -81,8 +81,8 @@ export function registerGcCommands(program: Command): void {
       try {
         // Reading every object back from S3 costs a full download: only when asked.
         const deep = opts.deep ?? loadS3Config(process.env) === null;
-        const { dirs, gc: store, blobs } = opened.stores;
-        const report = await fsck({ dirs, store, blobs, deep, quarantine: opts.quarantine });
+        const { dirs, gc: store, blobs, files } = opened.stores;
+        const report = await fsck({ dirs, store, blobs, files, deep, quarantine: opts.quarantine });
         process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatFsckReport(report));
         if (!report.ok) process.exitCode = 1;
       } finally {

@@ -10,13 +10,16 @@
 // data, and no privilege is needed.
 //
 // bakeDisk is the engine alone (image in, disk into a path or an open file);
-// publishBake adds config.json and moves the result into place. The sandbox
+// publishBake adds config.json and moves the result into place: a directory
+// (tests of the engine) or, for the bake service, the FileStore
+// (images/<hex>/ in the data directory or in the S3 bucket). The sandbox
 // (src/jobs/sandbox/) runs bakeDisk in a child process and publishBake in
 // the worker.
 import { closeSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { fileKeys, type FileStore } from '../store/file-store.js';
 import { ImageConfigError, normalizeManifest, parseImageConfig, type ImageConfig, type RunConfig } from '../oci/image-config.js';
 import type { ImageManifest } from '../oci/manifest.js';
 import { isNonDistributable, layerCompression } from '../oci/media-types.js';
@@ -47,12 +50,23 @@ export interface BakeDiskInput {
 export interface BakeInput extends BakeDiskInput {
   /** Private scratch directory for this job; the result is assembled here, so it must be on the filesystem of outputDir. The caller deletes it. */
   workDir: string;
-  /** Final result directory (images/<digest-hex>/), replaced by a rename. */
-  outputDir: string;
+  /**
+   * Where the result goes: a directory, replaced by a rename (tests of the
+   * engine), or the image's keys in a FileStore (the bake service).
+   */
+  outputDir: string | BakeTarget;
+}
+
+/** The image's place in the FileStore: `fileKeys.imageDisk(digest)` and `fileKeys.imageConfig(digest)`. */
+export interface BakeTarget {
+  files: FileStore;
+  digest: string;
 }
 
 export interface BakeResult {
+  /** The disk: its path for a directory output, its FileStore key otherwise. */
   diskPath: string;
+  /** config.json: its path for a directory output, its FileStore key otherwise. */
   configPath: string;
   diskSizeBytes: number;
   runConfig: RunConfig;
@@ -113,13 +127,16 @@ export async function bakeDisk(input: BakeDiskInput, disk: string | number): Pro
 }
 
 /**
- * Completes a result directory holding the disk: writes config.json, then
- * renames the directory to `outputDir` (an older result there is replaced).
+ * Completes a result directory holding the disk (already checked against
+ * the size the engine reported): writes config.json, then renames the
+ * directory to `outputDir` (an older result there is replaced) or publishes
+ * both files through the FileStore (publishToStore).
  */
-export async function publishBake(resultDir: string, baked: BakedDisk, outputDir: string, signal?: AbortSignal): Promise<BakeResult> {
+export async function publishBake(resultDir: string, baked: BakedDisk, outputDir: string | BakeTarget, signal?: AbortSignal): Promise<BakeResult> {
   try {
     await writeDurably(path.join(resultDir, 'config.json'), `${JSON.stringify(baked.document, null, 2)}\n`);
     signal?.throwIfAborted();
+    if (typeof outputDir !== 'string') return await publishToStore(resultDir, baked, outputDir, signal).catch((err: unknown) => { throw storeError(err); });
     const target = path.resolve(outputDir);
     await mkdir(path.dirname(target), { recursive: true });
     await replaceDir(resultDir, target);
@@ -132,6 +149,29 @@ export async function publishBake(resultDir: string, baked: BakedDisk, outputDir
   } catch (err) {
     throw diskError(err);
   }
+}
+
+/**
+ * Publishes a finished bake: config.json last. config.json is the mark of a
+ * whole bake: whoever finds it (the images API, fsck) may rely on the disk
+ * beside it being complete and the size it names. So an older config.json
+ * goes first (a rebake of the same digest), then the disk (a rename on the
+ * data directory, an upload on S3, each atomic per file), then the new
+ * config.json. A crash in between leaves a disk without config.json: the
+ * bake is not done (its job is retried, which publishes again), and a disk
+ * no image record names is an orphan the collector reclaims. The image
+ * becomes ready only when the job finishes, after this returns.
+ */
+async function publishToStore(resultDir: string, baked: BakedDisk, target: BakeTarget, signal?: AbortSignal): Promise<BakeResult> {
+  const diskKey = fileKeys.imageDisk(target.digest);
+  const configKey = fileKeys.imageConfig(target.digest);
+  await target.files.delete(configKey);
+  const disk = await target.files.putFile(diskKey, path.join(resultDir, writer.fileName));
+  if (disk.size !== baked.sizeBytes) throw new Error(`the published disk of ${target.digest} is ${disk.size} bytes, not the ${baked.sizeBytes} the bake made`);
+  signal?.throwIfAborted();
+  await target.files.putFile(configKey, path.join(resultDir, 'config.json'));
+  await rm(resultDir, { recursive: true, force: true });
+  return { diskPath: diskKey, configPath: configKey, diskSizeBytes: baked.sizeBytes, runConfig: baked.runConfig };
 }
 
 function closeQuietly(fd: number): void {
@@ -201,6 +241,15 @@ function inLayer(err: unknown, digest: string, index: number): unknown {
     return new BakeError(err.code, `${where}: ${err.message}`, { cause: err });
   }
   return err;
+}
+
+/** A failed publish to the FileStore, said without the endpoint or bucket an object-store error may carry. */
+function storeError(err: unknown): unknown {
+  if (err instanceof BakeError || (err instanceof Error && err.name === 'AbortError')) return err;
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return err; // a local file error: diskError says it
+  const name = err instanceof Error && /^[A-Za-z]{1,64}$/.test(err.name) && err.name !== 'Error' ? ` (${err.name})` : '';
+  return new BakeError('DISK_WRITE', `could not store the baked disk${name}; bake it again later (POST /api/v1/images/bake)`, { cause: err });
 }
 
 /** A failed write of the result (disk image, config.json), said without the host path the system error carries. */

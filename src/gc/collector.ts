@@ -63,10 +63,18 @@
 //       stale delete never removes fresh bytes. A crash between the row
 //       deletion and the byte deletion leaves bytes without a row: an orphan
 //       the next run deletes once it is older than the grace period.
-//    d. Disks: an image directory is renamed into tmp/ in a guarded step with
-//       the check that no image record or pending bake wants it, and removed
-//       there, so a bake that writes the digest again later is untouched.
-//       Temporary bake directories are left alone while their bake is pending.
+//    d. Disks: the files of an image (images/<hex>/ in the FileStore: the
+//       data directory or the S3 bucket) are deleted in a guarded step with
+//       the check that no image record or pending bake wants it; the check
+//       and the deletes happen with no other collector's or writer's commit
+//       in between, as for blobs. A new record of the digest commits before
+//       its bake job is queued, and the bake publishes only after a worker
+//       has taken the job and baked, so a bake of the digest asked for after
+//       the check publishes after the deletes have returned. Disks without
+//       a record (a crash between publishing and recording, or between
+//       deleting the record and its files) are reclaimed once older than the
+//       grace period; a bake stages its disk in the worker's scratch
+//       directory, so nothing half-written is ever under images/.
 //    e. Upload data without a session is removed only when older than the
 //       grace period and, online, at least a minute (a session's data exists
 //       a moment before its row; manifest bytes are staged in uploads/ too).
@@ -78,12 +86,10 @@
 // makes `kiln gc --data-dir` refuse under a live server. On PostgreSQL the
 // processes share the database and the data directory, and an offline
 // `kiln gc` is one more collector beside the servers.
-import { randomUUID } from 'node:crypto';
-import { lstatSync, readdirSync, renameSync, type Stats } from 'node:fs';
-import { lstat, readdir, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { DataDir } from '../store/data-dir.js';
+import { fileKeys, type FileStore } from '../store/file-store.js';
+import { FsFileStore } from '../store/fs/file-store.js';
 import type { PinStore } from '../store/pins.js';
 import type { GcStore } from '../store/gc-store.js';
 import type { BlobStore, StoredBlob, StoredUpload } from '../store/types.js';
@@ -152,6 +158,8 @@ interface Logger {
 
 export interface CollectorDeps {
   dirs: DataDir;
+  /** Baked disks (store/open.ts `files`); the data directory's when not given. */
+  files?: FileStore;
   store: GcStore;
   blobs: BlobStore;
   pins: PinStore;
@@ -171,9 +179,11 @@ export class GarbageCollector {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly clock: () => number;
+  private readonly files: FileStore;
 
   constructor(private readonly deps: CollectorDeps) {
     this.clock = deps.clock ?? Date.now;
+    this.files = deps.files ?? new FsFileStore(deps.dirs.root, { durable: false });
   }
 
   /** Adds files to reclaim on every run (e.g. the builds module: files of builds past their retention). */
@@ -342,46 +352,42 @@ export class GarbageCollector {
     });
   }
 
-  /** Disk directories no image record or pending bake wants, and stale temporary bake directories. */
+  /** Disks (every file under images/<hex>/) no image record or pending bake wants. */
   private async sweepDisks(plan: GcPlan, dryRun: boolean, cutoff: number, report: GcReport, items: ItemLists): Promise<void> {
-    const { dirs, store } = this.deps;
+    const { store } = this.deps;
     const planned = new Set(plan.images);
-    const entries = readdirSyncOrEmpty(dirs.imagesRoot).flatMap((name) => {
-      const entry = dirs.imageEntryDigest(name);
-      return entry ? [{ name, ...entry, dir: path.join(dirs.imagesRoot, name) }] : [];
-    });
-    // Check and move aside under the store's guard (safety rule 2d); remove afterwards.
-    const doomed = await store.guard({ images: entries.map((e) => e.digest) }, (view) =>
-      entries.flatMap((entry) => {
-        try {
-          const st = lstatOrNull(entry.dir);
-          if (!st) return [];
-          if (entry.temporary) {
-            if (this.deps.online && view.bakeActive(entry.digest)) return [];
-            if (st.mtimeMs >= cutoff) return [];
-          } else {
-            const wanted = dryRun ? !planned.has(entry.digest) && view.imageWanted(entry.digest) : view.imageWanted(entry.digest);
-            if (wanted) return [];
-            if (!planned.has(entry.digest) && st.mtimeMs >= cutoff) return [];
+    const stored = new Map<string, { bytes: number; newest: number }>();
+    for await (const file of this.files.list('images/')) {
+      const digest = fileKeys.imageDigestOf(file.key);
+      if (!digest) continue; // not an image's file (fsck reports it)
+      const entry = stored.get(digest) ?? { bytes: 0, newest: 0 };
+      entry.bytes += file.size;
+      entry.newest = Math.max(entry.newest, file.modifiedAt.getTime());
+      stored.set(digest, entry);
+    }
+    const entries = [...stored].map(([digest, e]) => ({ digest, ...e }));
+    for (let i = 0; i < entries.length; i += BATCH) {
+      const batch = entries.slice(i, i + BATCH);
+      // The check and the deletes in one guarded step (safety rule 2d).
+      await store.guard({ images: batch.map((e) => e.digest) }, async (view) => {
+        const doomed = batch.filter((entry) => {
+          const wanted = dryRun ? !planned.has(entry.digest) && view.imageWanted(entry.digest) : view.imageWanted(entry.digest);
+          if (wanted) return false;
+          // A disk whose record this run did not delete may be one a bake has just published and not yet recorded.
+          return planned.has(entry.digest) || entry.newest < cutoff;
+        });
+        await forEachLimited(doomed, DELETES_AT_ONCE, async (entry) => {
+          try {
+            if (!dryRun) await this.files.deletePrefix(fileKeys.imageDir(entry.digest));
+            report.deleted.disks++;
+            report.bytesFreed.disks += entry.bytes;
+            items.add('disks', entry.digest);
+          } catch (err) {
+            this.fileError(report, `disk ${entry.digest}`, err);
           }
-          let trash: string | null = null;
-          if (!dryRun) {
-            trash = path.join(dirs.scratchRoot, `gc-trash-${randomUUID()}`);
-            renameSync(entry.dir, trash);
-          }
-          return [{ entry, trash }];
-        } catch (err) {
-          this.fileError(report, entry.dir, err);
-          return [];
-        }
-      }),
-    );
-    for (const { entry, trash } of doomed) {
-      const bytes = await allocatedBytes(trash ?? entry.dir);
-      if (trash) await rm(trash, { recursive: true, force: true }).catch((err) => this.fileError(report, trash, err));
-      report.deleted.disks++;
-      report.bytesFreed.disks += bytes;
-      items.add('disks', entry.temporary ? `${entry.digest} (unfinished bake ${entry.name})` : entry.digest);
+        });
+      });
+      await yieldToLoop();
     }
   }
 
@@ -478,23 +484,7 @@ function emptyReport(dryRun: boolean, trigger: GcTrigger, startedAt: number, gra
   };
 }
 
-function lstatOrNull(file: string): Stats | null {
-  try {
-    return lstatSync(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-}
 
-function readdirSyncOrEmpty(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
-    throw err;
-  }
-}
 
 async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -502,23 +492,4 @@ async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Pro
     while (next < items.length) await fn(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
-    throw err;
-  }
-}
-
-/** Bytes a tree occupies on disk (sparse disk images count their allocated blocks). */
-export async function allocatedBytes(target: string): Promise<number> {
-  const st = await lstat(target).catch(() => null);
-  if (!st) return 0;
-  if (!st.isDirectory()) return st.blocks * 512;
-  let total = st.blocks * 512;
-  for (const name of await readdirOrEmpty(target)) total += await allocatedBytes(path.join(target, name));
-  return total;
 }

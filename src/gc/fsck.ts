@@ -9,19 +9,20 @@
 // - every finished bake has its disk and a config.json that matches it;
 // - upload sessions and stored upload data agree; the database's own integrity check.
 //
-// Blobs are read through the BlobStore, so the same checks run on the data
-// directory and on S3. A corrupt blob is moved to quarantine/ and its row is deleted, so it reads
+// Blobs are read through the BlobStore and disks through the FileStore, so
+// the same checks run on the data directory and on S3. A corrupt blob is moved to quarantine/ and its row is deleted, so it reads
 // as missing everywhere: the registry answers BLOB_UNKNOWN (never a corrupt
 // byte), HEAD says 404, mounts fall back to uploads, and the next push of the
 // blob repairs every repo that links it. Errors are problems with data that
 // should be there; warnings are leftovers `kiln gc` reclaims.
 import { createHash } from 'node:crypto';
-import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDigest } from '../oci/digest.js';
 import { parseManifest, type Manifest } from '../oci/manifest.js';
 import { isNonDistributable } from '../oci/media-types.js';
 import type { DataDir } from '../store/data-dir.js';
+import { fileKeys, type FileStore } from '../store/file-store.js';
+import { FsFileStore } from '../store/fs/file-store.js';
 import type { GcStore } from '../store/gc-store.js';
 import type { BlobStore, StoredBlob } from '../store/types.js';
 import { formatBytes } from '../util/format-bytes.js';
@@ -49,6 +50,8 @@ export interface FsckOptions {
   dirs: DataDir;
   store: GcStore;
   blobs: BlobStore;
+  /** Baked disks (store/open.ts `files`); the data directory's when not given. */
+  files?: FileStore;
   /** Re-hash every blob (default true); false checks that every blob is listed with the size its row says. */
   deep?: boolean;
   /** Move corrupt blobs aside (default true); false only reports. */
@@ -60,6 +63,7 @@ export interface FsckOptions {
 export async function fsck(options: FsckOptions): Promise<FsckReport> {
   const started = Date.now();
   const { dirs, store, blobs } = options;
+  const fileStore = options.files ?? new FsFileStore(dirs.root, { durable: false });
   const quarantine = options.quarantine ?? true;
   const deep = options.deep ?? true;
   const report: FsckReport = {
@@ -177,28 +181,34 @@ export async function fsck(options: FsckOptions): Promise<FsckReport> {
   }
 
   // ---- baked disks -----------------------------------------------------------------
+  // What the FileStore holds under images/, by image: every file of it (one listing, also on S3).
+  const storedImages = new Map<string, Map<string, number>>();
+  for await (const file of fileStore.list('images/')) {
+    const digest = fileKeys.imageDigestOf(file.key);
+    if (!digest) {
+      problem('warning', 'stray-file', file.key, 'not a file of a baked image');
+      continue;
+    }
+    const entry = storedImages.get(digest) ?? new Map<string, number>();
+    entry.set(file.key.slice(fileKeys.imageDir(digest).length), file.size);
+    storedImages.set(digest, entry);
+  }
   const imageRows = new Set(snap.images.map((i) => i.digest));
   for (const image of snap.images) {
-    const dir = dirs.imageDir(image.digest);
     const status = await store.bakeStatus(image.digest);
-    const exists = await stat(dir).then((s) => s.isDirectory(), () => false);
-    if (!exists) {
-      if (status === 'done') problem('error', 'missing-disk', image.digest, `the bake finished but ${dir} is missing; bake it again (POST /api/v1/images/bake)`);
+    const stored = storedImages.get(image.digest);
+    if (!stored?.has(DISK_FILE)) {
+      if (status === 'done') problem('error', 'missing-disk', image.digest, `the bake finished but its disk ${fileKeys.imageDisk(image.digest)} is missing; bake it again (POST /api/v1/images/bake)`);
       continue;
     }
     report.checked.disks++;
-    const issue = await checkDisk(dir, await store.imageDiskSize(image.digest), parsed.get(image.digest));
+    const issue = await checkDisk(fileStore, image.digest, stored, await store.imageDiskSize(image.digest), parsed.get(image.digest));
     if (issue) problem('error', 'bad-disk', image.digest, `${issue}; delete and bake it again`);
   }
   const bakeActive = async (digest: string) => ['queued', 'running'].includes((await store.bakeStatus(digest)) ?? '');
-  for (const name of await readdirOrEmpty(dirs.imagesRoot)) {
-    const entry = dirs.imageEntryDigest(name);
-    if (!entry) {
-      problem('warning', 'stray-file', path.join(dirs.imagesRoot, name), 'not a baked image directory');
-    } else if (entry.temporary) {
-      if (!(await bakeActive(entry.digest))) problem('warning', 'unfinished-bake', path.join(dirs.imagesRoot, name), 'left by a bake that did not finish; `kiln gc` removes it');
-    } else if (!imageRows.has(entry.digest) && !(await bakeActive(entry.digest))) {
-      problem('warning', 'unreferenced-disk', entry.digest, 'a baked disk no image record names; `kiln gc` removes it');
+  for (const digest of storedImages.keys()) {
+    if (!imageRows.has(digest) && !(await bakeActive(digest))) {
+      problem('warning', 'unreferenced-disk', digest, 'a baked disk no image record names; `kiln gc` removes it');
     }
   }
 
@@ -219,21 +229,26 @@ export async function fsck(options: FsckOptions): Promise<FsckReport> {
   return report;
 }
 
-/** What is wrong with a baked image directory, or null. */
-async function checkDisk(dir: string, recordedSize: number | null, manifest: Manifest | undefined): Promise<string | null> {
+/** The disk's name in an image's directory (config.json names it too). */
+const DISK_FILE = fileKeys.imageDisk(`sha256:${'0'.repeat(64)}`).split('/').pop()!;
+
+/** What is wrong with a baked image's files (`stored`: name → size), or null. */
+async function checkDisk(files: FileStore, digest: string, stored: Map<string, number>, recordedSize: number | null, manifest: Manifest | undefined): Promise<string | null> {
   let doc: { schemaVersion?: unknown; disk?: { file?: unknown; sizeBytes?: unknown }; configDigest?: unknown; layers?: unknown };
   try {
-    doc = JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8'));
+    const bytes = await files.readBytes(fileKeys.imageConfig(digest));
+    if (!bytes) return 'config.json is missing';
+    doc = JSON.parse(bytes.toString('utf8'));
   } catch (err) {
     return `config.json is missing or not JSON (${(err as Error).message})`;
   }
   if (typeof doc !== 'object' || doc === null || doc.schemaVersion !== 1) return 'config.json is not a schemaVersion 1 run config';
   const file = doc.disk?.file;
   if (typeof file !== 'string' || file.includes('/') || file.startsWith('.')) return 'config.json does not name its disk file';
-  const st = await stat(path.join(dir, file)).catch(() => null);
-  if (!st?.isFile()) return `the disk ${file} is missing`;
-  if (typeof doc.disk?.sizeBytes === 'number' && doc.disk.sizeBytes !== st.size) return `the disk is ${st.size} bytes but config.json says ${doc.disk.sizeBytes}`;
-  if (recordedSize !== null && recordedSize !== st.size) return `the disk is ${st.size} bytes but the image record says ${recordedSize}`;
+  const size = stored.get(file);
+  if (size === undefined) return `the disk ${file} is missing`;
+  if (typeof doc.disk?.sizeBytes === 'number' && doc.disk.sizeBytes !== size) return `the disk is ${size} bytes but config.json says ${doc.disk.sizeBytes}`;
+  if (recordedSize !== null && recordedSize !== size) return `the disk is ${size} bytes but the image record says ${recordedSize}`;
   if (manifest?.kind === 'image') {
     if (doc.configDigest !== manifest.config.digest) return `config.json names config ${String(doc.configDigest)} but the manifest's is ${manifest.config.digest}`;
     const layers = manifest.layers.map((l) => l.digest);
@@ -261,15 +276,6 @@ async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Pro
     while (next < items.length) await fn(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-}
-
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
 }
 
 /** Human-readable lines for the CLI. */

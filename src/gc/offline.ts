@@ -17,7 +17,7 @@ export async function openOffline(root: string, owner: string, databaseUrl?: str
   const stores = await openStores({ dataDir: root, databaseUrl, owner, s3: loadS3Config(env) });
   return {
     stores,
-    collector: (config) => new GarbageCollector({ dirs: stores.dirs, store: stores.gc, blobs: stores.blobs, pins: stores.pins, config, online: stores.shared }),
+    collector: (config) => new GarbageCollector({ dirs: stores.dirs, store: stores.gc, blobs: stores.blobs, files: stores.files, pins: stores.pins, config, online: stores.shared }),
     close: () => stores.close(),
   };
 }

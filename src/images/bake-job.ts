@@ -10,6 +10,7 @@ import type { BakeLimits } from '../convert/limits.js';
 import type { JobHandler } from '../jobs/worker.js';
 import { parseManifest, type ImageManifest } from '../oci/manifest.js';
 import type { DataDir } from '../store/data-dir.js';
+import type { FileStore } from '../store/file-store.js';
 import type { ImageStore } from '../store/image-store.js';
 import type { BlobStore, MetadataStore } from '../store/types.js';
 
@@ -28,6 +29,9 @@ export interface BakeJobDeps {
   meta: MetadataStore;
   blobs: BlobStore;
   images: ImageStore;
+  /** Where finished disks and their config.json are published (store/open.ts). */
+  files: FileStore;
+  /** The worker's scratch root: the disk is staged there, then published through `files`. */
   dirs: DataDir;
   limits: BakeLimits;
   /** The engine: sandboxedBake in worker processes; bakeImage runs it in-process (tests of the engine). */
@@ -55,7 +59,7 @@ export function bakeJobHandler(deps: BakeJobDeps): JobHandler {
           return stream;
         },
         workDir,
-        outputDir: deps.dirs.imageDir(digest),
+        outputDir: { files: deps.files, digest },
         limits: deps.limits,
         onProgress: ctx.progress,
         signal: ctx.signal,

@@ -1,5 +1,4 @@
 // /api/v1/images: list, inspect, bake on demand, download and delete disks.
-import { createReadStream } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AuthError, type Action, type Authorizer } from '../auth/authorizer.js';
@@ -8,7 +7,7 @@ import { ApiError } from '../server/api-errors.js';
 import { apiHandler, authorizeApiCaller } from '../server/api-http.js';
 import { parseImageRef } from './refs.js';
 import type { ImageNameCursor } from '../store/image-store.js';
-import type { ImageService } from './service.js';
+import type { DiskDownload, ImageService } from './service.js';
 
 const BakeBody = z.object({ ref: z.string().min(1) });
 
@@ -105,8 +104,7 @@ export function registerImageRoutes(app: FastifyInstance, images: ImageService, 
       const rest = (req.params as { '*': string })['*'];
       if (rest.endsWith('/disk')) {
         const { record } = await lookup(req, rest.slice(0, -'/disk'.length), 'pull');
-        const { file, size } = await images.disk(record);
-        return sendFile(req, reply, file, size);
+        return sendDisk(req, reply, await images.disk(record));
       }
       const { record, name } = await lookup(req, rest, 'pull');
       return images.detail(record, name);
@@ -123,17 +121,30 @@ export function registerImageRoutes(app: FastifyInstance, images: ImageService, 
   );
 }
 
-function sendFile(req: FastifyRequest, reply: FastifyReply, file: string, size: number): void {
+/**
+ * The disk: on an object store a GET is redirected (307) to a presigned URL
+ * that serves the bytes and any Range itself (KILN_S3_REDIRECT, as for blob
+ * GETs); otherwise Kiln streams it, ranges included. HEAD and the size come
+ * from Kiln.
+ */
+async function sendDisk(req: FastifyRequest, reply: FastifyReply, disk: DiskDownload): Promise<void> {
+  const { size } = disk;
   const range = parseRange(req.headers.range, size);
   if (range === 'invalid') {
     reply.header('content-range', `bytes */${size}`);
     throw new ApiError('RANGE_NOT_SATISFIABLE', `range ${req.headers.range} cannot be satisfied for ${size} bytes`);
   }
+  const redirect = req.method === 'GET' && size > 0 ? await disk.redirectUrl() : null;
+  if (redirect) {
+    return void reply.code(307).header('location', redirect).header('x-kiln-disk-size', size).header('cache-control', 'no-store').header('content-length', 0).send();
+  }
+  // Opened before any header is set: a disk missing from storage is a clean 404.
+  const body = req.method === 'HEAD' || size === 0 ? null : await disk.open(range ?? undefined);
   reply.header('content-type', 'application/octet-stream').header('accept-ranges', 'bytes');
   if (range) {
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`).header('content-length', range.end - range.start + 1);
   } else {
     reply.header('content-length', size);
   }
-  reply.send(createReadStream(file, { start: range ? range.start : 0, end: range ? range.end : undefined, highWaterMark: 1 << 20 }));
+  reply.send(body ?? '');
 }

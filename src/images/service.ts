@@ -10,16 +10,15 @@
 // manifest, is in the repo: a tag moved or deleted, or a manifest deleted,
 // takes its names along. An image without names is reclaimed by the
 // collector (src/gc/mark.ts).
-import { readFile, rm, stat } from 'node:fs/promises';
-import path from 'node:path';
+import type { Readable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { classify, formatPlatform, isNotRunnable, noPlatformMessage, notRunnableMessage, type PlatformSpec } from '../oci/classify.js';
 import { parseManifest, type Manifest } from '../oci/manifest.js';
 import type { JobQueue } from '../jobs/queue.js';
 import type { ManifestPushedEvent, ReferenceDeletedEvent, RegistryService } from '../registry/service.js';
-import type { DataDir } from '../store/data-dir.js';
+import { fileKeys, type FileStore } from '../store/file-store.js';
 import type { ImageName, ImageNameCursor, ImageRecord, ImageStore, ListedImageName } from '../store/image-store.js';
-import type { RepoScope } from '../store/types.js';
+import type { ByteRange, RepoScope } from '../store/types.js';
 import type { JobRecord } from '../store/job-store.js';
 import { ApiError } from '../server/api-errors.js';
 import { BAKE_JOB, bakeJobKey as jobKey, type BakePayload } from './bake-job.js';
@@ -54,6 +53,15 @@ export interface ImageDetail extends ImageView {
   runConfig: unknown;
 }
 
+/** A ready disk to download: its size (from Kiln), and where its bytes come from. */
+export interface DiskDownload {
+  size: number;
+  /** A presigned URL the client may fetch the disk (and ranges of it) from, or null when Kiln streams it. */
+  redirectUrl(filename?: string): Promise<string | null>;
+  /** The disk or a byte range of it (inclusive). */
+  open(range?: ByteRange): Promise<Readable>;
+}
+
 export interface ImagePage {
   images: ImageView[];
   /** Where the next page starts, or null on the last page. */
@@ -64,7 +72,8 @@ export interface ImageServiceDeps {
   registry: RegistryService;
   jobs: JobQueue;
   images: ImageStore;
-  dirs: DataDir;
+  /** Baked disks and their config.json (store/open.ts). */
+  files: FileStore;
   platforms: readonly PlatformSpec[];
   log: FastifyBaseLogger;
 }
@@ -166,7 +175,9 @@ export class ImageService {
     const view = await this.view(record, name);
     let runConfig: unknown = null;
     if (view.status === 'ready') {
-      runConfig = withoutSource(JSON.parse(await readFile(path.join(this.deps.dirs.imageDir(record.digest), 'config.json'), 'utf8')));
+      const bytes = await this.deps.files.readBytes(fileKeys.imageConfig(record.digest));
+      if (!bytes) throw missingDisk(record.digest);
+      runConfig = withoutSource(JSON.parse(bytes.toString('utf8')));
     }
     return { ...view, source: view.tag ? { repo: view.repo, tag: view.tag } : { repo: view.repo }, runConfig };
   }
@@ -199,11 +210,22 @@ export class ImageService {
     return this.view(record, named.find((n) => n.tag === tag && n.indexDigest === target.indexDigest) ?? named.find((n) => n.tag === tag) ?? named[0]);
   }
 
-  /** Path and size of a ready disk. */
-  async disk(record: ImageRecord): Promise<{ file: string; size: number }> {
+  /** A ready disk: its size, and how to serve it. */
+  async disk(record: ImageRecord): Promise<DiskDownload> {
     if ((await this.view(record)).status !== 'ready') throw new ApiError('NOT_READY', `the disk of ${record.digest} is not ready yet`);
-    const file = path.join(this.deps.dirs.imageDir(record.digest), 'rootfs.ext4');
-    return { file, size: (await stat(file)).size };
+    const { files } = this.deps;
+    const key = fileKeys.imageDisk(record.digest);
+    const info = await files.stat(key);
+    if (!info) throw missingDisk(record.digest);
+    return {
+      size: info.size,
+      redirectUrl: (filename) => files.redirectUrl(key, { filename }),
+      open: async (range) => {
+        const stream = await files.open(key, range);
+        if (!stream) throw missingDisk(record.digest);
+        return stream;
+      },
+    };
   }
 
   /**
@@ -223,8 +245,9 @@ export class ImageService {
       if (job?.status === 'running') throw new ApiError('CONFLICT', `the bake of ${record.digest} is stopping; try again in a few seconds`);
     }
     await this.deps.jobs.store.delete(key);
+    // The record first, then the bytes (a crash between leaves an orphan disk the collector reclaims).
     await this.deps.images.delete(record.digest);
-    await rm(this.deps.dirs.imageDir(record.digest), { recursive: true, force: true });
+    await this.deps.files.deletePrefix(fileKeys.imageDir(record.digest));
   }
 
   /**
@@ -277,6 +300,10 @@ const LIST_BATCH = 200;
 
 function cursorOf(name: ImageName): ImageNameCursor {
   return { repo: name.repo, tag: name.tag, digest: name.digest, indexDigest: name.indexDigest };
+}
+
+function missingDisk(digest: string): ApiError {
+  return new ApiError('NOT_FOUND', `the disk of ${digest} is missing from storage; bake it again (POST /api/v1/images/bake)`);
 }
 
 /** Disks baked before names were per tenant carry the first pusher's repo and tag in config.json. */

@@ -64,7 +64,7 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
   });
   close = () => stores.close();
   if (stopping) return;
-  const bake = bakeJobHandler({ meta: stores.meta, blobs: stores.blobs, images: stores.images, dirs: stores.dirs, limits, bake: (input) => sandboxedBake(input, sandbox) });
+  const bake = bakeJobHandler({ meta: stores.meta, blobs: stores.blobs, images: stores.images, files: stores.files, dirs: stores.dirs, limits, bake: (input) => sandboxedBake(input, sandbox) });
   const handlers = new Map<string, JobHandler>([[BAKE_JOB, (await sandboxWorks(sandbox, log)) ? bake : refuseBakes]]);
   const id = newWorkerId();
   worker = new JobWorker(stores.jobs, handlers, settings, id, log);

@@ -159,7 +159,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     registry,
     jobs,
     images: stores.images,
-    dirs,
+    files: stores.files,
     platforms: config.platforms.map(parsePlatformSpec),
     log,
   });
@@ -177,7 +177,7 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   const pulls = new PullTracker(stores.gc, (err) => log.error({ err }, 'recording tag pull times failed'));
   registry.onManifestPulled((repo, tag) => pulls.record(repo, tag));
   const gcMetrics = new GcMetrics(metrics.registry);
-  const gc = new GarbageCollector({ dirs, store: stores.gc, blobs, pins: registry.pins, config: config.gc, online: true, metrics: gcMetrics, log });
+  const gc = new GarbageCollector({ dirs, store: stores.gc, blobs, files: stores.files, pins: registry.pins, config: config.gc, online: true, metrics: gcMetrics, log });
   gc.onBeforeRun(() => pulls.flush());
   registerGcRoutes(app, gc, authorizer);
   gc.addRootSource('builds', () => builds.gcRoots());

@@ -88,6 +88,14 @@ export const fileKeys = {
   imageConfig(digest: string): string {
     return `${fileKeys.imageDir(digest)}config.json`;
   },
+  /** The image digest a key below `images/` belongs to (`images/<hex>/…`), or null for any other key. */
+  imageDigestOf(key: string): string | null {
+    const m = /^images\/(?:(sha512)-)?([0-9a-f]+)\//.exec(key);
+    if (!m) return null;
+    const algorithm = m[1] ?? 'sha256';
+    if (m[2]!.length !== (algorithm === 'sha256' ? 64 : 128)) return null;
+    return `${algorithm}:${m[2]}`;
+  },
   buildDir(id: string): string {
     return checkFileKey(`builds/${id}/`, true);
   },

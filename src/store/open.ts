@@ -6,9 +6,12 @@ import type { BuildStore } from './build-store.js';
 import { DataDir } from './data-dir.js';
 import { lockDataDir } from './dir-lock.js';
 import { NotADataDirError } from './errors.js';
+import type { FileStore } from './file-store.js';
 import { FsBlobStore } from './fs/blob-store.js';
+import { FsFileStore } from './fs/file-store.js';
 import { createS3Client } from './s3/client.js';
 import type { S3Config } from './s3/config.js';
+import { S3FileStore } from './s3/file-store.js';
 import { S3BlobStore } from './s3/s3-blob-store.js';
 import { BuildFiles } from './fs/build-files.js';
 import type { GcStore } from './gc-store.js';
@@ -66,6 +69,8 @@ export interface Stores {
   shared: boolean;
   dirs: DataDir;
   blobs: BlobStore;
+  /** Baked disks and their config.json (images/<hex>/…): the data directory, or the S3 bucket beside the blobs. */
+  files: FileStore;
   meta: MetadataStore;
   jobs: JobStore;
   images: ImageStore;
@@ -106,8 +111,12 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
     // On PostgreSQL every store lives in the database; the SQLite file only marks the data directory there.
     const db = openSqlite(dirs.database, { durable: config.durable });
     opened.push({ close: () => void db.close() });
-    const blobs = config.s3 ? new S3BlobStore(createS3Client(config.s3), config.s3) : new FsBlobStore(dirs, { durable: config.durable });
+    const s3 = config.s3 ? createS3Client(config.s3) : null;
+    const blobs = s3 && config.s3 ? new S3BlobStore(s3, config.s3) : new FsBlobStore(dirs, { durable: config.durable });
     await blobs.init();
+    // Same bucket and prefix as the blobs; keys are the data directory's relative paths.
+    const files: FileStore = s3 && config.s3 ? new S3FileStore(s3, config.s3) : new FsFileStore(dirs.root, { durable: config.durable });
+    await files.init();
     const buildFiles = new BuildFiles(dirs);
     let closed = false;
     const close = async () => {
@@ -122,6 +131,7 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
         shared: false,
         dirs,
         blobs,
+        files,
         buildFiles,
         jobs: new SqliteJobStore(db),
         images: new SqliteImageStore(db),
@@ -143,6 +153,7 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
       shared: true,
       dirs,
       blobs,
+      files,
       buildFiles,
       jobs: new PostgresJobStore(pool),
       images: new PostgresImageStore(pool),

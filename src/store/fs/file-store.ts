@@ -67,17 +67,27 @@ export class FsFileStore implements FileStore {
   }
 
   async putFile(key: string, localFile: string): Promise<FileInfo> {
-    return this.publish(key, async (temp) => {
-      try {
-        await rename(localFile, temp);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-        // Scratch space on another filesystem: copy, then drop the local file.
+    // Scratch space on the same filesystem (a worker's tmp/ in the data
+    // directory): one rename straight into place, which is atomic itself and
+    // leaves no temporary file behind if the process dies around it.
+    const target = this.pathOf(key);
+    await mkdir(path.dirname(target), { recursive: true });
+    if (this.durable) await fsync(localFile);
+    try {
+      await rename(localFile, target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+      // Scratch space on another filesystem: copy beside the target, rename, then drop the local file.
+      const info = await this.publish(key, async (temp) => {
         await copyFile(localFile, temp);
-        await unlink(localFile);
-      }
-      if (this.durable) await fsync(temp);
-    });
+        if (this.durable) await fsync(temp);
+      });
+      await unlink(localFile);
+      return info;
+    }
+    if (this.durable) await fsync(path.dirname(target));
+    const s = await stat(target);
+    return { key, size: s.size, modifiedAt: s.mtime };
   }
 
   async delete(key: string): Promise<boolean> {
