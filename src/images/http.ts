@@ -111,6 +111,17 @@ export function registerImageRoutes(app: FastifyInstance, images: ImageService, 
     }),
   );
 
+  // HEAD of a disk: its size and range support, from Kiln (never redirected).
+  app.head(
+    '/api/v1/images/*',
+    handle(async (req, reply) => {
+      const rest = (req.params as { '*': string })['*'];
+      if (!rest.endsWith('/disk')) throw new ApiError('NOT_FOUND', 'HEAD is answered for disks only (/api/v1/images/<ref>/disk)');
+      const { record } = await lookup(req, rest.slice(0, -'/disk'.length), 'pull');
+      return sendDisk(req, reply, await images.disk(record));
+    }),
+  );
+
   app.delete(
     '/api/v1/images/*',
     handle(async (req, reply) => {
@@ -146,5 +157,6 @@ async function sendDisk(req: FastifyRequest, reply: FastifyReply, disk: DiskDown
   } else {
     reply.header('content-length', size);
   }
-  reply.send(body ?? '');
+  if (body) reply.send(body);
+  else reply.send();
 }

@@ -68,20 +68,6 @@ export class DataDir {
     const { algorithm, hex } = parseDigest(digest);
     return path.join(this.imagesRoot, algorithm === 'sha256' ? hex : `${algorithm}-${hex}`);
   }
-  /**
-   * The image digest an entry of images/ belongs to: a finished `<hex>` (or
-   * `sha512-<hex>`) directory, or a bake's temporary sibling `.<name>.tmp-…`.
-   * Null for anything else.
-   */
-  imageEntryDigest(name: string): { digest: string; temporary: boolean } | null {
-    const temp = /^\.(.+?)\.tmp-/.exec(name);
-    const base = temp ? temp[1]! : name;
-    const m = /^(?:(sha512)-)?([0-9a-f]+)$/.exec(base);
-    if (!m) return null;
-    const algorithm = m[1] ?? 'sha256';
-    if (m[2]!.length !== (algorithm === 'sha256' ? 64 : 128)) return null;
-    return { digest: `${algorithm}:${m[2]}`, temporary: temp !== null };
-  }
   buildDir(id: string): string {
     return path.join(this.buildsRoot, id);
   }
