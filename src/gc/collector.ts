@@ -65,12 +65,15 @@
 //       the next run deletes once it is older than the grace period.
 //    d. Disks: the files of an image (images/<hex>/ in the FileStore: the
 //       data directory or the S3 bucket) are deleted in a guarded step with
-//       the check that no image record or pending bake wants it; the check
-//       and the deletes happen with no other collector's or writer's commit
-//       in between, as for blobs. A new record of the digest commits before
-//       its bake job is queued, and the bake publishes only after a worker
-//       has taken the job and baked, so a bake of the digest asked for after
-//       the check publishes after the deletes have returned. Disks without
+//       the check that no image record or pending bake wants it (on
+//       PostgreSQL with `reach` held until the deletes return). Image
+//       records are not written under `reach`; what keeps a fresh disk safe
+//       is order: a new record of the digest commits before its bake job is
+//       queued, and the bake publishes only after a worker has taken the
+//       job and baked, so a bake asked for after the check publishes after
+//       the step's deletes (a list and a delete call) have returned. Should
+//       a bake ever win that race, fsck reports the missing disk and a
+//       bake request makes it again. Disks without
 //       a record (a crash between publishing and recording, or between
 //       deleting the record and its files) are reclaimed once older than the
 //       grace period; a bake stages its disk in the worker's scratch
