@@ -136,7 +136,13 @@ export async function publishBake(resultDir: string, baked: BakedDisk, outputDir
   try {
     await writeDurably(path.join(resultDir, 'config.json'), `${JSON.stringify(baked.document, null, 2)}\n`);
     signal?.throwIfAborted();
-    if (typeof outputDir !== 'string') return await publishToStore(resultDir, baked, outputDir, signal).catch((err: unknown) => { throw storeError(err); });
+    if (typeof outputDir !== 'string') {
+      try {
+        return await publishToStore(resultDir, baked, outputDir, signal);
+      } catch (err) {
+        throw storeError(err);
+      }
+    }
     const target = path.resolve(outputDir);
     await mkdir(path.dirname(target), { recursive: true });
     await replaceDir(resultDir, target);
