@@ -1,7 +1,10 @@
 // The one FileStore contract suite on every backend: the data directory and
 // S3 on a real Ceph RGW (5 MiB parts), plus the S3 store's presigned downloads.
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, UploadPartCommand } from '@aws-sdk/client-s3';
+import { existsSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileKeys } from '../src/store/file-store.js';
 import { FsFileStore } from '../src/store/fs/file-store.js';
@@ -9,6 +12,12 @@ import { S3FileStore } from '../src/store/s3/file-store.js';
 import { fileStoreContract } from './contracts/file-store.js';
 import { tempDir } from './helpers/kiln.js';
 import { rgwMissing, s3Settings, startRgw, type Rgw } from './helpers/rgw.js';
+
+async function listAll(store: FsFileStore, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const f of store.list(prefix)) keys.push(f.key);
+  return keys;
+}
 
 let scratch: string;
 before(async () => {
@@ -28,6 +37,22 @@ describe('filesystem', () => {
     },
     () => scratch,
   );
+  it('removeUnfinished removes the temporary file of a write its process died in, once old enough', async () => {
+    const root = await tempDir('kiln-file-unfinished-');
+    const store = new FsFileStore(root, { durable: false });
+    const d = `sha256:${'7'.repeat(64)}`;
+    await store.writeBytes(fileKeys.imageConfig(d), Buffer.from('{}'));
+    const dir = path.dirname(store.pathOf(fileKeys.imageDisk(d)));
+    const temp = path.join(dir, '.rootfs.ext4.tmp-0f3c2a9e-1b2c-4d5e-8f90-123456789abc');
+    await writeFile(temp, 'half a disk');
+    assert.deepEqual((await listAll(store, 'images/')).sort(), [fileKeys.imageConfig(d)], 'never listed');
+    assert.equal(await store.removeUnfinished('images/', new Date(Date.now() - 3_600_000)), 0, 'too young');
+    assert.ok(existsSync(temp));
+    assert.equal(await store.removeUnfinished('images/', new Date(Date.now() + 1000)), 1);
+    assert.ok(!existsSync(temp));
+    assert.ok(await store.stat(fileKeys.imageConfig(d)));
+    await rm(root, { recursive: true, force: true });
+  });
   it('serves its own files (no redirect)', async () => {
     assert.equal(await new FsFileStore(scratch).redirectUrl(fileKeys.imageDisk(`sha256:${'a'.repeat(64)}`)), null);
   });
@@ -50,6 +75,24 @@ describe('s3 (Ceph RGW)', { skip: rgwMissing() ?? false }, () => {
     },
     () => scratch,
   );
+
+  it('removeUnfinished aborts a multipart upload its process died in, once old enough', async () => {
+    const bucket = await rgw.createBucket();
+    const settings = s3Settings(bucket);
+    const store = new S3FileStore(rgw.client(), settings);
+    const s3 = rgw.client();
+    const d = `sha256:${'6'.repeat(64)}`;
+    const key = `${settings.prefix}${fileKeys.imageDisk(d)}`;
+    const started = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+    await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: started.UploadId, PartNumber: 1, Body: Buffer.alloc(1024) }));
+    const open = async () => (await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? [];
+    assert.equal((await open()).length, 1);
+    assert.equal(await store.removeUnfinished('images/', new Date(Date.now() - 3_600_000)), 0, 'too young');
+    assert.equal(await store.removeUnfinished('builds/', new Date(Date.now() + 60_000)), 0, 'another prefix');
+    assert.equal(await store.removeUnfinished('images/', new Date(Date.now() + 60_000)), 1);
+    assert.deepEqual(await open(), []);
+    assert.equal(await store.stat(fileKeys.imageDisk(d)), null);
+  });
 
   it('a disk download redirects to a presigned GET that names the file', async () => {
     const bucket = await rgw.createBucket();

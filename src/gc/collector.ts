@@ -76,8 +76,11 @@
 //       bake request makes it again. Disks without
 //       a record (a crash between publishing and recording, or between
 //       deleting the record and its files) are reclaimed once older than the
-//       grace period; a bake stages its disk in the worker's scratch
-//       directory, so nothing half-written is ever under images/.
+//       grace period. A bake stages its disk in the worker's scratch
+//       directory, so nothing half-written is ever visible under images/;
+//       what a publish the worker died in left (a temporary file, an S3
+//       multipart upload) goes once it is older than the grace period and
+//       an hour.
 //    e. Upload data without a session is removed only when older than the
 //       grace period and, online, at least a minute (a session's data exists
 //       a moment before its row; manifest bytes are staged in uploads/ too).
@@ -100,6 +103,8 @@ import type { GcConfig } from './config.js';
 import { deletionOf, planCollection, type GcPlan } from './mark.js';
 import type { GcMetrics } from './metrics.js';
 
+/** Unfinished disk writes (a worker died while publishing) younger than this are never removed, whatever the grace period. */
+const UNFINISHED_DISK_FLOOR_MS = 60 * 60_000;
 /** Upload files without a session younger than this are never removed by an online run. */
 const ONLINE_UPLOAD_FLOOR_MS = 60_000;
 /** Items of each kind listed in a report; the counts are always complete. */
@@ -367,6 +372,15 @@ export class GarbageCollector {
       entry.bytes += file.size;
       entry.newest = Math.max(entry.newest, file.modifiedAt.getTime());
       stored.set(digest, entry);
+    }
+    // Leftovers of publishes a worker died in (never visible): gone once surely not running any more.
+    if (!dryRun) {
+      const before = new Date(Math.min(cutoff, this.clock() - UNFINISHED_DISK_FLOOR_MS));
+      const removed = await this.files.removeUnfinished('images/', before).catch((err: unknown) => {
+        this.fileError(report, 'unfinished disk uploads', err);
+        return 0;
+      });
+      if (removed > 0) this.deps.log?.info({ removed }, 'garbage collection removed unfinished disk writes');
     }
     const entries = [...stored].map(([digest, e]) => ({ digest, ...e }));
     for (let i = 0; i < entries.length; i += BATCH) {

@@ -45,6 +45,14 @@ export interface FileStore {
   /** Files under `prefix`, in no particular order. */
   list(prefix: string): AsyncIterable<FileInfo>;
   /**
+   * Removes what writes under `prefix` left when their process died before
+   * they finished (temporary files on the data directory, multipart uploads
+   * on S3: never visible, but they take space), if begun before `before`.
+   * Returns how many went. A write still running that began before `before`
+   * fails (nothing becomes visible), so `before` must be well in the past.
+   */
+  removeUnfinished(prefix: string, before: Date): Promise<number>;
+  /**
    * A short-lived URL the client can download the file from directly (ranges
    * included), or null when this store serves its files itself. `filename`
    * names the download (Content-Disposition).

@@ -115,6 +115,15 @@ export function fileStoreContract(name: string, makeStore: () => Promise<FileSto
       assert.equal(await s.deletePrefix(fileKeys.imageDir(digest('f'))), 0);
     });
 
+    it('removeUnfinished leaves finished files alone', async () => {
+      const s = await fresh();
+      const d = digest('9');
+      await s.writeBytes(fileKeys.imageConfig(d), Buffer.from('{}'));
+      assert.equal(await s.removeUnfinished('images/', new Date(Date.now() + 3_600_000)), 0);
+      assert.equal(await s.removeUnfinished(fileKeys.imageDir(digest('8')), new Date(Date.now() + 3_600_000)), 0);
+      assert.ok(await s.stat(fileKeys.imageConfig(d)));
+    });
+
     it('keys that could leave the store are refused', async () => {
       const s = await fresh();
       for (const bad of ['../x', '/abs', 'images/../../x', 'images//x', 'images/.hidden', '']) {

@@ -12,6 +12,9 @@ import { pipeline } from 'node:stream/promises';
 import { checkFileKey, limitBytes, type FileInfo, type FileStore, type FileWriteOptions } from '../file-store.js';
 import type { ByteRange } from '../types.js';
 
+/** The temporary file of a write in progress (see publish). */
+const TEMP_FILE = /^\..+\.tmp-[0-9a-f-]+$/;
+
 export class FsFileStore implements FileStore {
   readonly root: string;
 
@@ -110,9 +113,33 @@ export class FsFileStore implements FileStore {
     yield* this.walk(dir, prefix);
   }
 
+  async removeUnfinished(prefix: string, before: Date): Promise<number> {
+    const dir = path.join(this.root, ...checkFileKey(prefix, true).slice(0, -1).split('/'));
+    let count = 0;
+    const sweep = async (at: string): Promise<void> => {
+      for (const entry of (await readdir(at, { withFileTypes: true }).catch(notFoundAsNull)) ?? []) {
+        const full = path.join(at, entry.name);
+        if (entry.isDirectory() && !entry.name.startsWith('.')) await sweep(full);
+        else if (entry.isFile() && TEMP_FILE.test(entry.name)) {
+          const s = await stat(full).catch(notFoundAsNull);
+          if (s && s.mtimeMs < before.getTime() && (await this.delete_(full))) count++;
+        }
+      }
+    };
+    await sweep(dir);
+    return count;
+  }
+
   /** The filesystem store serves its files itself. */
   async redirectUrl(_key?: string): Promise<string | null> {
     return null;
+  }
+
+  private async delete_(file: string): Promise<boolean> {
+    return unlink(file).then(
+      () => true,
+      (err) => notFoundAsNull(err) ?? false,
+    );
   }
 
   private get durable(): boolean {

@@ -6,11 +6,13 @@
 // reader never sees part of a file. Downloads may be redirected to a
 // presigned GET.
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
@@ -23,7 +25,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { checkFileKey, limitBytes, type FileInfo, type FileStore, type FileWriteOptions } from '../file-store.js';
 import type { ByteRange } from '../types.js';
-import { isNotFound } from './client.js';
+import { isNoSuchUpload, isNotFound } from './client.js';
 import { S3Keys } from './keys.js';
 import type { S3StoreSettings } from './s3-blob-store.js';
 
@@ -127,6 +129,30 @@ export class S3FileStore implements FileStore {
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
+  }
+
+  async removeUnfinished(prefix: string, before: Date): Promise<number> {
+    const full = this.keys.file(checkFileKey(prefix, true));
+    let count = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: full, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+      );
+      for (const u of page.Uploads ?? []) {
+        if (!u.Key || !u.UploadId || !u.Initiated || u.Initiated.getTime() >= before.getTime()) continue;
+        try {
+          await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }));
+          count++;
+        } catch (err) {
+          if (!isNoSuchUpload(err) && !isNotFound(err)) throw err; // finished or aborted meanwhile
+        }
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker);
+    return count;
   }
 
   async redirectUrl(key: string, options: { filename?: string } = {}): Promise<string | null> {
