@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { existsSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileKeys } from '../src/store/file-store.js';
@@ -51,6 +51,19 @@ describe('filesystem', () => {
     assert.equal(await store.removeUnfinished('images/', new Date(Date.now() + 1000)), 1);
     assert.ok(!existsSync(temp));
     assert.ok(await store.stat(fileKeys.imageConfig(d)));
+    await rm(root, { recursive: true, force: true });
+  });
+  it('the directories it makes are private (0700), as the rest of the data directory', async () => {
+    const root = await tempDir('kiln-file-modes-');
+    const store = new FsFileStore(root, { durable: false });
+    const d = `sha256:${'5'.repeat(64)}`;
+    const local = path.join(scratch, 'staged-disk');
+    await writeFile(local, 'disk');
+    await store.putFile(fileKeys.imageDisk(d), local);
+    await store.writeBytes(fileKeys.imageConfig(`sha256:${'4'.repeat(64)}`), Buffer.from('{}'));
+    for (const dd of [d, `sha256:${'4'.repeat(64)}`]) {
+      assert.equal((await stat(path.dirname(store.pathOf(fileKeys.imageConfig(dd))))).mode & 0o777, 0o700);
+    }
     await rm(root, { recursive: true, force: true });
   });
   it('serves its own files (no redirect)', async () => {

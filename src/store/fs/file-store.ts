@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { checkFileKey, limitBytes, type FileInfo, type FileStore, type FileWriteOptions } from '../file-store.js';
+import { PRIVATE_DIR_MODE } from '../data-dir.js';
 import type { ByteRange } from '../types.js';
 
 /** The temporary file of a write in progress (see publish). */
@@ -74,7 +75,7 @@ export class FsFileStore implements FileStore {
     // directory): one rename straight into place, which is atomic itself and
     // leaves no temporary file behind if the process dies around it.
     const target = this.pathOf(key);
-    await mkdir(path.dirname(target), { recursive: true });
+    await mkdir(path.dirname(target), { recursive: true, mode: PRIVATE_DIR_MODE });
     if (this.durable) await fsync(localFile);
     try {
       await rename(localFile, target);
@@ -164,7 +165,7 @@ export class FsFileStore implements FileStore {
   private async publish(key: string, fill: (temp: string) => Promise<void>): Promise<FileInfo> {
     const target = this.pathOf(key);
     const dir = path.dirname(target);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const temp = path.join(dir, `.${path.basename(target)}.tmp-${randomUUID()}`);
     try {
       await fill(temp);
