@@ -1,6 +1,7 @@
 // Opens the stores of the configured backend. The server, the CLI, gc and
 // fsck get their stores here and never name a backend class.
 import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import type { ApiKeyStore } from './api-key-store.js';
 import type { BuildStore } from './build-store.js';
 import { DataDir } from './data-dir.js';
@@ -10,7 +11,10 @@ import { FsBlobStore } from './fs/blob-store.js';
 import { createS3Client } from './s3/client.js';
 import type { S3Config } from './s3/config.js';
 import { S3BlobStore } from './s3/s3-blob-store.js';
-import { BuildFiles } from './fs/build-files.js';
+import { BuildFiles } from './build-files.js';
+import type { FileStore } from './file-store.js';
+import { FsFileStore } from './fs/file-store.js';
+import { S3FileStore } from './s3/file-store.js';
 import type { GcStore } from './gc-store.js';
 import type { ImageStore } from './image-store.js';
 import type { JobStore } from './job-store.js';
@@ -79,6 +83,8 @@ export interface Stores {
   ownerOfBuildNow: (buildId: string) => string | null;
   /** Loads owners so `ownerOfBuildNow` answers them (PostgreSQL); SQLite has nothing to load. */
   loadBuildOwners: (buildIds: readonly string[]) => Promise<void>;
+  /** Disks, build sources, logs and results: the data directory, or the S3 bucket beside the blobs. */
+  files: FileStore;
   buildFiles: BuildFiles;
   apiKeys: ApiKeyStore;
   gc: GcStore;
@@ -106,9 +112,13 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
     // On PostgreSQL every store lives in the database; the SQLite file only marks the data directory there.
     const db = openSqlite(dirs.database, { durable: config.durable });
     opened.push({ close: () => void db.close() });
-    const blobs = config.s3 ? new S3BlobStore(createS3Client(config.s3), config.s3) : new FsBlobStore(dirs, { durable: config.durable });
+    const s3Client = config.s3 ? createS3Client(config.s3) : null;
+    const blobs = config.s3 ? new S3BlobStore(s3Client!, config.s3) : new FsBlobStore(dirs, { durable: config.durable });
     await blobs.init();
-    const buildFiles = new BuildFiles(dirs);
+    const files: FileStore = config.s3 ? new S3FileStore(s3Client!, config.s3) : new FsFileStore(dirs.root, { durable: config.durable });
+    await files.init();
+    // Running logs on a store without local paths are appended to private copies in the scratch dir.
+    const buildFiles = new BuildFiles(files, path.join(dirs.scratchRoot, 'build-logs'));
     let closed = false;
     const close = async () => {
       if (closed) return;
@@ -122,6 +132,7 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
         shared: false,
         dirs,
         blobs,
+        files,
         buildFiles,
         jobs: new SqliteJobStore(db),
         images: new SqliteImageStore(db),
@@ -143,6 +154,7 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
       shared: true,
       dirs,
       blobs,
+      files,
       buildFiles,
       jobs: new PostgresJobStore(pool),
       images: new PostgresImageStore(pool),

@@ -31,6 +31,10 @@ export class FsFileStore implements FileStore {
     return path.join(this.root, ...checkFileKey(key).split('/'));
   }
 
+  localPath(key: string): string {
+    return this.pathOf(key);
+  }
+
   async stat(key: string): Promise<FileInfo | null> {
     const s = await stat(this.pathOf(key)).catch(notFoundAsNull);
     return s?.isFile() ? { key, size: s.size, modifiedAt: s.mtime } : null;
