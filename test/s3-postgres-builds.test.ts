@@ -69,7 +69,15 @@ describe('builds on PostgreSQL + S3, two servers with their own data directories
     const accepted = await submitBuild(a.url, { files: { Dockerfile: dockerfile } });
     // Published before the row was created: the source is in the bucket at once, nothing on disk.
     assert.deepEqual(await objectsOf(accepted.id), ['build.log', 'source.tar.gz'], 'the source and the queued line are stored');
-    const followed = await followLog(b.url, accepted.id);
+    // The first RUN line reaches B while A's build still runs (A publishes the log as it grows).
+    let statusAtFirstLine: Promise<string> | null = null;
+    const followed = await followLog(b.url, accepted.id, {
+      onLine: (line) => {
+        if (statusAtFirstLine === null && line.endsWith('counted line 1')) statusAtFirstLine = waitForBuild(b.url, accepted.id, () => true).then((v) => v.status);
+      },
+    });
+    assert.ok(statusAtFirstLine !== null, 'B saw the first line of the RUN step');
+    assert.ok(['building', 'pushing'].includes(await statusAtFirstLine), 'B saw it while the build ran');
     assert.equal(followed.end?.status, 'ready', JSON.stringify(followed.end));
     const view = await waitForBuild(a.url, accepted.id, ended);
     assert.equal(view.status, 'ready');
