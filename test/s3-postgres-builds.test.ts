@@ -10,8 +10,9 @@ import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { buildkitEnv, buildkitSkipReason, ended, followLog, logOf, pushBaseImage, submitBuild, waitForBuild } from './helpers/builds.js';
+import { buildkitEnv, buildkitSkipReason, ended, followLog, logOf, pushBaseImage, submitBuild, tarGz, waitForBuild } from './helpers/builds.js';
 import { startKiln, tempDir, type TestKiln } from './helpers/kiln.js';
 import { postgresMissing, startPostgres, type TestPostgres } from './helpers/postgres.js';
 import { rgwMissing, startRgw, type Rgw } from './helpers/rgw.js';
@@ -70,14 +71,14 @@ describe('builds on PostgreSQL + S3, two servers with their own data directories
     // Published before the row was created: the source is in the bucket at once, nothing on disk.
     assert.deepEqual(await objectsOf(accepted.id), ['build.log', 'source.tar.gz'], 'the source and the queued line are stored');
     // The first RUN line reaches B while A's build still runs (A publishes the log as it grows).
-    let statusAtFirstLine: Promise<string> | null = null;
+    const seen: { status: Promise<string> | null } = { status: null };
     const followed = await followLog(b.url, accepted.id, {
       onLine: (line) => {
-        if (statusAtFirstLine === null && line.endsWith('counted line 1')) statusAtFirstLine = waitForBuild(b.url, accepted.id, () => true).then((v) => v.status);
+        if (seen.status === null && line.endsWith('counted line 1')) seen.status = waitForBuild(b.url, accepted.id, () => true).then((v) => v.status);
       },
     });
-    assert.ok(statusAtFirstLine !== null, 'B saw the first line of the RUN step');
-    assert.ok(['building', 'pushing'].includes(await statusAtFirstLine), 'B saw it while the build ran');
+    assert.ok(seen.status !== null, 'B saw the first line of the RUN step');
+    assert.ok(['building', 'pushing'].includes(await seen.status), 'B saw it while the build ran');
     assert.equal(followed.end?.status, 'ready', JSON.stringify(followed.end));
     const view = await waitForBuild(a.url, accepted.id, ended);
     assert.equal(view.status, 'ready');
@@ -108,5 +109,38 @@ describe('builds on PostgreSQL + S3, two servers with their own data directories
     const gone = await fetch(`${b.url}/api/v1/builds/${accepted.id}/logs`);
     assert.equal(gone.status, 404);
     assert.equal((await waitForBuild(b.url, accepted.id, () => true)).files_kept, false);
+  });
+
+  it("a cancel through B ends A's build; the log A stores ends with the cancel; a plain tar source is stored gzip-compressed", { timeout: 600_000 }, async () => {
+    // A plain (uncompressed) tar, as `tar -c` sends it.
+    const tar = gunzipSync(await tarGz({ Dockerfile: `FROM ${a.host}/library/base\nRUN echo started-sleeping; sleep 120\n` }));
+    const form = new FormData();
+    form.set('source', new Blob([tar]), 'source.tar');
+    const res = await fetch(`${a.url}/api/v1/builds`, { method: 'POST', body: form });
+    assert.equal(res.status, 202, await res.clone().text());
+    const { id } = (await res.json()) as { id: string };
+    const source = (await a.kiln.stores.files.readBytes(`builds/${id}/source.tar.gz`))!;
+    assert.deepEqual([...source.subarray(0, 2)], [0x1f, 0x8b], 'stored gzip-compressed');
+    assert.deepEqual(gunzipSync(source), tar);
+
+    const seen: { cancelling: Promise<Response> | null } = { cancelling: null };
+    const followed = await followLog(b.url, id, {
+      onLine: (line) => {
+        if (seen.cancelling === null && line.endsWith('started-sleeping')) seen.cancelling = fetch(`${b.url}/api/v1/builds/${id}`, { method: 'DELETE' });
+      },
+    });
+    assert.ok(seen.cancelling !== null, 'B saw the RUN step start');
+    const cancelled = await seen.cancelling;
+    assert.equal(cancelled.status, 200);
+    assert.equal(followed.end?.status, 'cancelled');
+    assert.equal(followed.lines.at(-1), '==> build cancelled: cancelled by request', followed.lines.slice(-5).join('\n'));
+    const stored = (await logOf(b.url, id)).split('\n').slice(0, -1);
+    assert.deepEqual(followed.lines, stored, 'B streamed exactly the stored log');
+    assert.equal(stored.filter((l) => l.startsWith('==> build cancelled')).length, 1, 'one end line');
+    assert.equal((await waitForBuild(a.url, id, ended)).status, 'cancelled');
+    // A lets go of its local copy once it stored the log a last time.
+    const localCopy = path.join(a.kiln.dirs.scratchRoot, 'build-logs', `${id}.log`);
+    for (let i = 0; i < 600 && existsSync(localCopy); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(existsSync(localCopy), false);
   });
 });

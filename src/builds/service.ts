@@ -657,7 +657,14 @@ export class BuildService {
       ? setInterval(() => {
           void this.deps.store.get(id).then(
             (now) => {
-              if (now !== null && TERMINAL_BUILD_STATUSES.includes(now.status)) this.abort(run, 'cancel');
+              if (now === null || !TERMINAL_BUILD_STATUSES.includes(now.status)) return;
+              // On a store without local files this server is the log's only writer: it ends the log at once (followers elsewhere wait for that line).
+              if (!this.deps.files.logsInPlace && !log.isEnded) {
+                log.note(`==> build ${now.status}${now.error ? `: ${now.error}` : ''}`);
+                log.end();
+                void this.publishLog(id);
+              }
+              this.abort(run, 'cancel');
             },
             (err: unknown) => this.deps.log.warn({ err, build: id }, 'reading a running build for a cancel failed'),
           );
@@ -805,7 +812,7 @@ export class BuildService {
         if ((await this.finish(id, 'cancelled', 'cancelled by request', ACTIVE_STATUSES)) === null && !this.deps.files.logsInPlace) {
           // Cancelled through another server, which left the log to this one, its only writer (finish()).
           const log = await this.logOf(id);
-          log.note(`==> build cancelled: ${build?.error ?? 'cancelled by request'}`);
+          if (!log.isEnded) log.note(`==> build ${build?.status ?? 'cancelled'}${build?.error ? `: ${build.error}` : ''}`);
           log.end();
           await this.releaseLog(id, log);
         }
