@@ -324,23 +324,38 @@ export class BuildService {
    * limits) and queues the build. The pending source is discarded when it is refused.
    */
   async submit(pending: PendingSource, request: BuildSubmission): Promise<{ build: BuildRecord; queuePosition: number }> {
+    let published = false;
     try {
       if (this.deps.runner === null) throw new BuildError('unavailable', `builds are not available on this server: ${this.deps.unavailable ?? 'no builder'}`);
       const checked = await this.check(pending, request);
       await this.keepSource(pending);
+      published = true;
+      // The first line is stored with the source, before any server can see the build's record and run it.
+      const log = await this.logOf(pending.id);
+      log.note(`==> build ${pending.id} queued (${describeBuild(checked)})`);
+      await this.publishLog(pending.id);
       const secrets = request.secrets ?? {};
       const build = await this.deps.store.create({ id: pending.id, ...checked, sourceSha256: pending.sha256, secretIds: Object.keys(secrets) });
       if (Object.keys(secrets).length > 0) this.secrets.set(build.id, { ...secrets });
-      const log = await this.logOf(build.id);
-      log.note(`==> build ${build.id} queued (${describeBuild(build)})`);
-      // On a shared store without local files another server may run it: the line is stored now and the copy let go.
+      // On a shared store without local files another server may run it: this one lets go of its copy.
       if (this.deps.shared && !this.deps.files.logsInPlace) await this.releaseLog(build.id, log, { unlessRunning: true });
       const queuePosition = (await this.queuePositions()).get(build.id) ?? 1;
       setImmediate(() => this.pump());
       return { build, queuePosition };
     } catch (err) {
       await this.discard(pending);
+      if (published) await this.removeUnrecorded(pending.id);
       throw err;
+    }
+  }
+
+  /** Removes the published files of a submission that got no record (kept, as an orphan for recover(), when that cannot be told). */
+  private async removeUnrecorded(id: string): Promise<void> {
+    this.logs.delete(id);
+    try {
+      if ((await this.deps.store.get(id)) === null) await this.deps.files.remove(id);
+    } catch (err) {
+      this.deps.log.warn({ err, build: id }, 'removing the files of a refused build failed; they go at a later start');
     }
   }
 
@@ -949,7 +964,7 @@ function scopeOf(tenant: string | null, admin: boolean): string | null {
   return admin || tenant === null ? null : tenantScope(tenant);
 }
 
-function describeBuild(build: BuildRecord): string {
+function describeBuild(build: Pick<BuildRecord, 'admin' | 'tenant' | 'globalKey' | 'timeoutSeconds'>): string {
   const who = build.admin ? 'admin build' : `tenant ${build.tenant}`;
   return `${who}${build.globalKey ? `, global cache key ${build.globalKey}` : ''}, timeout ${build.timeoutSeconds} s`;
 }
