@@ -4,7 +4,7 @@
 // publishing, ranged log reads, result.json, the ids that have files with
 // their newest time, and removal counting the bytes.
 import assert from 'node:assert/strict';
-import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BuildFiles } from '../src/store/build-files.js';
@@ -96,6 +96,18 @@ describe('BuildFiles on the data directory', () => {
     },
     true,
   );
+  it('filesystem: only the server user may read what it stored (directories 0700, files 0600)', async () => {
+    const open: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        const full = path.join(dir, entry.name);
+        if (((await stat(full)).mode & 0o077) !== 0) open.push(path.relative(root, full));
+        if (entry.isDirectory()) await walk(full);
+      }
+    };
+    await walk(path.join(root, 'builds'));
+    assert.deepEqual(open, []);
+  });
 });
 
 describe('BuildFiles on S3 (Ceph RGW)', { skip: rgwMissing() ?? false }, () => {

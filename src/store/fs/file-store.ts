@@ -5,11 +5,12 @@
 // listed.
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { checkFileKey, limitBytes, type FileInfo, type FileStore, type FileWriteOptions } from '../file-store.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../data-dir.js';
 import type { ByteRange } from '../types.js';
 
 export class FsFileStore implements FileStore {
@@ -52,7 +53,7 @@ export class FsFileStore implements FileStore {
 
   async writeBytes(key: string, data: Uint8Array): Promise<FileInfo> {
     return this.publish(key, async (temp) => {
-      const handle = await open(temp, 'wx');
+      const handle = await open(temp, 'wx', PRIVATE_FILE_MODE);
       try {
         await handle.writeFile(data);
         if (this.durable) await handle.sync();
@@ -64,7 +65,7 @@ export class FsFileStore implements FileStore {
 
   async write(key: string, body: Readable, options: FileWriteOptions = {}): Promise<FileInfo> {
     return this.publish(key, async (temp) => {
-      const out = createWriteStream(temp, { flags: 'wx' });
+      const out = createWriteStream(temp, { flags: 'wx', mode: PRIVATE_FILE_MODE });
       await pipeline(body, limitBytes(options), out);
       if (this.durable) await fsync(temp);
     });
@@ -80,6 +81,7 @@ export class FsFileStore implements FileStore {
         await copyFile(localFile, temp);
         await unlink(localFile);
       }
+      await chmod(temp, PRIVATE_FILE_MODE);
       if (this.durable) await fsync(temp);
     });
   }
@@ -131,7 +133,7 @@ export class FsFileStore implements FileStore {
   private async publish(key: string, fill: (temp: string) => Promise<void>): Promise<FileInfo> {
     const target = this.pathOf(key);
     const dir = path.dirname(target);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const temp = path.join(dir, `.${path.basename(target)}.tmp-${randomUUID()}`);
     try {
       await fill(temp);
