@@ -4,7 +4,7 @@
 // SSE; requests it cannot build are refused; the CLI; the queue across a restart.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildkitdToml } from '../src/builds/buildkit/daemon-config.js';
@@ -234,12 +234,20 @@ describe('the build queue across a restart', { skip: skipReason ?? false }, () =
     kiln = null;
     assert.equal((await follower).end, null);
     assert.deepEqual(await processesMentioning(`build-${slow.id}-`), [], 'the builder and its daemon were stopped');
-    // An upload the stopped process never turned into a build.
-    await mkdir(path.join(dataDir, 'builds', 'orphan-upload'), { recursive: true });
-    await writeFile(path.join(dataDir, 'builds', 'orphan-upload', 'source.upload'), 'half');
+    // Sources published by a process that stopped before it created their builds' records: an old one
+    // goes at start, a young one stays (another server sharing the store may be between the two steps).
+    for (const [id, ageMs] of [['orphan-old', 2 * 3600_000], ['orphan-young', 0]] as const) {
+      const file = path.join(dataDir, 'builds', id, 'source.tar.gz');
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, 'half');
+      const at = new Date(Date.now() - ageMs);
+      await utimes(file, at, at);
+    }
     const restarted = await startKiln({ env, dataDir });
     kiln = restarted;
-    assert.equal((await readdir(path.join(dataDir, 'builds'))).includes('orphan-upload'), false, 'stray uploads are removed at start');
+    const left = await readdir(path.join(dataDir, 'builds'));
+    assert.equal(left.includes('orphan-old'), false, 'an old orphan is removed at start');
+    assert.equal(left.includes('orphan-young'), true, 'a young orphan is kept');
     const interrupted = await getBuild(restarted.url, slow.id);
     assert.equal(interrupted.status, 'failed');
     assert.equal(interrupted.error, 'interrupted by restart');

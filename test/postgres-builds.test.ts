@@ -7,7 +7,7 @@
 // builds too: one followed through B, one cancelled through B, and a queued
 // build with secrets that only its submitter may start.
 import assert from 'node:assert/strict';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { tenantScope } from '../src/auth/tenant.js';
 import { BuildLog } from '../src/builds/build-log.js';
@@ -104,8 +104,7 @@ describe('builds on PostgreSQL, two servers', { skip }, () => {
   it("B's log stream follows the lines A's build writes and ends when the build ends", async () => {
     const id = await buildOnA('acme');
     const files = a.kiln.stores.buildFiles;
-    await mkdir(files.dir(id), { recursive: true });
-    const log = await BuildLog.open(files.log(id));
+    const log = await BuildLog.open(await files.openLocalLog(id));
     log.note(`==> build ${id} started`);
     log.write('step 1/2');
 

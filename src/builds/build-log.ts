@@ -6,13 +6,24 @@
 // are dropped; Kiln's own lines (`note`) still go in, so the log always ends
 // saying how the build ended.
 //
-// A build another process runs (several servers on one database and data
-// directory) is followed from the file alone (`followStoredLog`): read from
-// where the last read stopped, on a timer, until its status says it ended and
-// the log's last line says so too.
+// A build another process runs (several servers on one database and one data
+// directory or bucket) is followed from the stored log alone
+// (`followStoredLog`): read from the byte where the last read stopped (a
+// ranged read of the FileStore), on a timer, until its status says it ended
+// and the log's last line says so too.
 import { appendFileSync, createReadStream } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+
+/** Where a log is replayed from: a local file, or a function opening the stored log (null when there is none). */
+export type LogSource = string | (() => Promise<Readable | null>);
+
+/**
+ * Reads a stored log from byte `start`, at most `maxBytes`: the bytes (empty
+ * when there are none past `start`), or null when there is no log yet.
+ */
+export type LogReader = (start: number, maxBytes: number) => Promise<Buffer | null>;
 
 export interface LogFollower {
   line(text: string, index: number): void;
@@ -99,12 +110,13 @@ export class BuildLog {
 }
 
 /**
- * Gives `follower` the lines of `file`, then, when `live` is the log of a
- * running build, its new lines until it ends; then `end()`. With `after`, the
+ * Gives `follower` the lines of the log (`stored` when the build is not
+ * running here, else the live log's own file), then, when `live` is the log
+ * of a running build, its new lines until it ends; then `end()`. With `after`, the
  * lines up to that index are skipped (a client resuming with Last-Event-ID).
  * Returns a function that stops following.
  */
-export async function followLog(file: string, live: BuildLog | null, target: LogFollower, options: { after?: number } = {}): Promise<() => void> {
+export async function followLog(stored: LogSource, live: BuildLog | null, target: LogFollower, options: { after?: number } = {}): Promise<() => void> {
   const after = options.after ?? -1;
   const follower: LogFollower = {
     line: (text, index) => {
@@ -113,7 +125,7 @@ export async function followLog(file: string, live: BuildLog | null, target: Log
     end: () => target.end(),
   };
   if (live === null || live.isEnded) {
-    await replay(file, Infinity, follower);
+    await replay(stored, Infinity, follower);
     follower.end();
     return () => undefined;
   }
@@ -140,7 +152,7 @@ export async function followLog(file: string, live: BuildLog | null, target: Log
     unsubscribe();
   };
   try {
-    await replay(file, upTo, follower, () => stopped);
+    await replay(live.file, upTo, follower, () => stopped);
   } catch (err) {
     stop();
     throw err;
@@ -152,14 +164,11 @@ export async function followLog(file: string, live: BuildLog | null, target: Log
   return stop;
 }
 
-async function replay(file: string, limit: number, follower: LogFollower, stopped: () => boolean = () => false): Promise<void> {
+async function replay(source: LogSource, limit: number, follower: LogFollower, stopped: () => boolean = () => false): Promise<void> {
   if (limit <= 0) return;
-  const stream = createReadStream(file, { encoding: 'utf8' });
-  const missing = new Promise<boolean>((resolve) => {
-    stream.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ENOENT'));
-    stream.once('open', () => resolve(false));
-  });
-  if (await missing) return;
+  const stream = typeof source === 'string' ? await openLocal(source) : await source();
+  if (stream === null) return;
+  stream.setEncoding('utf8');
   const lines = createInterface({ input: stream, crlfDelay: Infinity });
   let index = 0;
   try {
@@ -171,6 +180,34 @@ async function replay(file: string, limit: number, follower: LogFollower, stoppe
     lines.close();
     stream.destroy();
   }
+}
+
+/** A local file as a stream; null when it does not exist. */
+async function openLocal(file: string): Promise<Readable | null> {
+  const stream = createReadStream(file);
+  const missing = await new Promise<boolean>((resolve, reject) => {
+    stream.once('error', (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? resolve(true) : reject(err)));
+    stream.once('open', () => resolve(false));
+  });
+  return missing ? null : stream;
+}
+
+/** A LogReader of a local file. */
+function fileReader(file: string): LogReader {
+  return async (start, maxBytes) => {
+    const handle = await open(file, 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null;
+      throw err;
+    });
+    if (handle === null) return null;
+    try {
+      const chunk = Buffer.alloc(maxBytes);
+      const { bytesRead } = await handle.read(chunk, 0, maxBytes, start);
+      return chunk.subarray(0, bytesRead);
+    } finally {
+      await handle.close();
+    }
+  };
 }
 
 export interface StoredLogOptions {
@@ -196,7 +233,7 @@ const END_SETTLE_MS = 5000;
 const READ_CHUNK = 256 * 1024;
 
 /**
- * Gives `follower` the lines of the log file of a build this process does not
+ * Gives `follower` the lines of the stored log of a build this process does not
  * run: what is there, then what is appended, read every `pollMs` from where
  * the last read stopped (never holding the event loop, never reading a byte
  * twice), until the build has ended (asked of `ended()` when a read found
@@ -204,7 +241,8 @@ const READ_CHUNK = 256 * 1024;
  * `end()`. A partly written last line waits for its newline. Returns a
  * function that stops following.
  */
-export async function followStoredLog(file: string, follower: LogFollower, options: StoredLogOptions): Promise<() => void> {
+export async function followStoredLog(source: string | LogReader, follower: LogFollower, options: StoredLogOptions): Promise<() => void> {
+  const read = typeof source === 'string' ? fileReader(source) : source;
   const after = options.after ?? -1;
   let offset = 0;
   let index = 0;
@@ -218,32 +256,22 @@ export async function followStoredLog(file: string, follower: LogFollower, optio
 
   /** Reads what was appended since the last read; whether anything was. */
   const readNew = async (): Promise<boolean> => {
-    const handle = await open(file, 'r').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return null;
-      throw err;
-    });
-    if (handle === null) return false;
     let grew = false;
-    try {
-      const chunk = Buffer.alloc(READ_CHUNK);
-      for (;;) {
-        const { bytesRead } = await handle.read(chunk, 0, chunk.length, offset);
-        if (bytesRead === 0 || stopped) break;
-        grew = true;
-        offset += bytesRead;
-        // Lines split at the newline byte, which no multi-byte UTF-8 sequence contains.
-        let data = Buffer.concat([pending, chunk.subarray(0, bytesRead)]);
-        for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a)) {
-          const line = data.subarray(0, nl).toString('utf8');
-          data = data.subarray(nl + 1);
-          lastLine = line;
-          const at = index++;
-          if (at > after) follower.line(line, at);
-        }
-        pending = Buffer.from(data);
+    for (;;) {
+      const chunk = await read(offset, READ_CHUNK);
+      if (chunk === null || chunk.length === 0 || stopped) break;
+      grew = true;
+      offset += chunk.length;
+      // Lines split at the newline byte, which no multi-byte UTF-8 sequence contains.
+      let data = Buffer.concat([pending, chunk]);
+      for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a)) {
+        const line = data.subarray(0, nl).toString('utf8');
+        data = data.subarray(nl + 1);
+        lastLine = line;
+        const at = index++;
+        if (at > after) follower.line(line, at);
       }
-    } finally {
-      await handle.close();
+      pending = Buffer.from(data);
     }
     return grew;
   };

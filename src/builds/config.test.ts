@@ -23,6 +23,7 @@ describe('loadBuildsConfig', () => {
       retentionMs: 7 * 86_400_000,
       sseHeartbeatMs: 15_000,
       logPollMs: 500,
+      logPublishMs: 2000,
     });
   });
 
@@ -46,6 +47,7 @@ describe('loadBuildsConfig', () => {
       KILN_BUILD_RETENTION: '2h',
       KILN_BUILD_SSE_HEARTBEAT_SECONDS: '0.5',
       KILN_BUILD_LOG_POLL_SECONDS: '2',
+      KILN_BUILD_LOG_PUBLISH_SECONDS: '5',
     });
     assert.deepEqual(config, {
       maxConcurrent: 5,
@@ -66,6 +68,7 @@ describe('loadBuildsConfig', () => {
       retentionMs: 7_200_000,
       sseHeartbeatMs: 500,
       logPollMs: 2000,
+      logPublishMs: 5000,
     });
     assert.equal(loadBuildsConfig({ KILN_BUILD_RETENTION: '0' }).retentionMs, null);
   });

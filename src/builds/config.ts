@@ -19,6 +19,7 @@
 // KILN_BUILD_RETENTION           how long an ended build's files (source, log) are kept (default 7d; 0 keeps them)
 // KILN_BUILD_SSE_HEARTBEAT_SECONDS  a comment on a quiet log stream this often (default 15)
 // KILN_BUILD_LOG_POLL_SECONDS    how often a log stream of a build another process runs reads the log and status (default 0.5)
+// KILN_BUILD_LOG_PUBLISH_SECONDS on a store without local files (S3), how often a running build's grown log is stored whole, for followers on other servers (default 2)
 import { parseDuration } from '../auth/duration.js';
 import { parseSubnet } from './buildkit/daemon-config.js';
 import { normalizeRegistryHost } from './plan.js';
@@ -46,6 +47,8 @@ export interface BuildsConfig {
   sseHeartbeatMs: number;
   /** A followed log of a build run by another process (a shared database) is read this often. */
   logPollMs: number;
+  /** On a store without local files (S3), a running build's log is published this often while it grows. */
+  logPublishMs: number;
 }
 
 export function loadBuildsConfig(env: NodeJS.ProcessEnv): BuildsConfig {
@@ -82,6 +85,7 @@ export function loadBuildsConfig(env: NodeJS.ProcessEnv): BuildsConfig {
     retentionMs,
     sseHeartbeatMs: positiveNumber(env.KILN_BUILD_SSE_HEARTBEAT_SECONDS, 15, 'KILN_BUILD_SSE_HEARTBEAT_SECONDS') * 1000,
     logPollMs: positiveNumber(env.KILN_BUILD_LOG_POLL_SECONDS, 0.5, 'KILN_BUILD_LOG_POLL_SECONDS') * 1000,
+    logPublishMs: positiveNumber(env.KILN_BUILD_LOG_PUBLISH_SECONDS, 2, 'KILN_BUILD_LOG_PUBLISH_SECONDS') * 1000,
   };
 }
 

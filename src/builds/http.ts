@@ -13,7 +13,6 @@
 // KILN_BUILD_SSE_HEARTBEAT_SECONDS (a queued build, a long RUN step), so
 // proxies do not drop the connection as idle.
 import multipart from '@fastify/multipart';
-import { createReadStream } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -173,13 +172,12 @@ export function registerBuildRoutes(app: FastifyInstance, builds: BuildService, 
         }
         const follow = ['true', '1', 'yes'].includes(String((req.query as { follow?: string }).follow ?? '').toLowerCase());
         if (!follow) {
-          const file = builds.logFile(build.id);
-          const stream = createReadStream(file);
-          const opened = await new Promise<boolean>((resolve) => {
-            stream.once('open', () => resolve(true));
-            stream.once('error', () => resolve(false));
-          });
-          reply.header('content-type', 'text/plain; charset=utf-8').send(opened ? stream : '');
+          // As blob GETs: a redirect to the object store when it offers one, else the bytes through Kiln.
+          const download = await builds.logDownload(build.id);
+          if (download !== null && 'redirect' in download) {
+            return void reply.code(307).header('location', download.redirect).header('cache-control', 'no-store').header('content-length', 0).send();
+          }
+          reply.header('content-type', 'text/plain; charset=utf-8').send(download === null ? '' : download.body);
           return undefined;
         }
         const lastEventId = req.headers['last-event-id'];

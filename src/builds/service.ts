@@ -29,7 +29,7 @@
 //   (nothing without a key) and belongs to no tenant.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -37,7 +37,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createGzip } from 'node:zlib';
 import type { BuildTokenRequest, SignedToken } from '../auth/index.js';
 import { tenantScope } from '../auth/tenant.js';
-import type { BuildFiles } from '../store/fs/build-files.js';
+import type { BuildFiles, LogDownload } from '../store/build-files.js';
 import {
   TERMINAL_BUILD_STATUSES,
   type BuildBaseRef,
@@ -115,6 +115,7 @@ interface Logger {
 
 export interface BuildServiceDeps {
   store: BuildStore;
+  /** The builds' sources, logs and results (FileStore: the data directory or S3). */
   files: BuildFiles;
   /** Private scratch space (the data dir's tmp/, wiped at start). */
   scratchRoot: string;
@@ -200,10 +201,16 @@ const CANCEL_WAIT_MS = 30_000;
 /** On a shared store, how often a running build's record is read for a cancel made through another server. */
 const CANCEL_WATCH_MS = 1000;
 const RECLAIM_BATCH = 500;
+/** Files of a build id without a record are removed at start only when older than this (a submission may be between publishing its source and creating its row). */
+export const ORPHAN_FILES_MIN_AGE_MS = 60 * 60 * 1000;
 
 export class BuildService {
   private readonly active = new Map<string, ActiveBuild>();
   private readonly logs = new Map<string, BuildLog>();
+  /** Logs being opened (seeded from the store), so one id is opened once at a time. */
+  private readonly logsOpening = new Map<string, Promise<BuildLog>>();
+  /** The last publish of each log (a store without local files), so they are stored in order. */
+  private readonly logPublishing = new Map<string, Promise<void>>();
   /** Secrets of queued and running builds: in memory only, never stored. */
   private readonly secrets = new Map<string, Record<string, string>>();
   private readonly inFlight = new Set<Promise<void>>();
@@ -235,8 +242,8 @@ export class BuildService {
    * uploads it never turned into builds go.
    */
   async recover(): Promise<void> {
-    for (const id of await this.deps.files.ids()) {
-      if ((await this.deps.store.get(id)) === null) await rm(this.deps.files.dir(id), { recursive: true, force: true });
+    for (const { id, modifiedAt } of await this.deps.files.ids()) {
+      if (Date.now() - modifiedAt.getTime() >= ORPHAN_FILES_MIN_AGE_MS && (await this.deps.store.get(id)) === null) await this.deps.files.remove(id);
     }
     for (const build of await this.deps.store.withStatus(ACTIVE_STATUSES)) {
       await this.finish(build.id, 'failed', 'interrupted by restart');
@@ -275,11 +282,14 @@ export class BuildService {
 
   // ---- submission ------------------------------------------------------------
 
-  /** Stores an uploaded archive under a new build id (as sent; hashed on the way). */
+  /**
+   * Receives an uploaded archive for a new build id (as sent; hashed on the
+   * way) into the private scratch space; `submit` publishes it once checked.
+   */
   async receiveSource(input: Readable): Promise<PendingSource> {
     const id = newBuildId();
-    const file = this.deps.files.partialSource(id);
-    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    const file = this.pendingFile(id);
+    await mkdir(this.deps.scratchRoot, { recursive: true, mode: 0o700 });
     const hash = createHash('sha256');
     let bytes = 0;
     const tap = new Transform({
@@ -298,8 +308,15 @@ export class BuildService {
     return { id, sha256: `sha256:${hash.digest('hex')}`, bytes };
   }
 
+  /** Drops a received source that did not become a build (never published). */
   async discard(pending: PendingSource): Promise<void> {
-    await rm(this.deps.files.dir(pending.id), { recursive: true, force: true });
+    await rm(this.pendingFile(pending.id), { force: true });
+    await rm(`${this.pendingFile(pending.id)}.gz`, { force: true });
+  }
+
+  /** Where a source is received (and compressed) before it is published. */
+  private pendingFile(id: string): string {
+    return path.join(this.deps.scratchRoot, `build-source-${id}`);
   }
 
   /**
@@ -307,21 +324,38 @@ export class BuildService {
    * limits) and queues the build. The pending source is discarded when it is refused.
    */
   async submit(pending: PendingSource, request: BuildSubmission): Promise<{ build: BuildRecord; queuePosition: number }> {
+    let published = false;
     try {
       if (this.deps.runner === null) throw new BuildError('unavailable', `builds are not available on this server: ${this.deps.unavailable ?? 'no builder'}`);
       const checked = await this.check(pending, request);
       await this.keepSource(pending);
+      published = true;
+      // The first line is stored with the source, before any server can see the build's record and run it.
+      const log = await this.logOf(pending.id);
+      log.note(`==> build ${pending.id} queued (${describeBuild(checked)})`);
+      await this.publishLog(pending.id);
       const secrets = request.secrets ?? {};
       const build = await this.deps.store.create({ id: pending.id, ...checked, sourceSha256: pending.sha256, secretIds: Object.keys(secrets) });
       if (Object.keys(secrets).length > 0) this.secrets.set(build.id, { ...secrets });
-      const log = await this.logOf(build.id);
-      log.note(`==> build ${build.id} queued (${describeBuild(build)})`);
+      // On a shared store without local files another server may run it: this one lets go of its copy.
+      if (this.deps.shared && !this.deps.files.logsInPlace) await this.releaseLog(build.id, log, { unlessRunning: true });
       const queuePosition = (await this.queuePositions()).get(build.id) ?? 1;
       setImmediate(() => this.pump());
       return { build, queuePosition };
     } catch (err) {
       await this.discard(pending);
+      if (published) await this.removeUnrecorded(pending.id);
       throw err;
+    }
+  }
+
+  /** Removes the published files of a submission that got no record (kept, as an orphan for recover(), when that cannot be told). */
+  private async removeUnrecorded(id: string): Promise<void> {
+    this.logs.delete(id);
+    try {
+      if ((await this.deps.store.get(id)) === null) await this.deps.files.remove(id);
+    } catch (err) {
+      this.deps.log.warn({ err, build: id }, 'removing the files of a refused build failed; they go at a later start');
     }
   }
 
@@ -360,7 +394,7 @@ export class BuildService {
     try {
       const contextDir = path.join(checkDir, 'context');
       await mkdir(contextDir);
-      await extractSource(createReadStream(this.deps.files.partialSource(pending.id)), contextDir);
+      await extractSource(createReadStream(this.pendingFile(pending.id)), contextDir);
       const dockerfilePath = await resolveDockerfile({ contextDir, workDir: checkDir, dockerfileText: request.dockerfile });
       const refs = baseImagesOf(await readFile(dockerfilePath, 'utf8'), buildArgs);
       const bases = kilnBaseRefs(registry, refs);
@@ -387,10 +421,9 @@ export class BuildService {
     };
   }
 
-  /** Moves the upload into place as source.tar.gz, compressing a plain tar. */
+  /** Publishes the checked upload as the build's source.tar.gz, compressing a plain tar first. */
   private async keepSource(pending: PendingSource): Promise<void> {
-    const partial = this.deps.files.partialSource(pending.id);
-    const target = this.deps.files.source(pending.id);
+    const partial = this.pendingFile(pending.id);
     const handle = await open(partial, 'r');
     const head = Buffer.alloc(2);
     try {
@@ -399,10 +432,12 @@ export class BuildService {
       await handle.close();
     }
     if (head[0] === 0x1f && head[1] === 0x8b) {
-      await rename(partial, target);
+      await this.deps.files.publishSource(pending.id, partial);
     } else {
-      await pipeline(createReadStream(partial), createGzip(), createWriteStream(target, { mode: 0o600 }));
+      const compressed = `${partial}.gz`;
+      await pipeline(createReadStream(partial), createGzip(), createWriteStream(compressed, { mode: 0o600 }));
       await rm(partial, { force: true });
+      await this.deps.files.publishSource(pending.id, compressed);
     }
   }
 
@@ -497,11 +532,11 @@ export class BuildService {
    * until it does. Returns a function that stops following.
    */
   async followLog(build: BuildRecord, follower: LogFollower, after?: number): Promise<() => void> {
-    const file = this.deps.files.log(build.id);
+    const files = this.deps.files;
     const ended = TERMINAL_BUILD_STATUSES.includes(build.status);
     // On a shared store a build not running here may be run by any process (or be queued for one).
     if (!ended && this.deps.shared && !this.active.has(build.id)) {
-      return followStoredLog(file, follower, {
+      return followStoredLog((start, maxBytes) => files.readLog(build.id, start, maxBytes), follower, {
         after,
         pollMs: this.deps.config.logPollMs,
         ended: async () => {
@@ -512,11 +547,12 @@ export class BuildService {
       });
     }
     const live = ended ? null : await this.logOf(build.id);
-    return followLog(file, live, follower, { after });
+    return followLog(() => files.openLog(build.id), live, follower, { after });
   }
 
-  logFile(id: string): string {
-    return this.deps.files.log(id);
+  /** The stored log for a download: a redirect (S3 with KILN_S3_REDIRECT) or the bytes; null when there is none yet. */
+  logDownload(id: string): Promise<LogDownload | null> {
+    return this.deps.files.logDownload(id);
   }
 
   // ---- cancel ------------------------------------------------------------------
@@ -636,12 +672,28 @@ export class BuildService {
       ? setInterval(() => {
           void this.deps.store.get(id).then(
             (now) => {
-              if (now !== null && TERMINAL_BUILD_STATUSES.includes(now.status)) this.abort(run, 'cancel');
+              if (now === null || !TERMINAL_BUILD_STATUSES.includes(now.status)) return;
+              // On a store without local files this server is the log's only writer: it ends the log at once (followers elsewhere wait for that line).
+              if (!this.deps.files.logsInPlace && !log.isEnded) {
+                log.note(`==> build ${now.status}${now.error ? `: ${now.error}` : ''}`);
+                log.end();
+                void this.publishLog(id);
+              }
+              this.abort(run, 'cancel');
             },
             (err: unknown) => this.deps.log.warn({ err, build: id }, 'reading a running build for a cancel failed'),
           );
         }, CANCEL_WATCH_MS)
       : null;
+    // On a store without local files, followers elsewhere see the log as it is published.
+    let published = log.count;
+    const publisher = this.deps.files.logsInPlace
+      ? null
+      : setInterval(() => {
+          if (log.count === published) return;
+          published = log.count;
+          void this.publishLog(id);
+        }, this.deps.config.logPublishMs);
     let workDir: string | null = null;
     let token: SignedToken | null = null;
     let pushed = false;
@@ -653,6 +705,8 @@ export class BuildService {
       log.note(`==> build ${id} started with ${runner.name}`);
       workDir = await mkdtemp(path.join(this.deps.scratchRoot, `build-${id}-`));
       await chmod(workDir, 0o700);
+      const sourceFile = await this.deps.files.localSource(id, workDir);
+      if (sourceFile === null) throw new BuildError('build-failed', `the source of build ${id} is gone from the store; submit it again`);
       const registry = this.registryHost();
       const plan = planBuild({
         registry,
@@ -682,7 +736,7 @@ export class BuildService {
       const outcome = await runner.run(
         {
           id,
-          sourceFile: this.deps.files.source(id),
+          sourceFile,
           dockerfile: build.dockerfile,
           plan,
           buildArgs: build.buildArgs,
@@ -736,6 +790,8 @@ export class BuildService {
     } finally {
       clearTimeout(timer);
       if (watch !== null) clearInterval(watch);
+      if (publisher !== null) clearInterval(publisher);
+      await this.publishLog(id);
       this.secrets.delete(id);
       if (workDir !== null) await rm(workDir, { recursive: true, force: true }).catch((err) => this.deps.log.warn({ err, build: id }, 'removing a build work dir failed'));
       if (token !== null) await this.deps.tokens?.revoke(token.jti).catch((err) => this.deps.log.warn({ err, build: id }, 'revoking a build token failed'));
@@ -768,7 +824,13 @@ export class BuildService {
         (await this.logOf(id)).note('==> server shutting down: the build is stopped');
         return;
       case 'cancel':
-        await this.finish(id, 'cancelled', 'cancelled by request', ACTIVE_STATUSES);
+        if ((await this.finish(id, 'cancelled', 'cancelled by request', ACTIVE_STATUSES)) === null && !this.deps.files.logsInPlace) {
+          // Cancelled through another server, which left the log to this one, its only writer (finish()).
+          const log = await this.logOf(id);
+          if (!log.isEnded) log.note(`==> build ${build?.status ?? 'cancelled'}${build?.error ? `: ${build.error}` : ''}`);
+          log.end();
+          await this.releaseLog(id, log);
+        }
         return;
       case 'timeout':
         await this.finish(id, 'failed', `timed out after ${build?.timeoutSeconds ?? '?'} s`, ACTIVE_STATUSES);
@@ -824,13 +886,18 @@ export class BuildService {
     const done = await this.deps.store.update(id, patch, from ?? (['queued', 'building', 'pushing', 'baking'] as const));
     if (done === null) return null;
     this.secrets.delete(id);
-    const log = await this.logOf(id);
-    if (line !== undefined) log.note(line);
-    log.note(`==> build ${status}${error ? `: ${error}` : ''}`);
-    log.end();
-    this.logs.delete(id);
+    // On a store without local files a build another server runs has one log writer, that server: it notes the cancel
+    // it sees in the record (failed()), so its next publish does not drop a line written here.
+    const otherWriter = !this.deps.files.logsInPlace && this.deps.shared && !this.active.has(id) && from === ACTIVE_STATUSES;
+    if (!otherWriter) {
+      const log = await this.logOf(id);
+      if (line !== undefined) log.note(line);
+      log.note(`==> build ${status}${error ? `: ${error}` : ''}`);
+      log.end();
+      await this.releaseLog(id, log);
+    }
     const view = this.viewWith(done, null);
-    await writeFile(this.deps.files.result(id), `${JSON.stringify(view, null, 2)}\n`, { mode: 0o600 }).catch((err) =>
+    await this.deps.files.writeResult(id, Buffer.from(`${JSON.stringify(view, null, 2)}\n`)).catch((err) =>
       this.deps.log.warn({ err, build: id }, 'writing result.json failed'),
     );
     this.deps.log.info({ build: id, status, error }, 'build ended');
@@ -841,13 +908,50 @@ export class BuildService {
   private async logOf(id: string): Promise<BuildLog> {
     const open = this.logs.get(id);
     if (open !== undefined) return open;
-    await mkdir(this.deps.files.dir(id), { recursive: true, mode: 0o700 });
-    const log = await BuildLog.open(this.deps.files.log(id), { maxBytes: this.deps.config.logMaxBytes });
-    // Another caller may have opened it meanwhile.
-    const raced = this.logs.get(id);
-    if (raced !== undefined) return raced;
-    this.logs.set(id, log);
-    return log;
+    let opening = this.logsOpening.get(id);
+    if (opening === undefined) {
+      opening = this.deps.files
+        .openLocalLog(id)
+        .then((file) => BuildLog.open(file, { maxBytes: this.deps.config.logMaxBytes }))
+        .then((log) => {
+          this.logs.set(id, log);
+          return log;
+        })
+        .finally(() => this.logsOpening.delete(id));
+      this.logsOpening.set(id, opening);
+    }
+    return opening;
+  }
+
+  /**
+   * Stores the log as it is now (a store without local files; nothing to do
+   * otherwise), after the publishes before it. A failure is logged: the next
+   * publish stores the whole log again.
+   */
+  private publishLog(id: string): Promise<void> {
+    if (this.deps.files.logsInPlace) return Promise.resolve();
+    const previous = this.logPublishing.get(id) ?? Promise.resolve();
+    // Only a log still held here is stored: a released one went with its last publish.
+    const next = previous.then(() =>
+      this.logs.has(id) ? this.deps.files.publishLog(id).catch((err: unknown) => this.deps.log.warn({ err, build: id }, 'storing a build log failed')) : undefined,
+    );
+    this.logPublishing.set(id, next);
+    void next.finally(() => {
+      if (this.logPublishing.get(id) === next) this.logPublishing.delete(id);
+    });
+    return next;
+  }
+
+  /**
+   * Publishes the log a last time and lets go of it (and of its local copy,
+   * on a store without local files). `unlessRunning`: kept when this server
+   * has started the build meanwhile.
+   */
+  private async releaseLog(id: string, log: BuildLog, options: { unlessRunning?: boolean } = {}): Promise<void> {
+    await this.publishLog(id);
+    if (this.logs.get(id) !== log || (options.unlessRunning && this.active.has(id))) return;
+    this.logs.delete(id);
+    await this.deps.files.dropLocalLog(id).catch((err: unknown) => this.deps.log.warn({ err, build: id }, 'removing a local build log failed'));
   }
 }
 
@@ -860,7 +964,7 @@ function scopeOf(tenant: string | null, admin: boolean): string | null {
   return admin || tenant === null ? null : tenantScope(tenant);
 }
 
-function describeBuild(build: BuildRecord): string {
+function describeBuild(build: Pick<BuildRecord, 'admin' | 'tenant' | 'globalKey' | 'timeoutSeconds'>): string {
   const who = build.admin ? 'admin build' : `tenant ${build.tenant}`;
   return `${who}${build.globalKey ? `, global cache key ${build.globalKey}` : ''}, timeout ${build.timeoutSeconds} s`;
 }

@@ -4,7 +4,7 @@
 import type { AuthMode, BuildTokenRequest, SignedToken } from '../auth/index.js';
 import type { BuildStore } from '../store/build-store.js';
 import type { DataDir } from '../store/data-dir.js';
-import type { BuildFiles } from '../store/fs/build-files.js';
+import type { BuildFiles } from '../store/build-files.js';
 import type { RegistryReader } from './base-images.js';
 import { BuildkitEngine } from './buildkit/engine.js';
 import { locateBuildkit } from './buildkit/locate.js';

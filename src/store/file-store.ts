@@ -58,6 +58,12 @@ export interface FileStore {
    * names the download (Content-Disposition).
    */
   redirectUrl(key: string, options?: { filename?: string }): Promise<string | null>;
+  /**
+   * Where `key` lives on this machine's disk, for a store whose files are
+   * local files (the data directory); absent on stores without local paths
+   * (S3). A build's running log is appended there in place.
+   */
+  localPath?(key: string): string;
 }
 
 /** A streamed write went past its limit; nothing was stored. */

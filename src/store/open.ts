@@ -1,6 +1,7 @@
 // Opens the stores of the configured backend. The server, the CLI, gc and
 // fsck get their stores here and never name a backend class.
 import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import type { ApiKeyStore } from './api-key-store.js';
 import type { BuildStore } from './build-store.js';
 import { DataDir } from './data-dir.js';
@@ -13,7 +14,7 @@ import { createS3Client } from './s3/client.js';
 import type { S3Config } from './s3/config.js';
 import { S3FileStore } from './s3/file-store.js';
 import { S3BlobStore } from './s3/s3-blob-store.js';
-import { BuildFiles } from './fs/build-files.js';
+import { BuildFiles } from './build-files.js';
 import type { GcStore } from './gc-store.js';
 import type { ImageStore } from './image-store.js';
 import type { JobStore } from './job-store.js';
@@ -69,8 +70,6 @@ export interface Stores {
   shared: boolean;
   dirs: DataDir;
   blobs: BlobStore;
-  /** Baked disks and their config.json (images/<hex>/…): the data directory, or the S3 bucket beside the blobs. */
-  files: FileStore;
   meta: MetadataStore;
   jobs: JobStore;
   images: ImageStore;
@@ -84,6 +83,8 @@ export interface Stores {
   ownerOfBuildNow: (buildId: string) => string | null;
   /** Loads owners so `ownerOfBuildNow` answers them (PostgreSQL); SQLite has nothing to load. */
   loadBuildOwners: (buildIds: readonly string[]) => Promise<void>;
+  /** Disks, build sources, logs and results: the data directory, or the S3 bucket beside the blobs. */
+  files: FileStore;
   buildFiles: BuildFiles;
   apiKeys: ApiKeyStore;
   gc: GcStore;
@@ -117,7 +118,8 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
     // Same bucket and prefix as the blobs; keys are the data directory's relative paths.
     const files: FileStore = s3 && config.s3 ? new S3FileStore(s3, config.s3) : new FsFileStore(dirs.root, { durable: config.durable });
     await files.init();
-    const buildFiles = new BuildFiles(dirs);
+    // Running logs on a store without local paths are appended to private copies in the scratch dir.
+    const buildFiles = new BuildFiles(files, path.join(dirs.scratchRoot, 'build-logs'));
     let closed = false;
     const close = async () => {
       if (closed) return;

@@ -58,14 +58,18 @@ export interface Entry {
   type?: 'directory';
 }
 
-/** A gzipped tar of `files` (path → content, or an entry). */
+/** Entries' mtime, so the same files always make the same archive (a test may hash one it did not send). */
+const TAR_MTIME = new Date('2024-01-01T00:00:00Z');
+
+/** A gzipped tar of `files` (path → content, or an entry); the same bytes for the same files. */
 export async function tarGz(files: Record<string, string | Buffer | Entry>): Promise<Buffer> {
   const pack = tarStream.pack();
+  const mtime = TAR_MTIME;
   for (const [name, value] of Object.entries(files)) {
     const entry: Entry = typeof value === 'string' || Buffer.isBuffer(value) ? { content: value } : value;
-    if (entry.symlink !== undefined) pack.entry({ name, type: 'symlink', linkname: entry.symlink });
-    else if (entry.type === 'directory') pack.entry({ name, type: 'directory', mode: 0o755 });
-    else pack.entry({ name, mode: 0o644 }, entry.content ?? '');
+    if (entry.symlink !== undefined) pack.entry({ name, type: 'symlink', linkname: entry.symlink, mtime });
+    else if (entry.type === 'directory') pack.entry({ name, type: 'directory', mode: 0o755, mtime });
+    else pack.entry({ name, mode: 0o644, mtime }, entry.content ?? '');
   }
   pack.finalize();
   const chunks: Buffer[] = [];

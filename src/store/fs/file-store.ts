@@ -5,12 +5,12 @@
 // listed.
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { checkFileKey, limitBytes, type FileInfo, type FileStore, type FileWriteOptions } from '../file-store.js';
-import { PRIVATE_DIR_MODE } from '../data-dir.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../data-dir.js';
 import type { ByteRange } from '../types.js';
 
 /** The temporary file of a write in progress (see publish). */
@@ -35,6 +35,10 @@ export class FsFileStore implements FileStore {
     return path.join(this.root, ...checkFileKey(key).split('/'));
   }
 
+  localPath(key: string): string {
+    return this.pathOf(key);
+  }
+
   async stat(key: string): Promise<FileInfo | null> {
     const s = await stat(this.pathOf(key)).catch(notFoundAsNull);
     return s?.isFile() ? { key, size: s.size, modifiedAt: s.mtime } : null;
@@ -52,7 +56,7 @@ export class FsFileStore implements FileStore {
 
   async writeBytes(key: string, data: Uint8Array): Promise<FileInfo> {
     return this.publish(key, async (temp) => {
-      const handle = await open(temp, 'wx');
+      const handle = await open(temp, 'wx', PRIVATE_FILE_MODE);
       try {
         await handle.writeFile(data);
         if (this.durable) await handle.sync();
@@ -64,7 +68,7 @@ export class FsFileStore implements FileStore {
 
   async write(key: string, body: Readable, options: FileWriteOptions = {}): Promise<FileInfo> {
     return this.publish(key, async (temp) => {
-      const out = createWriteStream(temp, { flags: 'wx' });
+      const out = createWriteStream(temp, { flags: 'wx', mode: PRIVATE_FILE_MODE });
       await pipeline(body, limitBytes(options), out);
       if (this.durable) await fsync(temp);
     });
@@ -76,6 +80,7 @@ export class FsFileStore implements FileStore {
     // leaves no temporary file behind if the process dies around it.
     const target = this.pathOf(key);
     await mkdir(path.dirname(target), { recursive: true, mode: PRIVATE_DIR_MODE });
+    await chmod(localFile, PRIVATE_FILE_MODE);
     if (this.durable) await fsync(localFile);
     try {
       await rename(localFile, target);
