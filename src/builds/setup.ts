@@ -41,6 +41,10 @@ export interface BuildSetup {
   log: Logger;
   /** Other processes share the store and data directory (Stores.shared). */
   shared?: boolean;
+  /** A build holder's lease (KILN_JOB_LEASE). */
+  leaseMs?: number;
+  /** How long a source directory without a build record may stay unwritten before it counts as abandoned (KILN_UPLOAD_TTL_SECONDS). */
+  orphanGraceMs?: number;
 }
 
 /** The BuildKit runner this host can offer, or why there is none. */
@@ -92,6 +96,8 @@ export async function createBuildService(setup: BuildSetup): Promise<BuildServic
     config: setup.config,
     log: setup.log,
     shared: setup.shared,
+    leaseMs: setup.leaseMs,
+    orphanGraceMs: setup.orphanGraceMs,
   });
   await service.recover();
   return service;

@@ -10,14 +10,17 @@ export interface BuildRow {
   created_at: number;
   finished_at: number | null;
   files_removed_at: number | null;
+  /** Added by schema step 6 (build leases); null on older rows. */
+  runner: string | null;
+  lease_until: number | null;
   data: string;
 }
 
-export type BuildData = Omit<BuildRecord, 'seq' | 'id' | 'status' | 'tenant' | 'createdAt' | 'finishedAt' | 'filesRemovedAt'>;
+export type BuildData = Omit<BuildRecord, 'seq' | 'id' | 'status' | 'tenant' | 'createdAt' | 'finishedAt' | 'filesRemovedAt' | 'runner' | 'leaseUntil'>;
 
 /** The JSON part of a new build: what it was given, and empty results. */
 export function initialBuildData(build: NewBuild): BuildData {
-  const { id: _id, tenant: _tenant, ...rest } = build;
+  const { id: _id, tenant: _tenant, lease: _lease, ...rest } = build;
   return {
     ...rest,
     buildArgs: { ...rest.buildArgs },
@@ -42,8 +45,17 @@ export function initialBuildData(build: NewBuild): BuildData {
 
 /** `current` with `patch` applied, split into columns and JSON. */
 export function patchedBuild(current: BuildRecord, patch: BuildPatch): { next: BuildRecord; data: string } {
-  const next: BuildRecord = { ...current, ...patch, id: current.id, seq: current.seq, tenant: current.tenant, createdAt: current.createdAt };
-  const { seq: _seq, id: _id, status: _status, tenant: _tenant, createdAt: _createdAt, finishedAt: _finishedAt, filesRemovedAt: _removed, ...data } = next;
+  const next: BuildRecord = {
+    ...current,
+    ...patch,
+    id: current.id,
+    seq: current.seq,
+    tenant: current.tenant,
+    createdAt: current.createdAt,
+    runner: current.runner,
+    leaseUntil: current.leaseUntil,
+  };
+  const { seq: _seq, id: _id, status: _status, tenant: _tenant, createdAt: _createdAt, finishedAt: _finishedAt, filesRemovedAt: _removed, runner: _runner, leaseUntil: _lease, ...data } = next;
   return { next, data: JSON.stringify(data satisfies BuildData) };
 }
 
@@ -63,5 +75,7 @@ export function buildFromRow(row: BuildRow): BuildRecord {
     createdAt: row.created_at,
     finishedAt: row.finished_at ?? legacyFinishedAt ?? null,
     filesRemovedAt: row.files_removed_at,
+    runner: row.runner ?? null,
+    leaseUntil: row.lease_until ?? null,
   };
 }
