@@ -8,7 +8,7 @@
 // build with secrets that only its submitter may start.
 import assert from 'node:assert/strict';
 import { mkdir, readdir, rm } from 'node:fs/promises';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { tenantScope } from '../src/auth/tenant.js';
 import { BuildLog } from '../src/builds/build-log.js';
 import { newBuildId } from '../src/builds/service.js';
@@ -45,9 +45,16 @@ describe('builds on PostgreSQL, two servers', { skip }, () => {
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
+  const handMade: string[] = [];
+  // A hand-made build left running would count against its tenant's running limit (KILN_BUILDS_PER_TENANT) on every server.
+  afterEach(async () => {
+    for (const id of handMade.splice(0)) await a.kiln.stores.builds.update(id, { status: 'failed', error: 'test over', finishedAt: Date.now() }, ['building', 'pushing']);
+  });
+
   /** A build of `tenant` as server A records it when it starts running (held by A, with a lease that outlasts the test). */
   async function buildOnA(tenant: string): Promise<string> {
     const id = newBuildId();
+    handMade.push(id);
     await a.kiln.stores.builds.create(newBuild(id, tenant));
     assert.ok(await a.kiln.stores.builds.claim(id, { runner: a.kiln.builds.runnerId, leaseUntil: Date.now() + 3600_000 }, { status: 'building', startedAt: Date.now() }));
     return id;

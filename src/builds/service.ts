@@ -376,8 +376,11 @@ export class BuildService {
       this.renewTimer.unref();
     }
     if (this.deps.shared) {
+      // The pump too: a build held back by the per-tenant limit may start once another server's build of that tenant ended.
       this.sweepTimer = setInterval(() => {
-        this.sweep().catch((err: unknown) => this.deps.log.error({ err }, 'looking for builds of servers that are gone failed'));
+        this.sweep()
+          .catch((err: unknown) => this.deps.log.error({ err }, 'looking for builds of servers that are gone failed'))
+          .finally(() => this.pump());
       }, this.leaseMs);
       this.sweepTimer.unref();
     }
