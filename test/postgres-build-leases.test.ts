@@ -134,6 +134,26 @@ describe('build leases on PostgreSQL, several servers', { skip }, () => {
     assert.match(await logOf(a.url, doomed.id, keys.acme), /==> build failed: interrupted: the server running it stopped/);
   });
 
+  it('a build A runs that another server ended (it judged A gone) is stopped on A, and its record is left as that server wrote it', async () => {
+    const slow = await submitBuild(a.url, { files: { Dockerfile: `FROM ${a.host}/library/base\nRUN sleep 120\n` }, headers: keys.acme });
+    await waitForBuild(a.url, slow.id, (v) => v.status === 'building', keys.acme, 60_000);
+    for (let i = 0; i < 600 && (await workDirsOf(slow.id)).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await workDirsOf(slow.id)).length, 1, "A's builder is at work");
+    // As another server's sweep does it: conditional on the lease it read.
+    const store = a.kiln.stores.builds;
+    let taken = null;
+    for (let i = 0; i < 20 && taken === null; i++) {
+      const now = (await store.get(slow.id))!;
+      taken = await store.takeOver(slow.id, { runner: now.runner, leaseUntil: now.leaseUntil }, { status: 'failed', error: INTERRUPTED, finishedAt: Date.now() }, ['building', 'pushing']);
+    }
+    assert.ok(taken, 'the take-over won over the renewals');
+    for (let i = 0; i < 1200 && (await workDirsOf(slow.id)).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await workDirsOf(slow.id), [], "A's builder stopped");
+    const after = (await store.get(slow.id))!;
+    assert.equal(after.status, 'failed');
+    assert.equal(after.error, INTERRUPTED);
+  });
+
   it('a source upload A is receiving survives the start of another server, and the build then runs; an abandoned one goes', async () => {
     // A directory nothing wrote to for longer than KILN_UPLOAD_TTL_SECONDS (one day): an upload of a server long gone.
     const abandoned = path.join(dataDir, 'builds', 'abandoned-upload');
