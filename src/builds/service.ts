@@ -62,6 +62,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createGzip } from 'node:zlib';
 import type { BuildTokenRequest, SignedToken } from '../auth/index.js';
 import { tenantScope } from '../auth/tenant.js';
+import { renewIntervalMs } from '../jobs/settings.js';
 import { holderIsDead, newWorkerId } from '../jobs/worker-id.js';
 import type { BuildFiles } from '../store/fs/build-files.js';
 import {
@@ -369,10 +370,9 @@ export class BuildService {
     if (address !== null && typeof address === 'object') this.boundHost = registryHostFromAddress(address);
     this.started = true;
     if (this.deps.runner !== null || this.deps.shared) {
-      const every = Math.max(100, Math.floor(this.leaseMs / 3));
       this.renewTimer = setInterval(() => {
         this.renewLeases().catch((err: unknown) => this.deps.log.error({ err }, 'renewing build leases failed'));
-      }, every);
+      }, renewIntervalMs({ leaseMs: this.leaseMs }));
       this.renewTimer.unref();
     }
     if (this.deps.shared) {
