@@ -132,6 +132,9 @@ describe('build leases on PostgreSQL, several servers', { skip }, () => {
     assert.equal(failed.error, INTERRUPTED);
     assert.doesNotMatch(failed.error ?? '', new RegExp(`${k.proc.pid}`), 'no pid in what the tenant reads');
     assert.match(await logOf(a.url, doomed.id, keys.acme), /==> build failed: interrupted: the server running it stopped/);
+    const jti = (await a.kiln.stores.builds.get(doomed.id))!.tokenJti;
+    assert.ok(jti, 'K recorded its build token');
+    assert.equal(await a.kiln.auth.tokens.revoke(jti), 'already_revoked', 'the server that ended the build revoked its token');
   });
 
   it('a build A runs that another server ended (it judged A gone) is stopped on A, and its record is left as that server wrote it', async () => {

@@ -27,7 +27,8 @@
 //   the server running it stopped", queued ones with secrets fail (their
 //   secrets went with that server). Builds held by live servers are left
 //   alone. The end is conditional on the lease as read, so a late renewal
-//   and a take-over never both win. A stopping server releases its leases
+//   and a take-over never both win; the ended build's token is revoked (its
+//   builder may live on, cut off, until its next renewal fails). A stopping server releases its leases
 //   (their end becomes now), so the next look ends them at once.
 // - Restart on a store of its own (SQLite: the data directory's lock keeps
 //   out every other server): everything left building or pushing, and every
@@ -337,7 +338,12 @@ export class BuildService {
         verdict === 'interrupted'
           ? await this.finish(build.id, 'failed', INTERRUPTED, ACTIVE_STATUSES, undefined, seen)
           : await this.finish(build.id, 'failed', SECRETS_LOST, ['queued'], undefined, seen);
-      if (ended !== null) this.deps.log.warn({ build: build.id, runner: build.runner, leaseUntil: build.leaseUntil, status: build.status }, 'ended a build whose server is gone');
+      if (ended === null) continue;
+      this.deps.log.warn({ build: build.id, runner: build.runner, leaseUntil: build.leaseUntil, status: build.status }, 'ended a build whose server is gone');
+      // Its builder may still be at work somewhere (a server cut off, not dead): its token stops working now.
+      if (ended.tokenJti !== null && this.deps.tokens !== null) {
+        await this.deps.tokens.revoke(ended.tokenJti).catch((err: unknown) => this.deps.log.warn({ err, build: build.id }, 'revoking a build token failed'));
+      }
     }
   }
 
@@ -828,6 +834,7 @@ export class BuildService {
       signal.throwIfAborted();
 
       token = await this.issueToken(build, pullRepos);
+      if (token !== null) await this.deps.store.update(id, { tokenJti: token.jti }, ACTIVE_STATUSES);
       const outcome = await runner.run(
         {
           id,

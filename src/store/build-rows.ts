@@ -37,6 +37,7 @@ export function initialBuildData(build: NewBuild): BuildData {
     cacheUse: null,
     baseImages: [],
     provenance: null,
+    tokenJti: null,
     startedAt: null,
     pushingAt: null,
     bakingAt: null,
@@ -61,11 +62,12 @@ export function patchedBuild(current: BuildRecord, patch: BuildPatch): { next: B
 
 export function buildFromRow(row: BuildRow): BuildRecord {
   // Rows written before these fields existed lack them; finishedAt was kept in the JSON then (SQLite migration 2 copied it out).
-  const data = JSON.parse(row.data) as Omit<BuildData, 'baseRefs' | 'secretIds'> &
-    Partial<Pick<BuildData, 'baseRefs' | 'secretIds'>> & { finishedAt?: number | null };
-  const { finishedAt: legacyFinishedAt, baseRefs, secretIds, ...rest } = data;
+  const data = JSON.parse(row.data) as Omit<BuildData, 'baseRefs' | 'secretIds' | 'tokenJti'> &
+    Partial<Pick<BuildData, 'baseRefs' | 'secretIds' | 'tokenJti'>> & { finishedAt?: number | null };
+  const { finishedAt: legacyFinishedAt, baseRefs, secretIds, tokenJti, ...rest } = data;
   return {
     ...rest,
+    tokenJti: tokenJti ?? null,
     baseRefs: baseRefs ?? [],
     secretIds: secretIds ?? [],
     seq: row.seq,

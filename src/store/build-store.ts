@@ -65,6 +65,8 @@ export interface BuildRecord {
   baseImages: BuildBaseImage[];
   /** The provenance record, as the builds module assembles it. */
   provenance: unknown;
+  /** The id (jti) of the build's token once issued, so that a server ending the build for a gone runner can revoke it. */
+  tokenJti: string | null;
   createdAt: number;
   startedAt: number | null;
   pushingAt: number | null;

@@ -56,6 +56,7 @@ export function buildStoreContract(name: string, factory: BuildStoreFactory): vo
         assert.deepEqual(created.cacheImports, []);
         assert.equal(created.finishedAt, null);
         assert.equal(created.filesRemovedAt, null);
+        assert.equal(created.tokenJti, null);
         assert.ok(created.createdAt > 0);
         assert.equal(await store.get('missing'), null);
         await assert.rejects(store.create(newBuild('b1', 'acme')), 'ids are unique');
@@ -78,6 +79,8 @@ export function buildStoreContract(name: string, factory: BuildStoreFactory): vo
         assert.deepEqual(after.cacheUse, { totalSteps: 3, cachedSteps: 2 });
         assert.deepEqual(after.provenance, { source: { sha256: 'x' } });
         assert.deepEqual(after.baseImages, [{ ref: 'r', repo: 'library/base', digest: 'sha256:1' }]);
+        assert.equal((await store.update('b1', { tokenJti: 'jti-1' }))?.tokenJti, 'jti-1');
+        assert.equal((await store.get('b1'))!.tokenJti, 'jti-1');
         assert.equal(await store.update('nope', { status: 'failed' }), null);
       }));
 
