@@ -250,7 +250,7 @@ describe('the build queue across a restart', { skip: skipReason ?? false }, () =
     assert.equal(left.includes('orphan-young'), true, 'a young orphan is kept');
     const interrupted = await getBuild(restarted.url, slow.id);
     assert.equal(interrupted.status, 'failed');
-    assert.equal(interrupted.error, 'interrupted by restart');
+    assert.equal(interrupted.error, 'interrupted: the server running it stopped');
     const a = await waitForBuild(restarted.url, first.id, ended);
     const b = await waitForBuild(restarted.url, third.id, ended);
     assert.equal(a.status, 'ready', a.error ?? '');

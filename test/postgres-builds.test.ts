@@ -8,7 +8,7 @@
 // build with secrets that only its submitter may start.
 import assert from 'node:assert/strict';
 import { readdir, rm } from 'node:fs/promises';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { tenantScope } from '../src/auth/tenant.js';
 import { BuildLog } from '../src/builds/build-log.js';
 import { newBuildId } from '../src/builds/service.js';
@@ -45,11 +45,18 @@ describe('builds on PostgreSQL, two servers', { skip }, () => {
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  /** A build of `tenant` as server A records it when it starts running. */
+  const handMade: string[] = [];
+  // A hand-made build left running would count against its tenant's running limit (KILN_BUILDS_PER_TENANT) on every server.
+  afterEach(async () => {
+    for (const id of handMade.splice(0)) await a.kiln.stores.builds.update(id, { status: 'failed', error: 'test over', finishedAt: Date.now() }, ['building', 'pushing']);
+  });
+
+  /** A build of `tenant` as server A records it when it starts running (held by A, with a lease that outlasts the test). */
   async function buildOnA(tenant: string): Promise<string> {
     const id = newBuildId();
+    handMade.push(id);
     await a.kiln.stores.builds.create(newBuild(id, tenant));
-    assert.ok(await a.kiln.stores.builds.update(id, { status: 'building', startedAt: Date.now() }, ['queued']));
+    assert.ok(await a.kiln.stores.builds.claim(id, { runner: a.kiln.builds.runnerId, leaseUntil: Date.now() + 3600_000 }, { status: 'building', startedAt: Date.now() }));
     return id;
   }
 
@@ -142,9 +149,9 @@ describe('builds on PostgreSQL, two servers', { skip }, () => {
   });
 
   it('a real build submitted through A is followed to its end through B; B leaves a queued build whose secrets only its submitter holds', { skip: noBuildkit }, async () => {
-    // Queued as if another server had taken it with a secret (held in that server's memory only).
+    // Queued as if another server, alive on another host, had taken it with a secret (held in that server's memory only).
     const secretBuild = newBuildId();
-    await a.kiln.stores.builds.create(newBuild(secretBuild, 'acme', { secretIds: ['npmrc'] }));
+    await a.kiln.stores.builds.create(newBuild(secretBuild, 'acme', { secretIds: ['npmrc'], lease: { runner: 'elsewhere:1:abcd', leaseUntil: Date.now() + 3600_000 } }));
     const accepted = await submitBuild(a.url, { files: { Dockerfile: 'FROM scratch\nCOPY n.txt /n.txt\n', 'n.txt': 'one\n' }, headers: keys.acme });
     const followed = await followLog(b.url, accepted.id, { headers: keys.acme });
     assert.equal(followed.end?.status, 'ready', JSON.stringify(followed.end));

@@ -35,6 +35,22 @@ describe('buildsToStart', () => {
       assert.deepEqual(buildsToStart(queue(spec), running, limits(slots, perTenant)), want);
     });
   }
+
+  // On a shared store: the per-tenant limit counts every server's builds, the slots this server's only.
+  const shared: Array<[string, string[], number, number, number, string[]]> = [
+    // Tenant a runs one build on another server: with one per tenant, a waits here though this server is idle.
+    ['a2 b1', ['a'], 0, 2, 1, ['b1']],
+    ['a2', ['a'], 0, 2, 1, []],
+    // Two builds run elsewhere; this server's own two slots are free.
+    ['a1 b1', ['c', 'd'], 0, 2, 1, ['a1', 'b1']],
+    // This server runs one of the two (slotsUsed 1): one slot left.
+    ['a1 b1', ['c', 'd'], 1, 2, 1, ['a1']],
+  ];
+  for (const [spec, running, used, slots, perTenant, want] of shared) {
+    it(`shared: ${spec} with [${running.join(',')}] running in all, ${used} here, ${slots} slots, ${perTenant} per tenant → ${want.join(',') || 'none'}`, () => {
+      assert.deepEqual(buildsToStart(queue(spec), running, limits(slots, perTenant), used), want);
+    });
+  }
 });
 
 describe('queueOrder', () => {

@@ -42,10 +42,15 @@ export function bucketOf(build: { tenant: string | null; admin: boolean }): stri
   return build.admin || build.tenant === null ? '(admin)' : build.tenant;
 }
 
-/** The queued builds to start now, in the order to start them. `running` holds the buckets of the builds running. */
-export function buildsToStart(queued: readonly QueuedBuild[], running: readonly string[], limits: FairnessLimits): string[] {
+/**
+ * The queued builds to start now, in the order to start them. `running` holds
+ * the buckets of the builds running (for the per-tenant limit: on a shared
+ * store, those of every server); `slotsUsed` is how many of `limits.slots`
+ * are taken (this server's builds; by default all of `running`).
+ */
+export function buildsToStart(queued: readonly QueuedBuild[], running: readonly string[], limits: FairnessLimits, slotsUsed: number = running.length): string[] {
   const counts = countBuckets(running);
-  let total = running.length;
+  let total = slotsUsed;
   const waiting = [...queued].sort((a, b) => a.seq - b.seq);
   const started: string[] = [];
   while (total < limits.slots) {

@@ -5,14 +5,42 @@
 // - Queue: the fairness rules of fairness.ts (tenants take turns, per-tenant
 //   running and waiting limits, KILN_MAX_CONCURRENT_BUILDS in all). A build
 //   holds its slot while building and pushing; waiting for the bake does not.
+//   KILN_MAX_CONCURRENT_BUILDS is per server (the capacity of its own
+//   builder); on a shared store the per-tenant running limit counts the
+//   building and pushing builds of every server, from the store.
 // - Status: queued → building → pushing → baking → ready, or failed (with the
 //   reason) or cancelled. A timeout stops the builder (and its daemon) and
 //   fails the build with "timed out after N s"; it covers building and
 //   pushing, not the bake, which other images may share.
-// - Restart: queued builds stay queued (those given secrets fail: secrets are
-//   kept in memory only). A build that was building or pushing is marked
-//   failed with "interrupted by restart"; a build that was baking goes on
-//   waiting for its disk. Uploads that never became builds are removed.
+// - Leases (leases.ts): the server running a build holds it (the record's
+//   `runner`, a worker id `host:pid:nonce`, and `leaseUntil`), from the claim
+//   of the queued build, and renews the lease every third of KILN_JOB_LEASE
+//   (the job queue's lease: one setting for "how long until a silent holder
+//   counts as gone"). A renewal that finds the build no longer held by this
+//   server (cancelled, or ended by another server that judged this one gone)
+//   stops the local builder. A queued build given secrets is held the same
+//   way by the server that took them (they are kept in its memory only), and
+//   only that server may claim it.
+// - Gone holders: at start and then every lease period while it runs, a
+//   server ends the builds whose holder is gone, its lease run out or, on
+//   this host, its process gone: building or pushing ones fail "interrupted:
+//   the server running it stopped", queued ones with secrets fail (their
+//   secrets went with that server). Builds held by live servers are left
+//   alone. The end is conditional on the lease as read, so a late renewal
+//   and a take-over never both win; the ended build's token is revoked (its
+//   builder may live on, cut off, until its next renewal fails). A stopping
+//   server releases its leases (their end becomes now), so the next look
+//   ends them at once.
+// - Restart on a store of its own (SQLite: the data directory's lock keeps
+//   out every other server): everything left building or pushing, and every
+//   queued build with secrets, was its predecessor's and fails at once. A
+//   build that was baking goes on waiting for its disk; queued builds without
+//   secrets stay queued.
+// - Files: a source is received and checked in this server's scratch space
+//   and published to the FileStore (store/build-files.ts: the data directory
+//   or S3) before its record is created, so a crash leaves at most files
+//   without a record; those are removed at start once nothing was written to
+//   them for an hour (another server may be between the two steps).
 // - Credentials: with auth on, each build gets a build token (exactly its own
 //   repos and caches, plus pull on its checked FROM repos; alive until its
 //   timeout plus a margin and at least 30 min), revoked when the build is done.
@@ -37,14 +65,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createGzip } from 'node:zlib';
 import type { BuildTokenRequest, SignedToken } from '../auth/index.js';
 import { tenantScope } from '../auth/tenant.js';
+import { renewIntervalMs } from '../jobs/settings.js';
+import { holderIsDead, newWorkerId } from '../jobs/worker-id.js';
 import type { BuildFiles, LogDownload } from '../store/build-files.js';
 import {
+  LEASED_BUILD_STATUSES,
   TERMINAL_BUILD_STATUSES,
   type BuildBaseRef,
   type BuildPatch,
   type BuildRecord,
   type BuildStatus,
   type BuildStore,
+  type SeenLease,
 } from '../store/build-store.js';
 import { hostPlatform, kilnBaseRefs, resolveBaseImages, type RegistryReader } from './base-images.js';
 import { checkBuildOptions, checkSecrets } from './build-options.js';
@@ -53,6 +85,7 @@ import { registryHostFromAddress, type BuildsConfig } from './config.js';
 import { baseImagesOf } from './dockerfile.js';
 import { BuildError, invalidInput } from './errors.js';
 import { admissionProblem, bucketOf, buildsToStart, buildTimeout, queueOrder, type FairnessLimits } from './fairness.js';
+import { INTERRUPTED, leaseVerdict, SECRETS_LOST } from './leases.js';
 import { normalizeCacheName, planBuild } from './plan.js';
 import { buildProvenance } from './provenance.js';
 import type { BuildRunner } from './runner.js';
@@ -137,6 +170,10 @@ export interface BuildServiceDeps {
    * the file and the status in the store.
    */
   shared?: boolean;
+  /** How long a build's holder keeps it without a renewal (KILN_JOB_LEASE); 15 s by default. */
+  leaseMs?: number;
+  /** This server's runner id (a worker id); a new one by default. */
+  runnerId?: string;
 }
 
 /** What the API answers about a build (snake_case, like the request fields). */
@@ -183,7 +220,7 @@ export interface ListQuery {
   limit: number;
 }
 
-type StopReason = 'cancel' | 'timeout' | 'shutdown';
+type StopReason = 'cancel' | 'timeout' | 'shutdown' | 'lost';
 
 interface ActiveBuild {
   bucket: string;
@@ -203,6 +240,7 @@ const CANCEL_WATCH_MS = 1000;
 const RECLAIM_BATCH = 500;
 /** Files of a build id without a record are removed at start only when older than this (a submission may be between publishing its source and creating its row). */
 export const ORPHAN_FILES_MIN_AGE_MS = 60 * 60 * 1000;
+const DEFAULT_LEASE_MS = 15_000;
 
 export class BuildService {
   private readonly active = new Map<string, ActiveBuild>();
@@ -221,8 +259,17 @@ export class BuildService {
   private pumping: Promise<void> | null = null;
   private pumpAgain = false;
   private builderVersion: Promise<string> | null = null;
+  private renewTimer: NodeJS.Timeout | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private sweeping: Promise<void> | null = null;
+  /** The id this server holds builds under (`host:pid:nonce`). */
+  readonly runnerId: string;
+  private readonly leaseMs: number;
 
-  constructor(private readonly deps: BuildServiceDeps) {}
+  constructor(private readonly deps: BuildServiceDeps) {
+    this.runnerId = deps.runnerId ?? newWorkerId();
+    this.leaseMs = deps.leaseMs ?? DEFAULT_LEASE_MS;
+  }
 
   /** `host:port` builders use for this registry (KILN_REGISTRY_HOST, else the bound address). */
   registryHost(): string {
@@ -237,20 +284,84 @@ export class BuildService {
   }
 
   /**
-   * Cleans up after the last process, before the server takes requests: builds
-   * it left building or pushing fail, queued builds whose secrets it held fail,
-   * uploads it never turned into builds go.
+   * Cleans up before the server takes requests. On a store of its own, after
+   * the last process: builds it left building or pushing fail, queued builds
+   * whose secrets it held fail, uploads it never turned into builds go. On a
+   * shared store, only what servers that are gone left (see the top comment).
    */
   async recover(): Promise<void> {
-    for (const { id, modifiedAt } of await this.deps.files.ids()) {
-      if (Date.now() - modifiedAt.getTime() >= ORPHAN_FILES_MIN_AGE_MS && (await this.deps.store.get(id)) === null) await this.deps.files.remove(id);
+    await this.removeOrphans();
+    if (this.deps.shared) {
+      await this.sweep();
+      return;
     }
     for (const build of await this.deps.store.withStatus(ACTIVE_STATUSES)) {
-      await this.finish(build.id, 'failed', 'interrupted by restart');
+      await this.finish(build.id, 'failed', INTERRUPTED, ACTIVE_STATUSES);
     }
     for (const build of await this.deps.store.withStatus(['queued'])) {
-      if (build.secretIds.length > 0) {
-        await this.finish(build.id, 'failed', 'the server restarted before the build ran, and build secrets are kept in memory only; submit it again', ['queued']);
+      if (build.secretIds.length > 0) await this.finish(build.id, 'failed', SECRETS_LOST, ['queued']);
+    }
+  }
+
+  /**
+   * Removes the files of build ids without a record once nothing was written
+   * to them for ORPHAN_FILES_MIN_AGE_MS: a submission (here or on another
+   * server) may be between publishing its source and creating its row;
+   * uploads in flight are in their server's scratch space, not here.
+   */
+  private async removeOrphans(): Promise<void> {
+    for (const { id, modifiedAt } of await this.deps.files.ids()) {
+      if (Date.now() - modifiedAt.getTime() < ORPHAN_FILES_MIN_AGE_MS) continue;
+      if ((await this.deps.store.get(id)) === null) await this.deps.files.remove(id);
+    }
+  }
+
+
+  /**
+   * Ends the builds whose holder is gone (leases.ts): once at start on a
+   * shared store, then every lease period. One pass at a time.
+   */
+  private sweep(): Promise<void> {
+    this.sweeping ??= this.sweepOnce().finally(() => (this.sweeping = null));
+    return this.sweeping;
+  }
+
+  private async sweepOnce(): Promise<void> {
+    const judge = { now: Date.now(), self: this.runnerId, isDead: (runner: string) => holderIsDead(runner) };
+    for (const build of await this.deps.store.withStatus(LEASED_BUILD_STATUSES)) {
+      if (this.stopping) return;
+      const verdict = leaseVerdict(build, judge);
+      if (verdict === 'held') continue;
+      const seen: SeenLease = { runner: build.runner, leaseUntil: build.leaseUntil };
+      const ended =
+        verdict === 'interrupted'
+          ? await this.finish(build.id, 'failed', INTERRUPTED, ACTIVE_STATUSES, undefined, seen)
+          : await this.finish(build.id, 'failed', SECRETS_LOST, ['queued'], undefined, seen);
+      if (ended === null) continue;
+      this.deps.log.warn({ build: build.id, runner: build.runner, leaseUntil: build.leaseUntil, status: build.status }, 'ended a build whose server is gone');
+      // Its builder may still be at work somewhere (a server cut off, not dead): its token stops working now.
+      if (ended.tokenJti !== null && this.deps.tokens !== null) {
+        await this.deps.tokens.revoke(ended.tokenJti).catch((err: unknown) => this.deps.log.warn({ err, build: build.id }, 'revoking a build token failed'));
+      }
+    }
+  }
+
+  /** Renews this server's leases; builds it no longer holds are stopped here. */
+  private async renewLeases(): Promise<void> {
+    const ids = [...new Set([...this.active.keys(), ...this.secrets.keys()])];
+    if (ids.length === 0) return;
+    const held = new Set(await this.deps.store.renew(this.runnerId, ids, Date.now() + this.leaseMs));
+    for (const id of ids) {
+      if (held.has(id)) continue;
+      const now = await this.deps.store.get(id);
+      const run = this.active.get(id);
+      if (run !== undefined) {
+        // Past pushing (baking) a build is not leased any more, and its builder is done.
+        const lost = now === null || TERMINAL_BUILD_STATUSES.includes(now.status) || (LEASED_BUILD_STATUSES.includes(now.status) && now.runner !== this.runnerId);
+        if (lost) this.abort(run, 'lost');
+      } else if (now === null || now.status !== 'queued' || now.runner !== this.runnerId) {
+        // A queued build whose secrets this server held was cancelled or ended elsewhere.
+        this.secrets.delete(id);
       }
     }
   }
@@ -263,6 +374,21 @@ export class BuildService {
     if (this.started) return;
     if (address !== null && typeof address === 'object') this.boundHost = registryHostFromAddress(address);
     this.started = true;
+    if (this.deps.runner !== null || this.deps.shared) {
+      this.renewTimer = setInterval(() => {
+        this.renewLeases().catch((err: unknown) => this.deps.log.error({ err }, 'renewing build leases failed'));
+      }, renewIntervalMs({ leaseMs: this.leaseMs }));
+      this.renewTimer.unref();
+    }
+    if (this.deps.shared) {
+      // The pump too: a build held back by the per-tenant limit may start once another server's build of that tenant ended.
+      this.sweepTimer = setInterval(() => {
+        this.sweep()
+          .catch((err: unknown) => this.deps.log.error({ err }, 'looking for builds of servers that are gone failed'))
+          .finally(() => this.pump());
+      }, this.leaseMs);
+      this.sweepTimer.unref();
+    }
     this.track(
       this.deps.store.withStatus(['baking']).then((baking) => {
         for (const build of baking) this.track(this.watchBake(build.id));
@@ -271,12 +397,22 @@ export class BuildService {
     this.pump();
   }
 
-  /** Stops the builders (their builds fail at the next start); log followers' streams close with the server. */
+  /**
+   * Stops the builders and releases this server's leases (its builds fail at
+   * the next start, or at once on another server's next look at a shared
+   * store); log followers' streams close with the server.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
+    if (this.renewTimer !== null) clearInterval(this.renewTimer);
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.stopController.abort(new Error('server shutting down'));
+    const held = [...new Set([...this.active.keys(), ...this.secrets.keys()])];
     for (const run of this.active.values()) this.abort(run, 'shutdown');
-    await Promise.allSettled([...this.inFlight]);
+    await Promise.allSettled([...this.inFlight, this.sweeping]);
+    if (held.length > 0) {
+      await this.deps.store.renew(this.runnerId, held, 0).catch((err: unknown) => this.deps.log.warn({ err }, 'releasing build leases failed'));
+    }
     this.logs.clear();
   }
 
@@ -335,7 +471,8 @@ export class BuildService {
       log.note(`==> build ${pending.id} queued (${describeBuild(checked)})`);
       await this.publishLog(pending.id);
       const secrets = request.secrets ?? {};
-      const build = await this.deps.store.create({ id: pending.id, ...checked, sourceSha256: pending.sha256, secretIds: Object.keys(secrets) });
+      const held = Object.keys(secrets).length > 0 ? { lease: { runner: this.runnerId, leaseUntil: Date.now() + this.leaseMs } } : {};
+      const build = await this.deps.store.create({ id: pending.id, ...checked, sourceSha256: pending.sha256, secretIds: Object.keys(secrets), ...held });
       if (Object.keys(secrets).length > 0) this.secrets.set(build.id, { ...secrets });
       // On a shared store without local files another server may run it: this one lets go of its copy.
       if (this.deps.shared && !this.deps.files.logsInPlace) await this.releaseLog(build.id, log, { unlessRunning: true });
@@ -455,8 +592,17 @@ export class BuildService {
   /** Queued builds → their position (1 starts next), by the fairness rules. */
   private async queuePositions(): Promise<Map<string, number>> {
     const queued = (await this.deps.store.withStatus(['queued'])).map((b) => ({ id: b.id, bucket: bucketOf(b), seq: b.seq }));
-    const running = [...this.active.values()].map((run) => run.bucket);
-    return new Map(queueOrder(queued, running).map((id, i) => [id, i + 1]));
+    return new Map(queueOrder(queued, await this.runningBuckets()).map((id, i) => [id, i + 1]));
+  }
+
+  /**
+   * The buckets of the builds running: this server's, or on a shared store
+   * every server's (from the store, without those whose holder is gone).
+   */
+  private async runningBuckets(): Promise<string[]> {
+    if (!this.deps.shared) return [...this.active.values()].map((run) => run.bucket);
+    const judge = { now: Date.now(), self: this.runnerId, isDead: (runner: string) => holderIsDead(runner) };
+    return (await this.deps.store.withStatus(ACTIVE_STATUSES)).filter((b) => leaseVerdict(b, judge) === 'held').map(bucketOf);
   }
 
   /** Manifests running builds need (their base images), for the garbage collector. */
@@ -629,11 +775,12 @@ export class BuildService {
   private async pumpOnce(): Promise<void> {
     // Secrets live in the memory of the process that took the submission: on a shared store only it may run such a build.
     const queued = (await this.deps.store.withStatus(['queued'])).filter((b) => !this.deps.shared || b.secretIds.length === 0 || this.secrets.has(b.id));
-    const running = [...this.active.values()].map((run) => run.bucket);
+    const running = await this.runningBuckets();
     const entries = queued.map((b) => ({ id: b.id, bucket: bucketOf(b), seq: b.seq }));
-    for (const id of buildsToStart(entries, running, this.limits)) {
+    for (const id of buildsToStart(entries, running, this.limits, this.active.size)) {
       if (this.stopping) return;
-      const claimed = await this.deps.store.update(id, { status: 'building', startedAt: Date.now() }, ['queued']);
+      const now = Date.now();
+      const claimed = await this.deps.store.claim(id, { runner: this.runnerId, leaseUntil: now + this.leaseMs }, { status: 'building', startedAt: now });
       if (claimed === null) continue;
       let settle!: () => void;
       const run: ActiveBuild = { bucket: bucketOf(claimed), controller: new AbortController(), reason: null, done: new Promise((r) => (settle = r)) };
@@ -657,7 +804,7 @@ export class BuildService {
   private abort(run: ActiveBuild, reason: StopReason): void {
     if (run.reason !== null) return;
     run.reason = reason;
-    const text = reason === 'cancel' ? 'cancelled by request' : reason === 'timeout' ? 'timed out' : 'server shutting down';
+    const text = { cancel: 'cancelled by request', timeout: 'timed out', shutdown: 'server shutting down', lost: 'the build is no longer held by this server' }[reason];
     run.controller.abort(new Error(text));
   }
 
@@ -733,6 +880,7 @@ export class BuildService {
       signal.throwIfAborted();
 
       token = await this.issueToken(build, pullRepos);
+      if (token !== null) await this.deps.store.update(id, { tokenJti: token.jti }, ACTIVE_STATUSES);
       const outcome = await runner.run(
         {
           id,
@@ -820,8 +968,14 @@ export class BuildService {
     const build = await this.deps.store.get(id);
     switch (run.reason) {
       case 'shutdown':
-        // Left as it is: the next start marks it interrupted.
+        // Left as it is (its lease is released in stop()): the next look marks it interrupted.
         (await this.logOf(id)).note('==> server shutting down: the build is stopped');
+        return;
+      case 'lost':
+        // Ended elsewhere (cancelled, or failed by a server that judged this one gone): the record says how.
+        this.deps.log.warn({ build: id, status: build?.status }, 'a running build is no longer held by this server; its builder is stopped');
+        this.logs.get(id)?.end();
+        this.logs.delete(id);
         return;
       case 'cancel':
         if ((await this.finish(id, 'cancelled', 'cancelled by request', ACTIVE_STATUSES)) === null && !this.deps.files.logsInPlace) {
@@ -880,10 +1034,21 @@ export class BuildService {
     }
   }
 
-  /** Ends a build (when its status is one of `from`), logs why, writes result.json, releases followers. */
-  private async finish(id: string, status: 'ready' | 'failed' | 'cancelled', error: string | null, from?: readonly BuildStatus[], line?: string): Promise<BuildRecord | null> {
+  /**
+   * Ends a build (when its status is one of `from`, and with `seen`, while its
+   * lease is still the one seen), logs why, writes result.json, releases followers.
+   */
+  private async finish(
+    id: string,
+    status: 'ready' | 'failed' | 'cancelled',
+    error: string | null,
+    from?: readonly BuildStatus[],
+    line?: string,
+    seen?: SeenLease,
+  ): Promise<BuildRecord | null> {
     const patch: BuildPatch = { status, error, finishedAt: Date.now() };
-    const done = await this.deps.store.update(id, patch, from ?? (['queued', 'building', 'pushing', 'baking'] as const));
+    const states = from ?? (['queued', 'building', 'pushing', 'baking'] as const);
+    const done = seen === undefined ? await this.deps.store.update(id, patch, states) : await this.deps.store.takeOver(id, seen, patch, states);
     if (done === null) return null;
     this.secrets.delete(id);
     // On a store without local files a build another server runs has one log writer, that server: it notes the cancel
@@ -960,6 +1125,7 @@ export function newBuildId(now = Date.now()): string {
   return `${now.toString(36)}-${randomBytes(5).toString('hex')}`;
 }
 
+/** When anything in `dir` (or the directory itself) was last written (ms); null when it is gone. */
 function scopeOf(tenant: string | null, admin: boolean): string | null {
   return admin || tenant === null ? null : tenantScope(tenant);
 }

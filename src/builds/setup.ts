@@ -41,6 +41,8 @@ export interface BuildSetup {
   log: Logger;
   /** Other processes share the store and data directory (Stores.shared). */
   shared?: boolean;
+  /** A build holder's lease (KILN_JOB_LEASE). */
+  leaseMs?: number;
 }
 
 /** The BuildKit runner this host can offer, or why there is none. */
@@ -92,6 +94,7 @@ export async function createBuildService(setup: BuildSetup): Promise<BuildServic
     config: setup.config,
     log: setup.log,
     shared: setup.shared,
+    leaseMs: setup.leaseMs,
   });
   await service.recover();
   return service;

@@ -170,7 +170,19 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     const found = await images.find(`${repo}@${digest}`).catch(() => null);
     return found === null ? null : images.view(found.record);
   };
-  const builds = await createBuildService({ config: config.builds, store: stores.builds, files: stores.buildFiles, dirs, registry, diskOf, auth, log, shared: stores.shared });
+  const builds = await createBuildService({
+    config: config.builds,
+    store: stores.builds,
+    files: stores.buildFiles,
+    dirs,
+    registry,
+    diskOf,
+    auth,
+    log,
+    shared: stores.shared,
+    // A build's holder renews like a job's worker; a source upload idle as long as an upload session is abandoned.
+    leaseMs: config.jobs.leaseMs,
+  });
   registerBuildRoutes(app, builds, authorizer, { maxSourceBytes: config.builds.maxSourceBytes, heartbeatMs: config.builds.sseHeartbeatMs });
 
   // ---- garbage collection (src/gc) ----

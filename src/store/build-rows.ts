@@ -10,14 +10,17 @@ export interface BuildRow {
   created_at: number;
   finished_at: number | null;
   files_removed_at: number | null;
+  /** Added by schema step 6 (build leases); null on older rows. */
+  runner: string | null;
+  lease_until: number | null;
   data: string;
 }
 
-export type BuildData = Omit<BuildRecord, 'seq' | 'id' | 'status' | 'tenant' | 'createdAt' | 'finishedAt' | 'filesRemovedAt'>;
+export type BuildData = Omit<BuildRecord, 'seq' | 'id' | 'status' | 'tenant' | 'createdAt' | 'finishedAt' | 'filesRemovedAt' | 'runner' | 'leaseUntil'>;
 
 /** The JSON part of a new build: what it was given, and empty results. */
 export function initialBuildData(build: NewBuild): BuildData {
-  const { id: _id, tenant: _tenant, ...rest } = build;
+  const { id: _id, tenant: _tenant, lease: _lease, ...rest } = build;
   return {
     ...rest,
     buildArgs: { ...rest.buildArgs },
@@ -34,6 +37,7 @@ export function initialBuildData(build: NewBuild): BuildData {
     cacheUse: null,
     baseImages: [],
     provenance: null,
+    tokenJti: null,
     startedAt: null,
     pushingAt: null,
     bakingAt: null,
@@ -42,18 +46,28 @@ export function initialBuildData(build: NewBuild): BuildData {
 
 /** `current` with `patch` applied, split into columns and JSON. */
 export function patchedBuild(current: BuildRecord, patch: BuildPatch): { next: BuildRecord; data: string } {
-  const next: BuildRecord = { ...current, ...patch, id: current.id, seq: current.seq, tenant: current.tenant, createdAt: current.createdAt };
-  const { seq: _seq, id: _id, status: _status, tenant: _tenant, createdAt: _createdAt, finishedAt: _finishedAt, filesRemovedAt: _removed, ...data } = next;
+  const next: BuildRecord = {
+    ...current,
+    ...patch,
+    id: current.id,
+    seq: current.seq,
+    tenant: current.tenant,
+    createdAt: current.createdAt,
+    runner: current.runner,
+    leaseUntil: current.leaseUntil,
+  };
+  const { seq: _seq, id: _id, status: _status, tenant: _tenant, createdAt: _createdAt, finishedAt: _finishedAt, filesRemovedAt: _removed, runner: _runner, leaseUntil: _lease, ...data } = next;
   return { next, data: JSON.stringify(data satisfies BuildData) };
 }
 
 export function buildFromRow(row: BuildRow): BuildRecord {
   // Rows written before these fields existed lack them; finishedAt was kept in the JSON then (SQLite migration 2 copied it out).
-  const data = JSON.parse(row.data) as Omit<BuildData, 'baseRefs' | 'secretIds'> &
-    Partial<Pick<BuildData, 'baseRefs' | 'secretIds'>> & { finishedAt?: number | null };
-  const { finishedAt: legacyFinishedAt, baseRefs, secretIds, ...rest } = data;
+  const data = JSON.parse(row.data) as Omit<BuildData, 'baseRefs' | 'secretIds' | 'tokenJti'> &
+    Partial<Pick<BuildData, 'baseRefs' | 'secretIds' | 'tokenJti'>> & { finishedAt?: number | null };
+  const { finishedAt: legacyFinishedAt, baseRefs, secretIds, tokenJti, ...rest } = data;
   return {
     ...rest,
+    tokenJti: tokenJti ?? null,
     baseRefs: baseRefs ?? [],
     secretIds: secretIds ?? [],
     seq: row.seq,
@@ -63,5 +77,7 @@ export function buildFromRow(row: BuildRow): BuildRecord {
     createdAt: row.created_at,
     finishedAt: row.finished_at ?? legacyFinishedAt ?? null,
     filesRemovedAt: row.files_removed_at,
+    runner: row.runner ?? null,
+    leaseUntil: row.lease_until ?? null,
   };
 }

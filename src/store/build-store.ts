@@ -65,6 +65,8 @@ export interface BuildRecord {
   baseImages: BuildBaseImage[];
   /** The provenance record, as the builds module assembles it. */
   provenance: unknown;
+  /** The id (jti) of the build's token once issued, so that a server ending the build for a gone runner can revoke it. */
+  tokenJti: string | null;
   createdAt: number;
   startedAt: number | null;
   pushingAt: number | null;
@@ -72,15 +74,46 @@ export interface BuildRecord {
   finishedAt: number | null;
   /** When retention removed the build's files (source, log, result); null while they are kept. */
   filesRemovedAt: number | null;
+  /**
+   * The server holding the build (`host:pid:nonce`, src/jobs/worker-id.ts):
+   * the one running it, or, for a queued build with secrets, the one that holds
+   * them in memory; null: none (a queued build without secrets, or a row from
+   * before leases). Kept after the build leaves building/pushing, as a record.
+   */
+  runner: string | null;
+  /** Until when (ms) the runner's hold lasts without a renewal; null without a runner. */
+  leaseUntil: number | null;
 }
+
+/** A runner's hold on a build. */
+export interface BuildLease {
+  runner: string;
+  leaseUntil: number;
+}
+
+/** Statuses in which a runner's lease counts: queued (held only for its secrets), building, pushing. */
+export const LEASED_BUILD_STATUSES: readonly BuildStatus[] = ['queued', 'building', 'pushing'];
 
 export type NewBuild = Pick<
   BuildRecord,
   'id' | 'tenant' | 'requestedBy' | 'admin' | 'globalKey' | 'buildArgs' | 'platform' | 'timeoutSeconds' | 'dockerfile' | 'sourceSha256' | 'baseRefs' | 'secretIds'
->;
+> & {
+  /** Held from the start (a build with secrets, by the server that took them); absent: no runner. */
+  lease?: BuildLease;
+};
 
-/** A build's owner never changes after creation (the auth policy may keep the answer), so a patch cannot name one. */
-export type BuildPatch = Partial<Omit<BuildRecord, 'id' | 'seq' | 'createdAt' | 'tenant'>>;
+/**
+ * A build's owner never changes after creation (the auth policy may keep the
+ * answer), so a patch cannot name one; the lease changes only through
+ * claim() and renew().
+ */
+export type BuildPatch = Partial<Omit<BuildRecord, 'id' | 'seq' | 'createdAt' | 'tenant' | 'runner' | 'leaseUntil'>>;
+
+/** The lease of a build as some reader saw it, for takeOver(). */
+export interface SeenLease {
+  runner: string | null;
+  leaseUntil: number | null;
+}
 
 export interface BuildListQuery {
   /** Only the builds this tenant owns; absent: every build (admins). */
@@ -104,4 +137,25 @@ export interface BuildStore {
   ownerOf(id: string): Promise<string | null>;
   /** Ended builds whose files are still kept and that ended before `cutoff` (ms), oldest end first. */
   endedBefore(cutoff: number, limit: number): Promise<BuildRecord[]>;
+  /**
+   * Takes a queued build for `lease.runner`, atomically: applies `patch` and the
+   * lease when the build is still queued and held by no other runner; null when
+   * it was not (another server took it, or holds its secrets). Of several
+   * servers claiming one build, exactly one wins.
+   */
+  claim(id: string, lease: BuildLease, patch: BuildPatch): Promise<BuildRecord | null>;
+  /**
+   * Moves the lease end of those of `ids` that `runner` still holds in a
+   * leased status (LEASED_BUILD_STATUSES) to `leaseUntil`; resolves with their
+   * ids. A build missing from the answer is no longer this runner's: it ended,
+   * was cancelled, or another server judged its runner gone.
+   */
+  renew(runner: string, ids: readonly string[], leaseUntil: number): Promise<string[]>;
+  /**
+   * Applies `patch` when the build's status is one of `from` and its lease is
+   * still exactly `seen` (runner and lease end as the caller read them),
+   * atomically; null when it was not. A server that judged a runner gone ends
+   * the build only if no renewal came meanwhile.
+   */
+  takeOver(id: string, seen: SeenLease, patch: BuildPatch, from: readonly BuildStatus[]): Promise<BuildRecord | null>;
 }

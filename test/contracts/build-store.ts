@@ -56,6 +56,7 @@ export function buildStoreContract(name: string, factory: BuildStoreFactory): vo
         assert.deepEqual(created.cacheImports, []);
         assert.equal(created.finishedAt, null);
         assert.equal(created.filesRemovedAt, null);
+        assert.equal(created.tokenJti, null);
         assert.ok(created.createdAt > 0);
         assert.equal(await store.get('missing'), null);
         await assert.rejects(store.create(newBuild('b1', 'acme')), 'ids are unique');
@@ -78,6 +79,8 @@ export function buildStoreContract(name: string, factory: BuildStoreFactory): vo
         assert.deepEqual(after.cacheUse, { totalSteps: 3, cachedSteps: 2 });
         assert.deepEqual(after.provenance, { source: { sha256: 'x' } });
         assert.deepEqual(after.baseImages, [{ ref: 'r', repo: 'library/base', digest: 'sha256:1' }]);
+        assert.equal((await store.update('b1', { tokenJti: 'jti-1' }))?.tokenJti, 'jti-1');
+        assert.equal((await store.get('b1'))!.tokenJti, 'jti-1');
         assert.equal(await store.update('nope', { status: 'failed' }), null);
       }));
 
@@ -86,6 +89,95 @@ export function buildStoreContract(name: string, factory: BuildStoreFactory): vo
         await store.create(newBuild('race', 'acme'));
         const claims = await Promise.all([1, 2, 3].map((n) => store.update('race', { status: 'building', startedAt: n }, ['queued'])));
         assert.equal(claims.filter((c) => c !== null).length, 1);
+      }));
+
+    it('claims a queued build with a lease, for one runner only', () =>
+      withStore(factory, async ({ store }) => {
+        const created = await store.create(newBuild('c1', 'acme'));
+        assert.equal(created.runner, null, 'a queued build without secrets is held by no one');
+        assert.equal(created.leaseUntil, null);
+        const claimed = await store.claim('c1', { runner: 'h:1:aa', leaseUntil: 5000 }, { status: 'building', startedAt: 7 });
+        assert.equal(claimed?.status, 'building');
+        assert.equal(claimed?.runner, 'h:1:aa');
+        assert.equal(claimed?.leaseUntil, 5000);
+        assert.deepEqual(await store.get('c1'), claimed);
+        assert.equal(await store.claim('c1', { runner: 'h:2:bb', leaseUntil: 9000 }, { status: 'building' }), null, 'no second claim, by anyone');
+        assert.equal(await store.claim('c1', { runner: 'h:1:aa', leaseUntil: 9000 }, { status: 'building' }), null, 'nor by the holder: it is no longer queued');
+        assert.equal(await store.claim('missing', { runner: 'h:1:aa', leaseUntil: 1 }, { status: 'building' }), null);
+        // Updates leave the lease alone.
+        const pushing = await store.update('c1', { status: 'pushing', pushingAt: 8 }, ['building']);
+        assert.equal(pushing?.runner, 'h:1:aa');
+        assert.equal((await store.get('c1'))!.leaseUntil, 5000);
+
+        // A queued build held from its creation (its secrets live in one server) is claimed only by that server.
+        const held = await store.create(newBuild('c2', 'acme', { secretIds: ['npmrc'], lease: { runner: 'h:1:aa', leaseUntil: 4000 } }));
+        assert.equal(held.runner, 'h:1:aa');
+        assert.equal(held.leaseUntil, 4000);
+        assert.equal(await store.claim('c2', { runner: 'h:2:bb', leaseUntil: 6000 }, { status: 'building' }), null, 'another server may not take it');
+        assert.equal((await store.get('c2'))!.status, 'queued');
+        assert.equal((await store.claim('c2', { runner: 'h:1:aa', leaseUntil: 6000 }, { status: 'building' }))?.leaseUntil, 6000);
+      }));
+
+    it('lets exactly one of simultaneous claims by different runners win', () =>
+      withStore(factory, async ({ store }) => {
+        await store.create(newBuild('lrace', 'acme'));
+        const claims = await Promise.all([1, 2, 3].map((n) => store.claim('lrace', { runner: `h:${n}:aa`, leaseUntil: 1000 + n }, { status: 'building', startedAt: n })));
+        const won = claims.filter((c) => c !== null);
+        assert.equal(won.length, 1);
+        const now = (await store.get('lrace'))!;
+        assert.equal(now.runner, won[0]!.runner);
+        assert.equal(now.startedAt, won[0]!.startedAt);
+      }));
+
+    it("renews only the runner's own builds in a leased status", () =>
+      withStore(factory, async ({ store }) => {
+        for (const id of ['n1', 'n2', 'n3', 'n4', 'n5']) await store.create(newBuild(id, 'acme'));
+        await store.claim('n1', { runner: 'h:1:aa', leaseUntil: 100 }, { status: 'building' });
+        await store.claim('n2', { runner: 'h:1:aa', leaseUntil: 100 }, { status: 'building' });
+        await store.update('n2', { status: 'pushing' });
+        await store.claim('n3', { runner: 'h:2:bb', leaseUntil: 100 }, { status: 'building' });
+        await store.claim('n4', { runner: 'h:1:aa', leaseUntil: 100 }, { status: 'building' });
+        await store.update('n4', { status: 'cancelled', finishedAt: 50 });
+        await store.create(newBuild('n6', 'acme', { secretIds: ['s'], lease: { runner: 'h:1:aa', leaseUntil: 100 } }));
+        const renewed = await store.renew('h:1:aa', ['n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'missing'], 900);
+        assert.deepEqual([...renewed].sort(), ['n1', 'n2', 'n6'], 'its building, pushing and held queued builds; not another runner\'s, an ended one, an unheld one');
+        assert.equal((await store.get('n1'))!.leaseUntil, 900);
+        assert.equal((await store.get('n2'))!.leaseUntil, 900);
+        assert.equal((await store.get('n6'))!.leaseUntil, 900);
+        assert.equal((await store.get('n3'))!.leaseUntil, 100, "another runner's lease is untouched");
+        assert.equal((await store.get('n4'))!.leaseUntil, 100);
+        assert.equal((await store.get('n5'))!.leaseUntil, null);
+        assert.deepEqual(await store.renew('h:1:aa', [], 900), []);
+        // Released (a stopping server): the lease ends now.
+        assert.deepEqual(await store.renew('h:1:aa', ['n1'], 0), ['n1']);
+        assert.equal((await store.get('n1'))!.leaseUntil, 0);
+      }));
+
+    it('ends an expired build only while its lease is the one seen, and a renewal after that fails', () =>
+      withStore(factory, async ({ store }) => {
+        await store.create(newBuild('x1', 'acme'));
+        await store.claim('x1', { runner: 'h:1:aa', leaseUntil: 100 }, { status: 'building' });
+        const seen = { runner: 'h:1:aa', leaseUntil: 100 };
+        // The holder renewed after the reader looked: the take-over fails.
+        await store.renew('h:1:aa', ['x1'], 200);
+        assert.equal(await store.takeOver('x1', seen, { status: 'failed', error: 'gone', finishedAt: 1 }, ['building', 'pushing']), null);
+        assert.equal((await store.get('x1'))!.status, 'building');
+        // With the lease as it is now it succeeds, once.
+        const fresh = { runner: 'h:1:aa', leaseUntil: 200 };
+        const ended = await store.takeOver('x1', fresh, { status: 'failed', error: 'gone', finishedAt: 1 }, ['building', 'pushing']);
+        assert.equal(ended?.status, 'failed');
+        assert.equal(ended?.error, 'gone');
+        assert.equal(ended?.runner, 'h:1:aa', 'the record keeps who ran it');
+        assert.equal(await store.takeOver('x1', fresh, { status: 'failed', error: 'again' }, ['building', 'pushing']), null, 'not from an ended status');
+        assert.deepEqual(await store.renew('h:1:aa', ['x1'], 300), [], 'the old holder learns it lost the build');
+        assert.equal((await store.get('x1'))!.error, 'gone');
+
+        // Rows without a runner (from before leases) are taken over by the lease seen: none.
+        await store.create(newBuild('x2', 'acme'));
+        await store.update('x2', { status: 'building' });
+        assert.equal(await store.takeOver('x2', { runner: 'h:1:aa', leaseUntil: 100 }, { status: 'failed' }, ['building']), null);
+        assert.equal((await store.takeOver('x2', { runner: null, leaseUntil: null }, { status: 'failed' }, ['building']))?.status, 'failed');
+        assert.equal(await store.takeOver('missing', { runner: null, leaseUntil: null }, { status: 'failed' }, ['building']), null);
       }));
 
     it('lists newest first, by owner and status, in pages', () =>
@@ -133,8 +225,10 @@ export function buildStoreContract(name: string, factory: BuildStoreFactory): vo
       withStore(factory, async (s) => {
         await s.store.create(newBuild('r1', 'acme'));
         await s.store.create(newBuild('r2', null));
-        await s.store.update('r1', { status: 'building', startedAt: 5 });
+        await s.store.claim('r1', { runner: 'h:1:aa', leaseUntil: 1234 }, { status: 'building', startedAt: 5 });
         const again = await s.reopen();
+        assert.equal((await again.get('r1'))!.runner, 'h:1:aa');
+        assert.equal((await again.get('r1'))!.leaseUntil, 1234);
         assert.deepEqual(
           (await again.withStatus(['queued', 'building'])).map((b) => [b.id, b.status]),
           [

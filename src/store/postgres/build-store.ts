@@ -1,15 +1,16 @@
 // BuildStore on PostgreSQL: the same row shape as SQLite (store/build-rows.ts),
 // paged in the database by owner (tenant, seq) and status. A conditional
-// update locks the row (SELECT … FOR UPDATE) for its read-merge-write, so of
-// several processes claiming one queued build exactly one wins.
+// update, claim or take-over locks the row (SELECT … FOR UPDATE) for its
+// read-merge-write, so of several processes claiming one queued build exactly
+// one wins, and a renewal (one UPDATE) and a take-over never both succeed.
 //
 // The auth policy asks who owns a build synchronously. Owners never change
 // after creation, so the answers are kept by id: `loadOwners` brings them in
 // before the policy is asked (the token authorizer awaits it), `ownerOfNow`
 // answers from what was loaded, and a build not loaded yet answers null,
 // which the policy reads as "owned by no tenant": it refuses, never grants.
-import type { BuildListQuery, BuildPatch, BuildRecord, BuildStatus, BuildStore, NewBuild } from '../build-store.js';
-import { TERMINAL_BUILD_STATUSES } from '../build-store.js';
+import type { BuildLease, BuildListQuery, BuildPatch, BuildRecord, BuildStatus, BuildStore, NewBuild, SeenLease } from '../build-store.js';
+import { LEASED_BUILD_STATUSES, TERMINAL_BUILD_STATUSES } from '../build-store.js';
 import { buildFromRow, initialBuildData, patchedBuild, type BuildRow } from '../build-rows.js';
 import { inTransaction, type PgPool } from './db.js';
 
@@ -23,8 +24,8 @@ export class PostgresBuildStore implements BuildStore {
 
   async create(build: NewBuild): Promise<BuildRecord> {
     const { rows } = await this.pool.query<BuildRow>(
-      'INSERT INTO builds (id, status, tenant, created_at, data) VALUES ($1, $2, $3, $4, $5) RETURNING *',
-      [build.id, 'queued', build.tenant, Date.now(), JSON.stringify(initialBuildData(build))],
+      'INSERT INTO builds (id, status, tenant, created_at, runner, lease_until, data) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *',
+      [build.id, 'queued', build.tenant, Date.now(), build.lease?.runner ?? null, build.lease?.leaseUntil ?? null, JSON.stringify(initialBuildData(build))],
     );
     const created = buildFromRow(rows[0]!);
     this.remember(created.id, created.tenant);
@@ -56,20 +57,48 @@ export class PostgresBuildStore implements BuildStore {
   }
 
   async update(id: string, patch: BuildPatch, from?: readonly BuildStatus[]): Promise<BuildRecord | null> {
+    return this.patchWhen(id, patch, (current) => from === undefined || from.includes(current.status));
+  }
+
+  async claim(id: string, lease: BuildLease, patch: BuildPatch): Promise<BuildRecord | null> {
+    return this.patchWhen(id, patch, (current) => current.status === 'queued' && (current.runner === null || current.runner === lease.runner), lease);
+  }
+
+  async renew(runner: string, ids: readonly string[], leaseUntil: number): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const { rows } = await this.pool.query<{ id: string }>('UPDATE builds SET lease_until = $1 WHERE runner = $2 AND status = ANY($3) AND id = ANY($4) RETURNING id', [
+      leaseUntil,
+      runner,
+      [...LEASED_BUILD_STATUSES],
+      [...ids],
+    ]);
+    return rows.map((r) => r.id);
+  }
+
+  async takeOver(id: string, seen: SeenLease, patch: BuildPatch, from: readonly BuildStatus[]): Promise<BuildRecord | null> {
+    return this.patchWhen(id, patch, (current) => from.includes(current.status) && current.runner === seen.runner && current.leaseUntil === seen.leaseUntil);
+  }
+
+  /** Applies `patch` (and `lease`, when given) under a row lock when `allowed` says so of the current row. */
+  private async patchWhen(id: string, patch: BuildPatch, allowed: (current: BuildRecord) => boolean, lease?: BuildLease): Promise<BuildRecord | null> {
     return inTransaction(this.pool, async (client) => {
       const { rows } = await client.query<BuildRow>('SELECT * FROM builds WHERE id = $1 FOR UPDATE', [id]);
       if (!rows[0]) return null;
       const current = buildFromRow(rows[0]);
-      if (from !== undefined && !from.includes(current.status)) return null;
+      if (!allowed(current)) return null;
       const { next, data } = patchedBuild(current, patch);
-      await client.query('UPDATE builds SET status = $2, finished_at = $3, files_removed_at = $4, data = $5 WHERE id = $1', [
+      const runner = lease?.runner ?? next.runner;
+      const leaseUntil = lease?.leaseUntil ?? next.leaseUntil;
+      await client.query('UPDATE builds SET status = $2, finished_at = $3, files_removed_at = $4, data = $5, runner = $6, lease_until = $7 WHERE id = $1', [
         id,
         next.status,
         next.finishedAt,
         next.filesRemovedAt,
         data,
+        runner,
+        leaseUntil,
       ]);
-      return next;
+      return { ...next, runner, leaseUntil };
     });
   }
 

@@ -178,4 +178,14 @@ CREATE INDEX image_names_digest ON image_names (digest);
 CREATE INDEX image_names_index ON image_names (index_digest) WHERE index_digest <> '';
 `,
   },
+  {
+    version: 6,
+    name: 'build leases',
+    // As SQLite step 6: the server holding a build and until when (ms); rows
+    // from before have none, and building or pushing count as expired.
+    sql: `
+ALTER TABLE builds ADD COLUMN runner TEXT;
+ALTER TABLE builds ADD COLUMN lease_until BIGINT;
+`,
+  },
 ];

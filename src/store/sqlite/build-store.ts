@@ -1,20 +1,22 @@
 // BuildStore on SQLite: one row per build, the fields the queries filter on
-// as columns (status, owner, end time, whether the files are kept), the rest
-// as JSON. Listings are paged in the database by owner (tenant, seq) and
+// as columns (status, owner, end time, whether the files are kept, the
+// runner's lease), the rest as JSON. Listings are paged in the database by owner (tenant, seq) and
 // status. The schema is in migrations.ts.
-import type { BuildListQuery, BuildPatch, BuildRecord, BuildStatus, BuildStore, NewBuild } from '../build-store.js';
-import { TERMINAL_BUILD_STATUSES } from '../build-store.js';
+import type { BuildLease, BuildListQuery, BuildPatch, BuildRecord, BuildStatus, BuildStore, NewBuild, SeenLease } from '../build-store.js';
+import { LEASED_BUILD_STATUSES, TERMINAL_BUILD_STATUSES } from '../build-store.js';
 import { buildFromRow as toRecord, initialBuildData, patchedBuild, type BuildRow as Row } from '../build-rows.js';
 import type { SqliteDatabase } from './db.js';
 
 const ENDED = TERMINAL_BUILD_STATUSES.map((s) => `'${s}'`).join(', ');
+const LEASED = LEASED_BUILD_STATUSES.map((s) => `'${s}'`).join(', ');
 
 export class SqliteBuildStore implements BuildStore {
   private readonly s;
 
   constructor(private readonly db: SqliteDatabase) {
     this.s = {
-      insert: db.prepare('INSERT INTO builds (id, status, tenant, created_at, data) VALUES (?, ?, ?, ?, ?)'),
+      insert: db.prepare('INSERT INTO builds (id, status, tenant, created_at, runner, lease_until, data) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      hold: db.prepare('UPDATE builds SET runner = ?, lease_until = ? WHERE id = ?'),
       get: db.prepare<[string], Row>('SELECT * FROM builds WHERE id = ?'),
       owner: db.prepare<[string], { tenant: string | null }>('SELECT tenant FROM builds WHERE id = ?'),
       save: db.prepare('UPDATE builds SET status = ?, tenant = ?, finished_at = ?, files_removed_at = ?, data = ? WHERE id = ?'),
@@ -25,7 +27,7 @@ export class SqliteBuildStore implements BuildStore {
   }
 
   async create(build: NewBuild): Promise<BuildRecord> {
-    this.s.insert.run(build.id, 'queued', build.tenant, Date.now(), JSON.stringify(initialBuildData(build)));
+    this.s.insert.run(build.id, 'queued', build.tenant, Date.now(), build.lease?.runner ?? null, build.lease?.leaseUntil ?? null, JSON.stringify(initialBuildData(build)));
     return this.getSync(build.id)!;
   }
 
@@ -85,6 +87,36 @@ export class SqliteBuildStore implements BuildStore {
 
   async endedBefore(cutoff: number, limit: number): Promise<BuildRecord[]> {
     return this.s.endedBefore.all(cutoff, limit).map(toRecord);
+  }
+
+  async claim(id: string, lease: BuildLease, patch: BuildPatch): Promise<BuildRecord | null> {
+    return this.db.transaction(() => {
+      const current = this.getSync(id);
+      if (current === null || current.status !== 'queued' || (current.runner !== null && current.runner !== lease.runner)) return null;
+      const { next, data } = patchedBuild(current, patch);
+      this.s.save.run(next.status, next.tenant, next.finishedAt, next.filesRemovedAt, data, id);
+      this.s.hold.run(lease.runner, lease.leaseUntil, id);
+      return { ...next, runner: lease.runner, leaseUntil: lease.leaseUntil };
+    }).immediate();
+  }
+
+  async renew(runner: string, ids: readonly string[], leaseUntil: number): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const marks = ids.map(() => '?').join(', ');
+    return this.db
+      .prepare<Array<string | number>, { id: string }>(`UPDATE builds SET lease_until = ? WHERE runner = ? AND status IN (${LEASED}) AND id IN (${marks}) RETURNING id`)
+      .all(leaseUntil, runner, ...ids)
+      .map((r) => r.id);
+  }
+
+  async takeOver(id: string, seen: SeenLease, patch: BuildPatch, from: readonly BuildStatus[]): Promise<BuildRecord | null> {
+    return this.db.transaction(() => {
+      const current = this.getSync(id);
+      if (current === null || !from.includes(current.status) || current.runner !== seen.runner || current.leaseUntil !== seen.leaseUntil) return null;
+      const { next, data } = patchedBuild(current, patch);
+      this.s.save.run(next.status, next.tenant, next.finishedAt, next.filesRemovedAt, data, id);
+      return next;
+    }).immediate();
   }
 
   private getSync(id: string): BuildRecord | null {

@@ -196,4 +196,16 @@ CREATE INDEX image_names_digest ON image_names(digest);
 CREATE INDEX image_names_index ON image_names(index_digest) WHERE index_digest <> '';
 `,
   },
+  {
+    version: 6,
+    name: 'build leases',
+    // The server running a build (or holding a queued build's secrets) and
+    // until when its hold lasts without a renewal (src/builds/service.ts).
+    // Rows from before have no runner: building or pushing, they count as
+    // expired, and the next server to look fails them as interrupted.
+    sql: `
+ALTER TABLE builds ADD COLUMN runner TEXT;
+ALTER TABLE builds ADD COLUMN lease_until INTEGER;
+`,
+  },
 ];
