@@ -7,9 +7,7 @@ import { DataDir } from './data-dir.js';
 import { lockDataDir } from './dir-lock.js';
 import { NotADataDirError } from './errors.js';
 import { FsBlobStore } from './fs/blob-store.js';
-import { createS3Client } from './s3/client.js';
 import type { S3Config } from './s3/config.js';
-import { S3BlobStore } from './s3/s3-blob-store.js';
 import { BuildFiles } from './fs/build-files.js';
 import type { GcStore } from './gc-store.js';
 import type { ImageStore } from './image-store.js';
@@ -22,14 +20,6 @@ import { SqliteImageStore } from './sqlite/image-store.js';
 import { SqliteJobStore } from './sqlite/job-store.js';
 import { SqliteMetadataStore } from './sqlite/metadata-store.js';
 import { DigestPins, type PinStore } from './pins.js';
-import { PostgresApiKeyStore } from './postgres/api-key-store.js';
-import { PostgresBuildStore } from './postgres/build-store.js';
-import { openPostgres } from './postgres/db.js';
-import { PostgresGcStore } from './postgres/gc-store.js';
-import { PostgresImageStore } from './postgres/image-store.js';
-import { PostgresJobStore } from './postgres/job-store.js';
-import { PostgresMetadataStore } from './postgres/metadata-store.js';
-import { PostgresPins } from './postgres/pins.js';
 import type { BlobStore, MetadataStore } from './types.js';
 
 export interface StoreConfig {
@@ -106,7 +96,9 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
     // On PostgreSQL every store lives in the database; the SQLite file only marks the data directory there.
     const db = openSqlite(dirs.database, { durable: config.durable });
     opened.push({ close: () => void db.close() });
-    const blobs = config.s3 ? new S3BlobStore(createS3Client(config.s3), config.s3) : new FsBlobStore(dirs, { durable: config.durable });
+    // The S3 and PostgreSQL backends are loaded only when configured: their client libraries
+    // cost every process (the API and each worker) some 35 MiB of memory otherwise.
+    const blobs = config.s3 ? await openS3BlobStore(config.s3) : new FsBlobStore(dirs, { durable: config.durable });
     await blobs.init();
     const buildFiles = new BuildFiles(dirs);
     let closed = false;
@@ -135,6 +127,7 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
         close,
       };
     }
+    const { PostgresApiKeyStore, PostgresBuildStore, PostgresGcStore, PostgresImageStore, PostgresJobStore, PostgresMetadataStore, PostgresPins, openPostgres } = await loadPostgres();
     const pool = await openPostgres(config.databaseUrl!, { poolSize: config.poolSize, onError: config.onError });
     opened.push({ close: () => pool.end() });
     const builds = new PostgresBuildStore(pool);
@@ -159,4 +152,32 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
     await closeAll();
     throw err;
   }
+}
+
+async function openS3BlobStore(config: S3Config): Promise<BlobStore> {
+  const [{ createS3Client }, { S3BlobStore }] = await Promise.all([import('./s3/client.js'), import('./s3/s3-blob-store.js')]);
+  return new S3BlobStore(createS3Client(config), config);
+}
+
+async function loadPostgres() {
+  const [apiKeys, builds, db, gc, images, jobs, meta, pins] = await Promise.all([
+    import('./postgres/api-key-store.js'),
+    import('./postgres/build-store.js'),
+    import('./postgres/db.js'),
+    import('./postgres/gc-store.js'),
+    import('./postgres/image-store.js'),
+    import('./postgres/job-store.js'),
+    import('./postgres/metadata-store.js'),
+    import('./postgres/pins.js'),
+  ]);
+  return {
+    PostgresApiKeyStore: apiKeys.PostgresApiKeyStore,
+    PostgresBuildStore: builds.PostgresBuildStore,
+    openPostgres: db.openPostgres,
+    PostgresGcStore: gc.PostgresGcStore,
+    PostgresImageStore: images.PostgresImageStore,
+    PostgresJobStore: jobs.PostgresJobStore,
+    PostgresMetadataStore: meta.PostgresMetadataStore,
+    PostgresPins: pins.PostgresPins,
+  };
 }
