@@ -14,20 +14,33 @@ import type { BakedConfig } from '../../convert/baked-config.js';
 import { BakeError, type BakeErrorCode } from '../../convert/errors.js';
 import { BakeBudget } from '../../convert/limits.js';
 import { formatBytes } from '../../util/format-bytes.js';
-import { BAKE_ENTRY, JOIN_FAILED_EXIT, sandboxTools, startSandboxed, type SandboxExit } from './launcher.js';
+import { BAKE_ENTRY, JOIN_FAILED_EXIT, sandboxTools, startSandboxed, type Sandboxed, type SandboxExit } from './launcher.js';
 import { frameHeader, LineSplitter, MAX_FRAME_BYTES, type ChildMessage, type JobHeader } from './protocol.js';
 import { cpuSeconds, SANDBOX_ENV, type SandboxSettings } from './settings.js';
+import type { WarmBakes } from './warm.js';
 
 export { loadSandboxSettings, type SandboxSettings } from './settings.js';
+export { WarmBakes } from './warm.js';
 
 const CODES: ReadonlySet<string> = new Set<BakeErrorCode>(['INVALID_IMAGE', 'UNSUPPORTED_LAYER', 'LAYER_DIGEST_MISMATCH', 'LAYER_CORRUPT', 'UNSAFE_ENTRY', 'UNSUPPORTED_ENTRY', 'LIMIT_EXCEEDED', 'DISK_WRITE']);
 const MAX_MESSAGE = 4096;
 
-/** Same input and result as bakeImage (src/convert/bake.ts); the tar parsing and disk writing happen in a sandboxed child process. */
-export async function sandboxedBake(input: BakeInput, given: SandboxSettings): Promise<BakeResult> {
-  input.signal?.throwIfAborted();
+/**
+ * Same input and result as bakeImage (src/convert/bake.ts); the tar parsing and disk writing happen in a sandboxed child process.
+ * With `warm`, the bake takes the process started ahead for it when it matches (warm.ts), and a new one is started for the next bake once this one is done.
+ */
+export async function sandboxedBake(input: BakeInput, given: SandboxSettings, warm?: WarmBakes): Promise<BakeResult> {
   // Limits given with the job win over the settings' (as in bakeImage); the file-size rlimit follows them.
   const settings = input.limits ? { ...given, limits: input.limits } : given;
+  try {
+    return await bakeInSandbox(input, settings, warm);
+  } finally {
+    warm?.prepare(settings);
+  }
+}
+
+async function bakeInSandbox(input: BakeInput, settings: SandboxSettings, warm: WarmBakes | undefined): Promise<BakeResult> {
+  input.signal?.throwIfAborted();
   // Refused before a process is started: the count is all the worker reads of the manifest.
   new BakeBudget(settings.limits).checkLayerCount(input.manifest.layers.length);
   // The engine's module is loaded on the first bake, not when the worker starts: an idle worker
@@ -38,10 +51,28 @@ export async function sandboxedBake(input: BakeInput, given: SandboxSettings): P
   try {
     await chmod(result, 0o700);
     const diskPath = path.join(result, DISK_FILE_NAME);
-    const fd = openSync(diskPath, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    const ready = await warm?.take(settings);
+    let fd: number;
+    let box: Sandboxed;
+    if (ready) {
+      fd = ready.fd;
+      try {
+        await ready.moveDisk(diskPath);
+      } catch (err) {
+        await ready.discard();
+        throw err;
+      }
+      box = ready.box;
+    } else {
+      fd = openSync(diskPath, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      box = await startSandboxed(settings, [BAKE_ENTRY], [fd]).catch((err: unknown) => {
+        closeSync(fd);
+        throw err;
+      });
+    }
     let baked: BakedDisk;
     try {
-      baked = await runChild(input, settings, fd, DISK_FILE_NAME);
+      baked = await runChild(input, settings, box, DISK_FILE_NAME);
       if (fstatSync(fd).size !== baked.sizeBytes) throw new Error(`the bake process reported a disk of ${baked.sizeBytes} bytes but wrote ${fstatSync(fd).size}`);
     } finally {
       closeSync(fd);
@@ -53,8 +84,7 @@ export async function sandboxedBake(input: BakeInput, given: SandboxSettings): P
   }
 }
 
-async function runChild(input: BakeInput, settings: SandboxSettings, fd: number, diskFileName: string): Promise<BakedDisk> {
-  const box = await startSandboxed(settings, [BAKE_ENTRY], [fd]);
+async function runChild(input: BakeInput, settings: SandboxSettings, box: Sandboxed, diskFileName: string): Promise<BakedDisk> {
   const { child } = box;
   const stdin = child.stdin as Writable;
   const stdout = child.stdout as Readable;
