@@ -1,12 +1,12 @@
 // One worker process: open the stores beside the server (the database
 // coordinates them), check that bakes can be sandboxed here, and run jobs
 // until SIGTERM or until the server that started it goes away.
-import os from 'node:os';
 import { pino } from 'pino';
 import { bakeLimitsFromEnv } from '../convert/limits.js';
 import { BAKE_JOB, bakeJobHandler } from '../images/bake-job.js';
 import { openStores } from '../store/open.js';
 import { loadS3Config } from '../store/s3/config.js';
+import { lowerAllThreads } from './priority.js';
 import { loadJobSettings } from './settings.js';
 import { checkSandbox, loadSandboxSettings, sandboxedBake, WarmBakes } from './sandbox/index.js';
 import { JobWorker, type JobHandler } from './worker.js';
@@ -48,7 +48,7 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
   const limits = bakeLimitsFromEnv(options.env);
   const sandbox = loadSandboxSettings(options.env);
   try {
-    os.setPriority(WORKER_NICE);
+    lowerAllThreads(WORKER_NICE);
   } catch (err) {
     log.warn({ err }, 'could not lower the worker priority');
   }
