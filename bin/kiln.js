@@ -8,5 +8,9 @@ import { setFlagsFromString } from 'node:v8';
 // cores without it); the heap is small, so marking on the main thread costs
 // only a few milliseconds per collection. Set before any module loads: a V8
 // flag changed while a collection is under way can crash the process.
-if (process.argv[2] === 'serve') setFlagsFromString('--no-concurrent-marking');
+if (process.argv[2] === 'serve') {
+  setFlagsFromString('--no-concurrent-marking');
+  // Lets the upload path run a minor collection every 16 MiB received (src/store/fs/young-gc.ts).
+  setFlagsFromString('--expose-gc');
+}
 await import('../dist/src/cli/main.js');

@@ -17,7 +17,7 @@ import { bakeImage, type BakeInput } from '../src/convert/bake.js';
 import { BakeError } from '../src/convert/errors.js';
 import { emptyFilesTar, gzipStream, imageFromBlobs, layerTar, makeImage, sha256, ustarHeader, type LayerEntry, type TestImage } from '../src/convert/testing.js';
 import { cgroupPids, type BakeCgroups } from '../src/jobs/sandbox/cgroup.js';
-import { checkSandbox, loadSandboxSettings, sandboxedBake, type SandboxSettings } from '../src/jobs/sandbox/index.js';
+import { checkSandbox, loadSandboxSettings, sandboxedBake, WarmBakes, type SandboxSettings } from '../src/jobs/sandbox/index.js';
 import { BAKE_ENTRY, PROJECT_ROOT, startSandboxed } from '../src/jobs/sandbox/launcher.js';
 import { OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../src/oci/media-types.js';
 import { fixtureImage } from './bake-fixture.js';
@@ -131,6 +131,48 @@ describe('sandboxed bakes', () => {
     assert.equal(err.code, direct.code);
     assert.equal(err.message, direct.message);
     assertNothingLeft(input);
+  });
+});
+
+describe('a bake process started ahead of its job (WarmBakes)', () => {
+  /** Waits (no time limit but the test's) until a spare bake process is running, and returns its processes. */
+  async function spareProcesses(): Promise<number[]> {
+    for (;;) {
+      const found = bakeProcesses();
+      if (found.length > 0) return found;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  it('serves one bake only: each bake runs in its own process, which exits; a spare with other limits is not used', async () => {
+    const image = await fixtureImage();
+    const direct = await bakeImage(inputFor(image));
+    const scratch = path.join(root, 'warm-scratch');
+    const settings = settingsFor();
+    const warm = new WarmBakes(scratch, (err) => assert.fail(String(err)));
+    try {
+      warm.prepare(settings);
+      const first = await spareProcesses();
+      const boxed = await sandboxedBake(inputFor(image), settings, warm);
+      assert.equal(fileHash(boxed.diskPath), fileHash(direct.diskPath), 'the same disk bytes as bakeImage');
+      assert.ok(fsck(boxed.diskPath).clean);
+      // The process that baked is gone; the one waiting now is another.
+      const second = await spareProcesses();
+      assert.deepEqual(second.filter((pid) => first.includes(pid)), [], 'the next bake gets a new process');
+      const again = await sandboxedBake(inputFor(image), settings, warm);
+      assert.equal(fileHash(again.diskPath), fileHash(direct.diskPath));
+      const third = await spareProcesses();
+      assert.deepEqual(third.filter((pid) => second.includes(pid) || first.includes(pid)), []);
+      // Other limits make another command line (the file-size rlimit follows them): the spare is dropped, not used.
+      const other = await sandboxedBake(inputFor(image), settingsFor({ KILN_BAKE_MAX_BYTES: String(64 * MiB) }), warm);
+      assert.equal(fileHash(other.diskPath), fileHash(direct.diskPath));
+      const fourth = await spareProcesses();
+      assert.deepEqual(fourth.filter((pid) => third.includes(pid)), []);
+    } finally {
+      await warm.close();
+    }
+    assert.deepEqual(bakeProcesses(), [], 'close stops the waiting process');
+    assert.deepEqual(readdirSync(scratch), [], 'and removes its disk file');
   });
 });
 

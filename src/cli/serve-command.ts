@@ -1,7 +1,6 @@
 // `kiln serve`: runs the registry until SIGTERM/SIGINT, then drains and exits 0.
 import type { Command } from 'commander';
 import { loadConfig } from '../server/config.js';
-import { createKiln } from '../server/app.js';
 
 export function registerServeCommand(program: Command): void {
   program
@@ -16,6 +15,8 @@ export function registerServeCommand(program: Command): void {
     .action(async (opts: { listen?: string; dataDir?: string; databaseUrl?: string; logLevel?: string; insecureNoAuth?: boolean; workers?: string }) => {
       const config = loadConfig(opts);
       // V8's concurrent marking is turned off in bin/kiln.js, before any module loads.
+      // Loaded here, not at the top: `kiln worker` shares this entry point and would carry the whole server in memory.
+      const { createKiln } = await import('../server/app.js');
       const kiln = await createKiln(config);
       const url = await kiln.listen();
       let stopping = false;

@@ -1,14 +1,14 @@
 // One worker process: open the stores beside the server (the database
 // coordinates them), check that bakes can be sandboxed here, and run jobs
 // until SIGTERM or until the server that started it goes away.
-import os from 'node:os';
 import { pino } from 'pino';
 import { bakeLimitsFromEnv } from '../convert/limits.js';
 import { BAKE_JOB, bakeJobHandler } from '../images/bake-job.js';
 import { openStores } from '../store/open.js';
 import { loadS3Config } from '../store/s3/config.js';
+import { lowerAllThreads } from './priority.js';
 import { loadJobSettings } from './settings.js';
-import { checkSandbox, loadSandboxSettings, sandboxedBake } from './sandbox/index.js';
+import { checkSandbox, loadSandboxSettings, sandboxedBake, WarmBakes } from './sandbox/index.js';
 import { JobWorker, type JobHandler } from './worker.js';
 import { newWorkerId } from './worker-id.js';
 
@@ -48,7 +48,7 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
   const limits = bakeLimitsFromEnv(options.env);
   const sandbox = loadSandboxSettings(options.env);
   try {
-    os.setPriority(WORKER_NICE);
+    lowerAllThreads(WORKER_NICE);
   } catch (err) {
     log.warn({ err }, 'could not lower the worker priority');
   }
@@ -62,10 +62,17 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
     shared: true,
     existing: true,
   });
-  close = () => stores.close();
+  // One bake process waits, started, for the next job: a bake does not pay the sandbox's start (sandbox/warm.ts).
+  const warm = new WarmBakes(stores.dirs.scratchRoot, (err) => log.warn({ err }, 'could not start a bake process ahead of the next job'));
+  close = async () => {
+    await warm.close();
+    await stores.close();
+  };
   if (stopping) return;
-  const bake = bakeJobHandler({ meta: stores.meta, blobs: stores.blobs, images: stores.images, files: stores.files, dirs: stores.dirs, limits, bake: (input) => sandboxedBake(input, sandbox) });
-  const handlers = new Map<string, JobHandler>([[BAKE_JOB, (await sandboxWorks(sandbox, log)) ? bake : refuseBakes]]);
+  const bake = bakeJobHandler({ meta: stores.meta, blobs: stores.blobs, images: stores.images, files: stores.files, dirs: stores.dirs, limits, bake: (input) => sandboxedBake(input, sandbox, warm) });
+  const works = await sandboxWorks(sandbox, log);
+  const handlers = new Map<string, JobHandler>([[BAKE_JOB, works ? bake : refuseBakes]]);
+  if (works && !stopping) warm.prepare({ ...sandbox, limits });
   const id = newWorkerId();
   worker = new JobWorker(stores.jobs, handlers, settings, id, log);
   // Started by `kiln serve`: woken when work is queued.

@@ -10,10 +10,7 @@ import { NotADataDirError } from './errors.js';
 import type { FileStore } from './file-store.js';
 import { FsBlobStore } from './fs/blob-store.js';
 import { FsFileStore } from './fs/file-store.js';
-import { createS3Client } from './s3/client.js';
 import type { S3Config } from './s3/config.js';
-import { S3FileStore } from './s3/file-store.js';
-import { S3BlobStore } from './s3/s3-blob-store.js';
 import { BuildFiles } from './build-files.js';
 import type { GcStore } from './gc-store.js';
 import type { ImageStore } from './image-store.js';
@@ -26,14 +23,6 @@ import { SqliteImageStore } from './sqlite/image-store.js';
 import { SqliteJobStore } from './sqlite/job-store.js';
 import { SqliteMetadataStore } from './sqlite/metadata-store.js';
 import { DigestPins, type PinStore } from './pins.js';
-import { PostgresApiKeyStore } from './postgres/api-key-store.js';
-import { PostgresBuildStore } from './postgres/build-store.js';
-import { openPostgres } from './postgres/db.js';
-import { PostgresGcStore } from './postgres/gc-store.js';
-import { PostgresImageStore } from './postgres/image-store.js';
-import { PostgresJobStore } from './postgres/job-store.js';
-import { PostgresMetadataStore } from './postgres/metadata-store.js';
-import { PostgresPins } from './postgres/pins.js';
 import type { BlobStore, MetadataStore } from './types.js';
 
 export interface StoreConfig {
@@ -112,11 +101,12 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
     // On PostgreSQL every store lives in the database; the SQLite file only marks the data directory there.
     const db = openSqlite(dirs.database, { durable: config.durable });
     opened.push({ close: () => void db.close() });
-    const s3 = config.s3 ? createS3Client(config.s3) : null;
-    const blobs = s3 && config.s3 ? new S3BlobStore(s3, config.s3) : new FsBlobStore(dirs, { durable: config.durable });
+    // The S3 and PostgreSQL backends are loaded only when configured: their client libraries
+    // cost every process (the API and each worker) some 35 MiB of memory otherwise.
+    const s3 = config.s3 ? await openS3Stores(config.s3) : null;
+    const blobs = s3?.blobs ?? new FsBlobStore(dirs, { durable: config.durable });
     await blobs.init();
-    // Same bucket and prefix as the blobs; keys are the data directory's relative paths.
-    const files: FileStore = s3 && config.s3 ? new S3FileStore(s3, config.s3) : new FsFileStore(dirs.root, { durable: config.durable });
+    const files: FileStore = s3?.files ?? new FsFileStore(dirs.root, { durable: config.durable });
     await files.init();
     // Running logs on a store without local paths are appended to private copies in the scratch dir.
     const buildFiles = new BuildFiles(files, path.join(dirs.scratchRoot, 'build-logs'));
@@ -147,6 +137,7 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
         close,
       };
     }
+    const { PostgresApiKeyStore, PostgresBuildStore, PostgresGcStore, PostgresImageStore, PostgresJobStore, PostgresMetadataStore, PostgresPins, openPostgres } = await loadPostgres();
     const pool = await openPostgres(config.databaseUrl!, { poolSize: config.poolSize, onError: config.onError });
     opened.push({ close: () => pool.end() });
     const builds = new PostgresBuildStore(pool);
@@ -172,4 +163,38 @@ export async function openStores(config: StoreConfig): Promise<Stores> {
     await closeAll();
     throw err;
   }
+}
+
+/** The blob and file stores on one S3 client: same bucket and prefix, keys are the data directory's relative paths. */
+async function openS3Stores(config: S3Config): Promise<{ blobs: BlobStore; files: FileStore }> {
+  const [{ createS3Client }, { S3BlobStore }, { S3FileStore }] = await Promise.all([
+    import('./s3/client.js'),
+    import('./s3/s3-blob-store.js'),
+    import('./s3/file-store.js'),
+  ]);
+  const client = createS3Client(config);
+  return { blobs: new S3BlobStore(client, config), files: new S3FileStore(client, config) };
+}
+
+async function loadPostgres() {
+  const [apiKeys, builds, db, gc, images, jobs, meta, pins] = await Promise.all([
+    import('./postgres/api-key-store.js'),
+    import('./postgres/build-store.js'),
+    import('./postgres/db.js'),
+    import('./postgres/gc-store.js'),
+    import('./postgres/image-store.js'),
+    import('./postgres/job-store.js'),
+    import('./postgres/metadata-store.js'),
+    import('./postgres/pins.js'),
+  ]);
+  return {
+    PostgresApiKeyStore: apiKeys.PostgresApiKeyStore,
+    PostgresBuildStore: builds.PostgresBuildStore,
+    openPostgres: db.openPostgres,
+    PostgresGcStore: gc.PostgresGcStore,
+    PostgresImageStore: images.PostgresImageStore,
+    PostgresJobStore: jobs.PostgresJobStore,
+    PostgresMetadataStore: meta.PostgresMetadataStore,
+    PostgresPins: pins.PostgresPins,
+  };
 }

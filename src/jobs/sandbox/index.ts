@@ -9,36 +9,70 @@ import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { once } from 'node:events';
 import { constants as osConstants } from 'node:os';
-import { DISK_FILE_NAME, publishBake, type BakeInput, type BakeResult, type BakedDisk } from '../../convert/bake.js';
+import type { BakeInput, BakeResult, BakedDisk } from '../../convert/bake.js';
 import type { BakedConfig } from '../../convert/baked-config.js';
 import { BakeError, type BakeErrorCode } from '../../convert/errors.js';
 import { BakeBudget } from '../../convert/limits.js';
 import { formatBytes } from '../../util/format-bytes.js';
-import { BAKE_ENTRY, JOIN_FAILED_EXIT, sandboxTools, startSandboxed, type SandboxExit } from './launcher.js';
+import { BAKE_ENTRY, JOIN_FAILED_EXIT, sandboxTools, startSandboxed, type Sandboxed, type SandboxExit } from './launcher.js';
 import { frameHeader, LineSplitter, MAX_FRAME_BYTES, type ChildMessage, type JobHeader } from './protocol.js';
 import { cpuSeconds, SANDBOX_ENV, type SandboxSettings } from './settings.js';
+import type { WarmBakes } from './warm.js';
 
 export { loadSandboxSettings, type SandboxSettings } from './settings.js';
+export { WarmBakes } from './warm.js';
 
 const CODES: ReadonlySet<string> = new Set<BakeErrorCode>(['INVALID_IMAGE', 'UNSUPPORTED_LAYER', 'LAYER_DIGEST_MISMATCH', 'LAYER_CORRUPT', 'UNSAFE_ENTRY', 'UNSUPPORTED_ENTRY', 'LIMIT_EXCEEDED', 'DISK_WRITE']);
 const MAX_MESSAGE = 4096;
 
-/** Same input and result as bakeImage (src/convert/bake.ts); the tar parsing and disk writing happen in a sandboxed child process. */
-export async function sandboxedBake(input: BakeInput, given: SandboxSettings): Promise<BakeResult> {
-  input.signal?.throwIfAborted();
+/**
+ * Same input and result as bakeImage (src/convert/bake.ts); the tar parsing and disk writing happen in a sandboxed child process.
+ * With `warm`, the bake takes the process started ahead for it when it matches (warm.ts), and a new one is started for the next bake once this one is done.
+ */
+export async function sandboxedBake(input: BakeInput, given: SandboxSettings, warm?: WarmBakes): Promise<BakeResult> {
   // Limits given with the job win over the settings' (as in bakeImage); the file-size rlimit follows them.
   const settings = input.limits ? { ...given, limits: input.limits } : given;
+  try {
+    return await bakeInSandbox(input, settings, warm);
+  } finally {
+    warm?.prepare(settings);
+  }
+}
+
+async function bakeInSandbox(input: BakeInput, settings: SandboxSettings, warm: WarmBakes | undefined): Promise<BakeResult> {
+  input.signal?.throwIfAborted();
   // Refused before a process is started: the count is all the worker reads of the manifest.
   new BakeBudget(settings.limits).checkLayerCount(input.manifest.layers.length);
+  // The engine's module is loaded on the first bake, not when the worker starts: an idle worker
+  // then holds ~17 MiB less, and the worker itself only needs publishBake from it.
+  const { DISK_FILE_NAME, publishBake } = await import('../../convert/bake.js');
   await mkdir(input.workDir, { recursive: true });
   const result = await mkdtemp(path.join(input.workDir, 'result-'));
   try {
     await chmod(result, 0o700);
     const diskPath = path.join(result, DISK_FILE_NAME);
-    const fd = openSync(diskPath, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    const ready = await warm?.take(settings);
+    let fd: number;
+    let box: Sandboxed;
+    if (ready) {
+      fd = ready.fd;
+      try {
+        await ready.moveDisk(diskPath);
+      } catch (err) {
+        await ready.discard();
+        throw err;
+      }
+      box = ready.box;
+    } else {
+      fd = openSync(diskPath, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      box = await startSandboxed(settings, [BAKE_ENTRY], [fd]).catch((err: unknown) => {
+        closeSync(fd);
+        throw err;
+      });
+    }
     let baked: BakedDisk;
     try {
-      baked = await runChild(input, settings, fd);
+      baked = await runChild(input, settings, box, DISK_FILE_NAME);
       if (fstatSync(fd).size !== baked.sizeBytes) throw new Error(`the bake process reported a disk of ${baked.sizeBytes} bytes but wrote ${fstatSync(fd).size}`);
     } finally {
       closeSync(fd);
@@ -50,8 +84,7 @@ export async function sandboxedBake(input: BakeInput, given: SandboxSettings): P
   }
 }
 
-async function runChild(input: BakeInput, settings: SandboxSettings, fd: number): Promise<BakedDisk> {
-  const box = await startSandboxed(settings, [BAKE_ENTRY], [fd]);
+async function runChild(input: BakeInput, settings: SandboxSettings, box: Sandboxed, diskFileName: string): Promise<BakedDisk> {
   const { child } = box;
   const stdin = child.stdin as Writable;
   const stdout = child.stdout as Readable;
@@ -113,11 +146,11 @@ async function runChild(input: BakeInput, settings: SandboxSettings, fd: number)
   if (timedOut) {
     throw new BakeError('LIMIT_EXCEEDED', `the bake took longer than ${settings.timeoutText}: the limit of bake time is ${settings.timeoutText}; raise ${SANDBOX_ENV.timeout} to allow more`);
   }
-  return interpret(outcome, failure, exit, settings);
+  return interpret(outcome, failure, exit, settings, diskFileName);
 }
 
 /** What the child's last message and its exit say. */
-function interpret(outcome: ChildMessage | null, failure: unknown, exit: SandboxExit, settings: SandboxSettings): BakedDisk {
+function interpret(outcome: ChildMessage | null, failure: unknown, exit: SandboxExit, settings: SandboxSettings, diskFileName: string): BakedDisk {
   const memory = () => new BakeError('LIMIT_EXCEEDED', `the bake needed more memory than the limit of ${settings.memoryBytes} bytes (${formatBytes(settings.memoryBytes)}); raise ${SANDBOX_ENV.memory} to allow more`);
   const signal = exitSignal(exit);
   if (exit.oomKilled) throw memory();
@@ -131,7 +164,7 @@ function interpret(outcome: ChildMessage | null, failure: unknown, exit: Sandbox
     if (outcome.code !== null && CODES.has(outcome.code)) throw new BakeError(outcome.code, message);
     throw new Error(`the bake process failed: ${message}`);
   }
-  if (outcome?.type === 'result' && exit.code === 0) return checkResult(outcome);
+  if (outcome?.type === 'result' && exit.code === 0) return checkResult(outcome, diskFileName);
   // Not the image's fault as far as we can tell: plain Errors, with the process's last words for the log.
   const cause = exit.stderr ? new Error(exit.stderr.trim()) : undefined;
   if (exit.code === JOIN_FAILED_EXIT) throw new Error('the bake process could not join its cgroup', { cause });
@@ -155,9 +188,9 @@ function lastLine(text: string): string {
 }
 
 /** The child is not trusted: its result must have the shape of one. */
-function checkResult(message: Extract<ChildMessage, { type: 'result' }>): BakedDisk {
+function checkResult(message: Extract<ChildMessage, { type: 'result' }>, diskFileName: string): BakedDisk {
   const doc = message.document as unknown as BakedConfig;
-  if (!Number.isSafeInteger(message.sizeBytes) || message.sizeBytes <= 0 || typeof doc !== 'object' || doc === null || doc.disk?.sizeBytes !== message.sizeBytes || doc.disk?.file !== DISK_FILE_NAME) {
+  if (!Number.isSafeInteger(message.sizeBytes) || message.sizeBytes <= 0 || typeof doc !== 'object' || doc === null || doc.disk?.sizeBytes !== message.sizeBytes || doc.disk?.file !== diskFileName) {
     throw new Error('the bake process sent a malformed result');
   }
   const run = {

@@ -8,6 +8,7 @@ import type { Hash } from 'node:crypto';
 import { fdatasync, writev } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
+import { bodyBytesReceived } from './young-gc.js';
 
 /** Bytes the stream buffers while a write is in flight (then handed over in one _writev). */
 const BATCH_BYTES = 4 * 1024 * 1024;
@@ -90,6 +91,8 @@ export class UploadWriter extends Writable {
       this.gatheredBytes += b.length;
     }
     if (this.gatheredBytes < WRITE_MIN_BYTES) return done();
+    // Before the write is issued: the chunks written by the previous one are garbage by now.
+    bodyBytesReceived(this.gatheredBytes);
     this.writeGathered(done);
   }
 
