@@ -375,8 +375,13 @@ export class RegistryService {
 
   /** Resolves a tag or digest to the stored manifest record. */
   async findManifest(repo: string, reference: string): Promise<ManifestRecord> {
-    const digest = await this.resolveReference(repo, reference);
-    const record = digest ? await this.meta.getManifest(repo, digest) : null;
+    let record: ManifestRecord | null;
+    if (reference.includes(':')) {
+      record = await this.meta.getManifest(repo, parseDigest(reference).digest);
+    } else {
+      this.validateTag(reference);
+      record = await this.meta.getTaggedManifest(repo, reference);
+    }
     if (!record) throw await this.manifestUnknown(repo, reference);
     if (!reference.includes(':')) for (const listener of this.pullListeners) listener(repo, reference);
     return record;
@@ -408,12 +413,6 @@ export class RegistryService {
 
   private async announceDeleted(event: ReferenceDeletedEvent): Promise<void> {
     for (const listener of this.deleteListeners) await listener(event);
-  }
-
-  private async resolveReference(repo: string, reference: string): Promise<string | null> {
-    if (reference.includes(':')) return parseDigest(reference).digest;
-    this.validateTag(reference);
-    return this.meta.resolveTag(repo, reference);
   }
 
   private validateTag(tag: string): void {

@@ -194,6 +194,8 @@ export interface MetadataStore {
   putManifest(input: PutManifestInput): Promise<void>;
   getManifest(repo: string, digest: string): Promise<ManifestRecord | null>;
   resolveTag(repo: string, tag: string): Promise<string | null>;
+  /** The manifest a tag points at, in one lookup (the hottest read: GET/HEAD manifest by tag); null when either is absent. */
+  getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | null>;
   listTags(repo: string, page: Page): Promise<string[]>;
   tagsOf(repo: string, digest: string): Promise<string[]>;
   deleteTag(repo: string, tag: string): Promise<boolean>;

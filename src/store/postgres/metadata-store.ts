@@ -185,6 +185,15 @@ export class PostgresMetadataStore implements MetadataStore {
     return rows[0]?.digest ?? null;
   }
 
+  async getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | null> {
+    const { rows } = await this.pool.query<ManifestRow>(
+      `SELECT ${MANIFEST_COLUMNS} FROM tags t JOIN repos r ON r.id = t.repo_id JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+       WHERE r.name = $1 AND t.name = $2`,
+      [repo, tag],
+    );
+    return rows[0] ? toManifestRecord(rows[0]) : null;
+  }
+
   async listTags(repo: string, page: Page): Promise<string[]> {
     const { rows } = await this.pool.query<{ name: string }>(
       'SELECT t.name FROM tags t JOIN repos r ON r.id = t.repo_id WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3',

@@ -65,6 +65,11 @@ export class SqliteMetadataStore implements MetadataStore {
         `INSERT INTO tags (repo_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`,
       ),
+      getTaggedManifest: db.prepare<[string, string], ManifestRow>(
+        `SELECT r.name, m.digest, m.media_type, m.size, m.artifact_type, m.config_media_type, m.subject, m.annotations, m.created_at
+         FROM tags t JOIN repos r ON r.id = t.repo_id JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+         WHERE r.name = ? AND t.name = ?`,
+      ),
       resolveTag: db.prepare<[string, string], { digest: string }>(
         'SELECT t.digest FROM tags t JOIN repos r ON r.id = t.repo_id WHERE r.name = ? AND t.name = ?',
       ),
@@ -187,6 +192,11 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async resolveTag(repo: string, tag: string): Promise<string | null> {
     return this.s.resolveTag.get(repo, tag)?.digest ?? null;
+  }
+
+  async getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | null> {
+    const row = this.s.getTaggedManifest.get(repo, tag);
+    return row ? toManifestRecord(row) : null;
   }
 
   async listTags(repo: string, page: Page): Promise<string[]> {

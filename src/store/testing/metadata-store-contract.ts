@@ -98,6 +98,9 @@ export function metadataStoreContract(backend: string, factory: MetadataStoreFac
       assert.equal(rec?.size, 100);
       assert.equal(rec?.repo, 'r');
       assert.equal(typeof rec?.createdAt, 'number');
+      assert.deepEqual(await store.getTaggedManifest('r', 'v1'), rec);
+      assert.equal(await store.getTaggedManifest('r', 'v9'), null);
+      assert.equal(await store.getTaggedManifest('other', 'v1'), null);
       assert.equal(await store.getManifest('other', d(2)), null);
 
       await assert.rejects(
@@ -117,6 +120,7 @@ export function metadataStoreContract(backend: string, factory: MetadataStoreFac
       await store.putManifest(manifest('r', d(2), { tag: 't' }));
       await store.putManifest(manifest('r', d(2), { tag: 'u' }));
       assert.equal(await store.resolveTag('r', 't'), d(2));
+      assert.equal((await store.getTaggedManifest('r', 't'))?.digest, d(2));
       assert.deepEqual(await store.tagsOf('r', d(2)), ['t', 'u']);
       assert.deepEqual(await store.tagsOf('r', d(1)), []);
       assert.ok(await store.getManifest('r', d(1)), 'the untagged manifest stays');
