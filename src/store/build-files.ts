@@ -29,7 +29,7 @@ export type LogDownload = { redirect: string } | { body: Readable };
 export class BuildFiles {
   constructor(
     private readonly files: FileStore,
-    /** Private local space for running logs on a store without local paths (wiped at start, like the scratch dir it is in). */
+    /** Private local space for running logs on a store without local paths, in the scratch dir (wiped at start only when the data directory is not shared; a log copy is dropped when its build ends). */
     private readonly localLogRoot: string,
   ) {}
 
