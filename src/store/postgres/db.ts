@@ -41,6 +41,15 @@ const types = {
     oid === pg.types.builtins.INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
 
+/**
+ * A fixed query sent as a named statement: each connection parses and plans it
+ * once, not on every call. Only for constant text on hot paths, since every
+ * connection keeps every name it has seen for its lifetime.
+ */
+export function prepared(name: string, text: string): { name: string; text: string } {
+  return { name, text };
+}
+
 export async function openPostgres(url: string, options: PostgresOptions = {}): Promise<PgPool> {
   const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 20, types });
   pool.on('error', (err) => options.onError?.(err));

@@ -16,10 +16,27 @@ import type {
   UploadSession,
   UploadSessionQuota,
 } from '../types.js';
-import { inTransaction, LOCKS, type PgClient, type PgPool } from './db.js';
+import { inTransaction, LOCKS, prepared, type PgClient, type PgPool } from './db.js';
 
 const UPLOAD_COLUMNS = 'id, repo, owner, started, created_at, updated_at';
 const MANIFEST_COLUMNS = 'r.name, m.digest, m.media_type, m.size, m.artifact_type, m.config_media_type, m.subject, m.annotations, m.created_at';
+
+// The lookups every pull makes, as named statements (see `prepared`).
+const REPO_EXISTS = prepared('kiln_repo_exists', 'SELECT 1 FROM repos WHERE name = $1');
+const REPO_BLOB_SIZE = prepared(
+  'kiln_repo_blob_size',
+  `SELECT b.size FROM repo_blobs rb JOIN repos r ON r.id = rb.repo_id JOIN blobs b ON b.digest = rb.digest
+   WHERE r.name = $1 AND rb.digest = $2`,
+);
+const MANIFEST_BY_DIGEST = prepared(
+  'kiln_manifest_by_digest',
+  `SELECT ${MANIFEST_COLUMNS} FROM manifests m JOIN repos r ON r.id = m.repo_id WHERE r.name = $1 AND m.digest = $2`,
+);
+const MANIFEST_BY_TAG = prepared(
+  'kiln_manifest_by_tag',
+  `SELECT ${MANIFEST_COLUMNS} FROM tags t JOIN repos r ON r.id = t.repo_id JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
+   WHERE r.name = $1 AND t.name = $2`,
+);
 
 /** Holds the `reach` lock shared until the transaction ends. */
 export async function lockReachShared(client: PgClient): Promise<void> {
@@ -83,7 +100,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async repoExists(repo: string): Promise<boolean> {
-    return (await this.pool.query('SELECT 1 FROM repos WHERE name = $1', [repo])).rowCount! > 0;
+    return (await this.pool.query({ ...REPO_EXISTS, values: [repo] })).rowCount! > 0;
   }
 
   async linkBlob(repo: string, digest: string, size: number): Promise<void> {
@@ -102,11 +119,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async repoBlobSize(repo: string, digest: string): Promise<number | null> {
-    const { rows } = await this.pool.query<{ size: number }>(
-      `SELECT b.size FROM repo_blobs rb JOIN repos r ON r.id = rb.repo_id JOIN blobs b ON b.digest = rb.digest
-       WHERE r.name = $1 AND rb.digest = $2`,
-      [repo, digest],
-    );
+    const { rows } = await this.pool.query<{ size: number }>({ ...REPO_BLOB_SIZE, values: [repo, digest] });
     return rows[0]?.size ?? null;
   }
 
@@ -170,10 +183,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async getManifest(repo: string, digest: string): Promise<ManifestRecord | null> {
-    const { rows } = await this.pool.query<ManifestRow>(
-      `SELECT ${MANIFEST_COLUMNS} FROM manifests m JOIN repos r ON r.id = m.repo_id WHERE r.name = $1 AND m.digest = $2`,
-      [repo, digest],
-    );
+    const { rows } = await this.pool.query<ManifestRow>({ ...MANIFEST_BY_DIGEST, values: [repo, digest] });
     return rows[0] ? toManifestRecord(rows[0]) : null;
   }
 
@@ -186,11 +196,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | null> {
-    const { rows } = await this.pool.query<ManifestRow>(
-      `SELECT ${MANIFEST_COLUMNS} FROM tags t JOIN repos r ON r.id = t.repo_id JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
-       WHERE r.name = $1 AND t.name = $2`,
-      [repo, tag],
-    );
+    const { rows } = await this.pool.query<ManifestRow>({ ...MANIFEST_BY_TAG, values: [repo, tag] });
     return rows[0] ? toManifestRecord(rows[0]) : null;
   }
 
