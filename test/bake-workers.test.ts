@@ -3,11 +3,14 @@
 // answering; a job that keeps killing its worker is failed after
 // KILN_JOB_MAX_ATTEMPTS; `kiln serve --workers 0` bakes nothing until a
 // separate `kiln worker` runs on its data directory; deleting an image
-// cancels its running bake.
+// cancels its running bake; bakes give way to blob transfers for at most
+// KILN_BAKE_YIELD.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { readdir, rm, stat, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -253,6 +256,85 @@ describe('bake worker processes', () => {
       const v = await until(server.url, digest, (x) => x.status === 'ready' || x.status === 'failed');
       assert.equal(v.status, 'failed');
       assert.match(v.error ?? '', /KILN_BAKE_MAX_LAYERS/);
+    });
+  });
+});
+
+/** Bake processes (bake-entry.js) on this host that are stopped (state T). */
+function stoppedBakeProcesses(): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      if (!readFileSync(`/proc/${name}/cmdline`, 'utf8').includes('bake-entry.js')) continue;
+      const state = readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]!.split(' ')[0];
+      if (state === 'T') found.push(Number(name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+/** A blob download that reads one chunk and then stalls, holding the transfer open until `end`. */
+async function stalledDownload(url: string): Promise<{ end(): void }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, (res) => {
+      assert.equal(res.statusCode, 200);
+      res.once('data', () => {
+        res.pause();
+        resolve({ end: () => req.destroy() });
+      });
+    });
+    req.once('error', reject);
+  });
+}
+
+describe('bakes give way to blob transfers (KILN_BAKE_YIELD)', () => {
+  const BIG = randomBytes(64 << 20);
+
+  it('a bake is paused while a download runs and finishes once it ends', async () => {
+    await withServer({ KILN_WORKERS: '1', KILN_BAKE_YIELD: '10m' }, async (server) => {
+      assert.equal((await pushBlob(server.url, 'acme/big', sha256(BIG), BIG)).status, 201);
+      const download = await stalledDownload(`${server.url}/v2/acme/big/blobs/${sha256(BIG)}`);
+      let ended = false;
+      try {
+        const digest = await pushImage(server.url, 'acme/app', 'v1', await makeImage([{ tar: await layerTar([{ name: 'etc/hello', content: 'hi\n' }]), compression: 'gzip' }]));
+        await until(server.url, digest, (v) => v.status === 'baking');
+        // Held: the bake's processes are stopped, and it stays unfinished however long the download lasts.
+        const deadline = Date.now() + 30_000;
+        while (stoppedBakeProcesses().length === 0) {
+          assert.ok(Date.now() < deadline, 'the bake processes were stopped');
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        await new Promise((r) => setTimeout(r, 3000));
+        assert.equal((await view(server.url, digest)).status, 'baking', 'no progress while the registry moves a blob');
+        // Small requests still answer at once.
+        assert.equal((await fetch(`${server.url}/v2/acme/app/manifests/v1`, { method: 'HEAD' })).status, 200);
+        download.end();
+        ended = true;
+        const done = await until(server.url, digest, (v) => v.status !== 'baking' && v.status !== 'pending');
+        assert.equal(done.status, 'ready', done.error ?? '');
+        assert.deepEqual(stoppedBakeProcesses(), [], 'nothing left stopped');
+      } finally {
+        if (!ended) download.end();
+      }
+    });
+  });
+
+  it('gives way for KILN_BAKE_YIELD at most, and paused time does not count against KILN_BAKE_TIMEOUT', async () => {
+    await withServer({ KILN_WORKERS: '1', KILN_BAKE_YIELD: '4s', KILN_BAKE_TIMEOUT: '3s' }, async (server) => {
+      assert.equal((await pushBlob(server.url, 'acme/big', sha256(BIG), BIG)).status, 201);
+      const download = await stalledDownload(`${server.url}/v2/acme/big/blobs/${sha256(BIG)}`);
+      try {
+        const pushedAt = Date.now();
+        const digest = await pushImage(server.url, 'acme/app', 'v1', await makeImage([{ tar: await layerTar([{ name: 'etc/hello', content: 'hi\n' }]), compression: 'gzip' }]));
+        // The download never ends: the bake runs once its 4 s are spent, past its 3 s timeout in wall time.
+        const done = await until(server.url, digest, (v) => v.status !== 'baking' && v.status !== 'pending');
+        assert.equal(done.status, 'ready', done.error ?? '');
+        assert.ok(Date.now() - pushedAt >= 4000, `it waited its budget (${Date.now() - pushedAt} ms)`);
+      } finally {
+        download.end();
+      }
     });
   });
 });

@@ -6,10 +6,12 @@ import { bakeLimitsFromEnv } from '../convert/limits.js';
 import { BAKE_JOB, bakeJobHandler } from '../images/bake-job.js';
 import { openStores } from '../store/open.js';
 import { loadS3Config } from '../store/s3/config.js';
+import { RegistryState } from './bake-yield.js';
 import { lowerAllThreads } from './priority.js';
 import { loadJobSettings } from './settings.js';
 import { checkSandbox, loadSandboxSettings, sandboxedBake, WarmBakes } from './sandbox/index.js';
 import { JobWorker, type JobHandler } from './worker.js';
+import { parsePoolMessage } from './worker-pool.js';
 import { newWorkerId } from './worker-id.js';
 
 export interface WorkerProcessOptions {
@@ -44,6 +46,13 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
   process.on('disconnect', () => void stop('the server that started this worker exited'));
   if (supervised && !process.connected) return void stop('the server that started this worker exited');
 
+  // Started by `kiln serve`: it says when blob transfers run, and bakes give way (bake-yield.ts).
+  const registry = new RegistryState();
+  process.on('message', (m) => {
+    const message = parsePoolMessage(m);
+    if (message === 'wake') worker?.wake();
+    else if (message) registry.set(message.registryBusy);
+  });
   const settings = loadJobSettings(options.env);
   const limits = bakeLimitsFromEnv(options.env);
   const sandbox = loadSandboxSettings(options.env);
@@ -69,14 +78,12 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
     await stores.close();
   };
   if (stopping) return;
-  const bake = bakeJobHandler({ meta: stores.meta, blobs: stores.blobs, images: stores.images, files: stores.files, dirs: stores.dirs, limits, bake: (input) => sandboxedBake(input, sandbox, warm) });
+  const bake = bakeJobHandler({ meta: stores.meta, blobs: stores.blobs, images: stores.images, files: stores.files, dirs: stores.dirs, limits, bake: (input) => sandboxedBake(input, sandbox, warm, registry) });
   const works = await sandboxWorks(sandbox, log);
   const handlers = new Map<string, JobHandler>([[BAKE_JOB, works ? bake : refuseBakes]]);
   if (works && !stopping) warm.prepare({ ...sandbox, limits });
   const id = newWorkerId();
   worker = new JobWorker(stores.jobs, handlers, settings, id, log);
-  // Started by `kiln serve`: woken when work is queued.
-  process.on('message', (m) => m === 'wake' && worker?.wake());
   worker.start();
   log.info({ worker: id }, 'worker ready');
 }

@@ -2,7 +2,9 @@
 // is `kiln worker` on the same data directory and database, a separate OS
 // process, so nothing a bake does can stall or crash the API. A worker that
 // exits is started again, with a growing pause if it keeps dying; the pool
-// wakes its workers when the API queues work, so they need not poll fast.
+// wakes its workers when the API queues work, so they need not poll fast,
+// and tells them when blob transfers start and stop, so that their bakes give
+// way to the registry (bake-yield.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +27,16 @@ const STOP_GRACE_MS = 10_000;
 /** bin/kiln.js of this installation (dist/src/jobs → the package root). */
 const KILN_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'kiln.js');
 
+/** What the server sends its workers over the IPC channel. */
+export type PoolMessage = 'wake' | { registryBusy: boolean };
+
+/** The message, when `m` is one (anything else on the channel is ignored). */
+export function parsePoolMessage(m: unknown): PoolMessage | null {
+  if (m === 'wake') return m;
+  if (typeof m === 'object' && m !== null && typeof (m as { registryBusy?: unknown }).registryBusy === 'boolean') return { registryBusy: (m as { registryBusy: boolean }).registryBusy };
+  return null;
+}
+
 interface Slot {
   proc: ChildProcess | null;
   restartDelay: number;
@@ -34,6 +46,7 @@ interface Slot {
 export class WorkerPool {
   private readonly slots: Slot[] = [];
   private stopping = false;
+  private registryBusy = false;
 
   constructor(private readonly options: WorkerPoolOptions) {}
 
@@ -46,8 +59,18 @@ export class WorkerPool {
   }
 
   wake(): void {
+    this.broadcast('wake');
+  }
+
+  /** Blob transfers began or ended; a worker started later is told on start. */
+  setRegistryBusy(busy: boolean): void {
+    this.registryBusy = busy;
+    this.broadcast({ registryBusy: busy });
+  }
+
+  private broadcast(message: PoolMessage): void {
     for (const slot of this.slots) {
-      if (slot.proc?.connected) slot.proc.send('wake', () => undefined);
+      if (slot.proc?.connected) slot.proc.send(message, () => undefined);
     }
   }
 
@@ -75,6 +98,7 @@ export class WorkerPool {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     slot.proc = proc;
+    if (this.registryBusy) proc.send({ registryBusy: true } satisfies PoolMessage, () => undefined);
     proc.on('error', (err) => this.options.log.error({ err }, 'could not start a worker process'));
     proc.once('exit', (code, signal) => {
       slot.proc = null;

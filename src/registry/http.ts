@@ -6,14 +6,17 @@ import type { AuthDecision, Authorizer } from '../auth/authorizer.js';
 import { OCI_INDEX } from '../oci/media-types.js';
 import { MAX_MANIFEST_BYTES } from '../oci/manifest.js';
 import { RegistryError, isClientAbort, rangeHeader, reasonPhrase, toRegistryError } from './errors.js';
-import { ROUTE_METHODS, matchV2Route, requiredAction, type V2Route } from './routes.js';
+import { ROUTE_METHODS, matchV2Route, movesBlobData, requiredAction, type V2Route } from './routes.js';
 import type { BlobSource } from '../store/types.js';
 import type { RegistryService } from './service.js';
+import type { TransferActivity } from './transfer-activity.js';
 import { uploadOwner } from './upload-quota.js';
 
 export interface V2Deps {
   service: RegistryService;
   authorizer: Authorizer;
+  /** Told of every request that moves blob bytes, for as long as it runs. */
+  transfers?: TransferActivity;
 }
 
 type Query = URLSearchParams;
@@ -94,6 +97,7 @@ async function dispatch(req: FastifyRequest, reply: FastifyReply, deps: V2Deps):
       throw new RegistryError('UNSUPPORTED', `${req.method} is not supported on this endpoint`, undefined, { allow: ROUTE_METHODS[route.kind].join(', ') }, 405);
     }
     if ('name' in route) deps.service.validateName(route.name);
+    if (deps.transfers && movesBlobData(route, req.method)) deps.transfers.track(reply.raw);
     await route_(ctx, route);
   } catch (err) {
     sendError(ctx, err);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ROUTE_METHODS, matchV2Route, requiredAction, type V2Route } from './routes.js';
+import { ROUTE_METHODS, matchV2Route, movesBlobData, requiredAction, type V2Route } from './routes.js';
 import { parseRange } from './http.js';
 
 const S256 = `sha256:${'a'.repeat(64)}`;
@@ -111,5 +111,29 @@ describe('parseRange', () => {
   ];
   for (const [header, size, want] of table) {
     it(`${JSON.stringify(header)} of ${size} bytes → ${JSON.stringify(want)}`, () => assert.deepEqual(parseRange(header, size), want));
+  }
+});
+
+describe('movesBlobData', () => {
+  const blob: V2Route = { kind: 'blob', name: 'a', digest: S256 };
+  const upload: V2Route = { kind: 'upload', name: 'a', id: 'u1' };
+  const uploads: V2Route = { kind: 'uploads', name: 'a' };
+  const manifest: V2Route = { kind: 'manifest', name: 'a', reference: 'latest' };
+  const table: [V2Route, string, boolean][] = [
+    [blob, 'GET', true],
+    [blob, 'HEAD', false],
+    [blob, 'DELETE', false],
+    [upload, 'PATCH', true],
+    [upload, 'PUT', true],
+    [upload, 'GET', false],
+    [upload, 'DELETE', false],
+    [uploads, 'POST', true],
+    [manifest, 'GET', false],
+    [manifest, 'PUT', false],
+    [{ kind: 'base' }, 'GET', false],
+    [{ kind: 'tags', name: 'a' }, 'GET', false],
+  ];
+  for (const [route, method, expected] of table) {
+    it(`${method} ${route.kind} → ${expected}`, () => assert.equal(movesBlobData(route, method), expected));
   }
 });

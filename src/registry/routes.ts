@@ -41,6 +41,18 @@ export function requiredAction(route: V2Route, method: string): Action {
   return 'push';
 }
 
+/**
+ * Whether a request moves blob bytes (a download, an upload's body): the
+ * requests bakes on this host give way to (transfer-activity.ts). HEAD and
+ * manifests are small and do not count.
+ */
+export function movesBlobData(route: V2Route, method: string): boolean {
+  if (route.kind === 'blob') return method === 'GET';
+  if (route.kind === 'upload') return method === 'PATCH' || method === 'PUT';
+  // A monolithic upload: POST with the blob as its body.
+  return route.kind === 'uploads' && method === 'POST';
+}
+
 /** Which methods each route answers; anything else is 405. */
 export const ROUTE_METHODS: Record<V2Route['kind'], readonly string[]> = {
   base: ['GET', 'HEAD'],

@@ -17,6 +17,7 @@ import { ImageService } from '../images/service.js';
 import { parsePlatformSpec } from '../oci/classify.js';
 import { registerV2Routes, v2FrameworkErrors } from '../registry/http.js';
 import { RegistryService } from '../registry/service.js';
+import { TransferActivity } from '../registry/transfer-activity.js';
 import type { DataDir } from '../store/data-dir.js';
 import { openStores, type Stores } from '../store/open.js';
 import type { ServerConfig } from './config.js';
@@ -153,7 +154,10 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
   app.get('/healthz', async () => ({ status: 'ok' }));
   auth.registerRoutes(app);
   registerKeyRoutes(app, auth.tokens, authorizer);
-  await registerV2Routes(app, { service: registry, authorizer });
+  const workers = new WorkerPool({ count: config.jobs.workers, env: workerEnv(config), args: workerArgs(config, dirs), log });
+  // Bakes of the local workers give way while blobs move (src/jobs/bake-yield.ts).
+  const transfers = config.jobs.workers > 0 ? new TransferActivity((busy) => workers.setRegistryBusy(busy)) : undefined;
+  await registerV2Routes(app, { service: registry, authorizer, transfers });
 
   const images = new ImageService({
     registry,
@@ -163,7 +167,6 @@ export async function createKiln(config: ServerConfig, options: KilnOptions = {}
     platforms: config.platforms.map(parsePlatformSpec),
     log,
   });
-  const workers = new WorkerPool({ count: config.jobs.workers, env: workerEnv(config), args: workerArgs(config, dirs), log });
   jobs.onEnqueue(() => workers.wake());
   registerImageRoutes(app, images, authorizer);
   const diskOf = async (repo: string, digest: string) => {

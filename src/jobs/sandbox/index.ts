@@ -18,6 +18,7 @@ import { BAKE_ENTRY, JOIN_FAILED_EXIT, sandboxTools, startSandboxed, type Sandbo
 import { frameHeader, LineSplitter, MAX_FRAME_BYTES, type ChildMessage, type JobHeader } from './protocol.js';
 import { cpuSeconds, SANDBOX_ENV, type SandboxSettings } from './settings.js';
 import type { WarmBakes } from './warm.js';
+import { yieldWhileBusy, type RegistryState } from '../bake-yield.js';
 
 export { loadSandboxSettings, type SandboxSettings } from './settings.js';
 export { WarmBakes } from './warm.js';
@@ -29,17 +30,17 @@ const MAX_MESSAGE = 4096;
  * Same input and result as bakeImage (src/convert/bake.ts); the tar parsing and disk writing happen in a sandboxed child process.
  * With `warm`, the bake takes the process started ahead for it when it matches (warm.ts), and a new one is started for the next bake once this one is done.
  */
-export async function sandboxedBake(input: BakeInput, given: SandboxSettings, warm?: WarmBakes): Promise<BakeResult> {
+export async function sandboxedBake(input: BakeInput, given: SandboxSettings, warm?: WarmBakes, registry?: RegistryState): Promise<BakeResult> {
   // Limits given with the job win over the settings' (as in bakeImage); the file-size rlimit follows them.
   const settings = input.limits ? { ...given, limits: input.limits } : given;
   try {
-    return await bakeInSandbox(input, settings, warm);
+    return await bakeInSandbox(input, settings, warm, registry);
   } finally {
     warm?.prepare(settings);
   }
 }
 
-async function bakeInSandbox(input: BakeInput, settings: SandboxSettings, warm: WarmBakes | undefined): Promise<BakeResult> {
+async function bakeInSandbox(input: BakeInput, settings: SandboxSettings, warm: WarmBakes | undefined, registry: RegistryState | undefined): Promise<BakeResult> {
   input.signal?.throwIfAborted();
   // Refused before a process is started: the count is all the worker reads of the manifest.
   new BakeBudget(settings.limits).checkLayerCount(input.manifest.layers.length);
@@ -72,7 +73,7 @@ async function bakeInSandbox(input: BakeInput, settings: SandboxSettings, warm: 
     }
     let baked: BakedDisk;
     try {
-      baked = await runChild(input, settings, box, DISK_FILE_NAME);
+      baked = await runChild(input, settings, box, DISK_FILE_NAME, registry);
       if (fstatSync(fd).size !== baked.sizeBytes) throw new Error(`the bake process reported a disk of ${baked.sizeBytes} bytes but wrote ${fstatSync(fd).size}`);
     } finally {
       closeSync(fd);
@@ -84,7 +85,7 @@ async function bakeInSandbox(input: BakeInput, settings: SandboxSettings, warm: 
   }
 }
 
-async function runChild(input: BakeInput, settings: SandboxSettings, box: Sandboxed, diskFileName: string): Promise<BakedDisk> {
+async function runChild(input: BakeInput, settings: SandboxSettings, box: Sandboxed, diskFileName: string, registry: RegistryState | undefined): Promise<BakedDisk> {
   const { child } = box;
   const stdin = child.stdin as Writable;
   const stdout = child.stdout as Readable;
@@ -98,10 +99,20 @@ async function runChild(input: BakeInput, settings: SandboxSettings, box: Sandbo
   const onAbort = () => fail(input.signal?.reason ?? new Error('aborted'));
   input.signal?.addEventListener('abort', onAbort, { once: true });
   if (input.signal?.aborted) onAbort(); // while the sandbox was being made
-  const timer = setTimeout(() => {
+  const yielding = registry ? yieldWhileBusy(box, registry, settings.yieldMs) : null;
+  // Time spent paused for the registry does not count against KILN_BAKE_TIMEOUT.
+  let credited = 0;
+  const onTimeout = () => {
+    const owed = (yielding?.pausedMs() ?? 0) - credited;
+    if (owed > 0) {
+      credited += owed;
+      timer = setTimeout(onTimeout, owed);
+      return;
+    }
     timedOut = true;
     box.kill();
-  }, settings.timeoutMs);
+  };
+  let timer = setTimeout(onTimeout, settings.timeoutMs);
   stdin.on('error', () => {}); // EPIPE when the child is gone; its exit tells why
 
   const server = new LayerServer(input, stdin, fail);
@@ -139,6 +150,7 @@ async function runChild(input: BakeInput, settings: SandboxSettings, box: Sandbo
   stdin.write(`${JSON.stringify(job)}\n`);
   const exit = await box.done.finally(() => {
     clearTimeout(timer);
+    yielding?.stop();
     input.signal?.removeEventListener('abort', onAbort);
     server.stop();
   });

@@ -11,6 +11,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -166,6 +167,9 @@ export interface Sandboxed {
   cgroups: BakeCgroups;
   /** Kills every process of the sandbox at once. */
   kill(): void;
+  /** Stops every process of the sandbox (SIGSTOP) until `resume`; see src/jobs/bake-yield.ts. */
+  pause(): void;
+  resume(): void;
   /** Resolves when the process has exited and the cgroups are gone. */
   done: Promise<SandboxExit>;
 }
@@ -234,6 +238,21 @@ export async function startSandboxed(settings: SandboxSettings, program: string[
       }
     });
   };
+  // Stops and continues go out one after the other, so a quick pause and resume cannot arrive reversed.
+  let signalling = Promise.resolve();
+  const signalAll = (signal: 'SIGSTOP' | 'SIGCONT') => {
+    signalling = signalling.then(async () => {
+      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+      const pids = new Set([...(await cgroupPids(cgroups)), ...(await descendantsOf(child.pid))]);
+      for (const pid of [child.pid, ...pids]) {
+        try {
+          process.kill(pid, signal);
+        } catch {
+          // gone
+        }
+      }
+    });
+  };
   const done = new Promise<SandboxExit>((resolve, reject) => {
     child.once('error', (err) => {
       void removeCgroups(cgroups).finally(() => reject(err));
@@ -246,5 +265,25 @@ export async function startSandboxed(settings: SandboxSettings, program: string[
       })().catch(reject);
     });
   });
-  return { child, cgroups, kill, done };
+  return { child, cgroups, kill, pause: () => signalAll('SIGSTOP'), resume: () => signalAll('SIGCONT'), done };
+}
+
+/**
+ * Every process below `pid`, from /proc/PID/task/TID/children: where there is
+ * no cgroup, this is how the processes bwrap started in a session of their own are found.
+ */
+async function descendantsOf(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  const queue = [pid];
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    const tasks = await readdir(`/proc/${next}/task`).catch(() => [] as string[]);
+    for (const tid of tasks) {
+      const text = await readFile(`/proc/${next}/task/${tid}/children`, 'utf8').catch(() => '');
+      for (const child of text.split(' ').filter(Boolean).map(Number)) {
+        found.push(child);
+        queue.push(child);
+      }
+    }
+  }
+  return found;
 }

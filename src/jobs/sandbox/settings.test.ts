@@ -24,6 +24,7 @@ describe('loadSandboxSettings', () => {
     assert.equal(asRoot.timeoutMs, 30 * 60_000);
     assert.equal(asRoot.timeoutText, '30m');
     assert.equal(asRoot.memoryBytes, 2 * GiB);
+    assert.equal(asRoot.yieldMs, 10_000);
     assert.deepEqual([asRoot.uid, asRoot.gid], [65534, 65534]);
     const asUser = loadSandboxSettings({}, { uid: 1000, gid: 100 });
     assert.deepEqual([asUser.uid, asUser.gid], [1000, 100]);
@@ -37,12 +38,21 @@ describe('loadSandboxSettings', () => {
     assert.equal(s.limits.maxUnpackedBytes, 1000);
   });
 
+  it('KILN_BAKE_YIELD: a duration, or 0 for bakes that never pause', () => {
+    const yieldOf = (text: string) => loadSandboxSettings({ KILN_BAKE_YIELD: text }, { uid: 0, gid: 0 }).yieldMs;
+    assert.equal(yieldOf('1m'), 60_000);
+    assert.equal(yieldOf('2.5'), 2500);
+    for (const zero of ['0', '0s', '0.0']) assert.equal(yieldOf(zero), 0, zero);
+  });
+
   const bad: Array<[Record<string, string>, RegExp]> = [
     [{ KILN_BAKE_SANDBOX: 'docker' }, /^KILN_BAKE_SANDBOX must be "bwrap" .* got "docker"$/],
     [{ KILN_BAKE_TIMEOUT: '10 minutes' }, /^KILN_BAKE_TIMEOUT must be a positive duration .* got "10 minutes"$/],
     [{ KILN_BAKE_TIMEOUT: '0' }, /^KILN_BAKE_TIMEOUT /],
     [{ KILN_BAKE_MEMORY: '2GB' }, /^KILN_BAKE_MEMORY must be a size .* got "2GB"$/],
     [{ KILN_BAKE_MEMORY: '16MiB' }, /^KILN_BAKE_MEMORY must be at least 96.0 MiB .* got "16MiB"$/],
+    [{ KILN_BAKE_YIELD: 'soon' }, /^KILN_BAKE_YIELD must be a duration .*0: bakes never pause.* got "soon"$/],
+    [{ KILN_BAKE_YIELD: '-1s' }, /^KILN_BAKE_YIELD /],
     [{ KILN_BAKE_MAX_BYTES: 'lots' }, /^KILN_BAKE_MAX_BYTES must be a positive whole number/],
   ];
   for (const [env, message] of bad) it(`refuses ${JSON.stringify(env)}`, () => assert.throws(() => loadSandboxSettings(env, { uid: 0, gid: 0 }), { message }));

@@ -5,6 +5,8 @@
 //   KILN_BAKE_TIMEOUT  wall time of one bake (e.g. 90s, 10m, 1h; a bare
 //                      number is seconds); also bounds its CPU time
 //   KILN_BAKE_MEMORY   memory of one bake's processes (bytes, or 512MiB, 2GiB)
+//   KILN_BAKE_YIELD    how long one bake may be paused, in all, while the
+//                      registry moves blobs (src/jobs/bake-yield.ts); 0: never
 //
 // The engine's own limits (KILN_BAKE_MAX_BYTES, …, src/convert/limits.ts)
 // travel with the settings into the sandboxed process.
@@ -19,6 +21,8 @@ export interface SandboxSettings {
   timeoutMs: number;
   /** KILN_BAKE_TIMEOUT as written (or the default), for messages. */
   timeoutText: string;
+  /** Longest a bake gives way to blob transfers, in all (0: never); paused time does not count against the timeout. */
+  yieldMs: number;
   /** Memory of one bake: cgroup limit, RLIMIT_DATA, and the V8 heap sized below it. */
   memoryBytes: number;
   /** The engine's limits, passed to the sandboxed process. */
@@ -31,9 +35,10 @@ export interface SandboxSettings {
   cgroupPidsRoot: string;
 }
 
-export const SANDBOX_ENV = { mode: 'KILN_BAKE_SANDBOX', timeout: 'KILN_BAKE_TIMEOUT', memory: 'KILN_BAKE_MEMORY' } as const;
+export const SANDBOX_ENV = { mode: 'KILN_BAKE_SANDBOX', timeout: 'KILN_BAKE_TIMEOUT', memory: 'KILN_BAKE_MEMORY', yield: 'KILN_BAKE_YIELD' } as const;
 
 export const DEFAULT_TIMEOUT = '30m';
+export const DEFAULT_YIELD = '10s';
 export const DEFAULT_MEMORY = '2GiB';
 /** Below this Node cannot start and bake. */
 export const MIN_MEMORY_BYTES = 96 * 1024 * 1024;
@@ -72,6 +77,9 @@ export function loadSandboxSettings(env: NodeJS.ProcessEnv = process.env, identi
   const timeoutText = env[SANDBOX_ENV.timeout]?.trim() || DEFAULT_TIMEOUT;
   const timeoutMs = parseDurationMs(timeoutText);
   if (timeoutMs === null) throw new Error(`${SANDBOX_ENV.timeout} must be a positive duration such as 90s, 10m or 1h (a bare number is seconds), got "${env[SANDBOX_ENV.timeout]}"`);
+  const yieldText = env[SANDBOX_ENV.yield]?.trim() || DEFAULT_YIELD;
+  const yieldMs = /^0+(\.0*)?\s*[smh]?$/i.test(yieldText) ? 0 : parseDurationMs(yieldText);
+  if (yieldMs === null) throw new Error(`${SANDBOX_ENV.yield} must be a duration such as 10s or 1m (a bare number is seconds; 0: bakes never pause for the registry), got "${env[SANDBOX_ENV.yield]}"`);
   const memoryText = env[SANDBOX_ENV.memory]?.trim() || DEFAULT_MEMORY;
   const memoryBytes = parseBytes(memoryText);
   if (memoryBytes === null) throw new Error(`${SANDBOX_ENV.memory} must be a size in bytes or with a binary unit such as 512MiB or 2GiB, got "${env[SANDBOX_ENV.memory]}"`);
@@ -81,6 +89,7 @@ export function loadSandboxSettings(env: NodeJS.ProcessEnv = process.env, identi
     mode: modeText,
     timeoutMs,
     timeoutText,
+    yieldMs,
     memoryBytes,
     limits: bakeLimitsFromEnv(env),
     uid: asRoot ? NOBODY : identity.uid,
