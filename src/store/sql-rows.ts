@@ -5,6 +5,9 @@ import type { ImageName, ImageNameCursor, ImageRecord } from './image-store.js';
 import type { JobRecord, JobStatus } from './job-store.js';
 import type { ManifestRecord, Referrer, UploadSession } from './types.js';
 
+/** The columns of a ManifestRow, from `manifests m` joined with `repos r`: one list for both SQL backends. */
+export const MANIFEST_COLUMNS = 'r.name, m.digest, m.media_type, m.size, m.artifact_type, m.config_media_type, m.subject, m.annotations, m.created_at';
+
 export interface ManifestRow {
   name: string;
   digest: string;

@@ -3,7 +3,7 @@
 // collection in any process sees them either entirely before or entirely
 // after its snapshot-and-delete (src/gc/collector.ts).
 import { ReferencesMissingError } from '../errors.js';
-import { prefixEnd, toManifestRecord, toReferrers, toUploadSession, type ManifestRow, type UploadRow } from '../sql-rows.js';
+import { MANIFEST_COLUMNS, prefixEnd, toManifestRecord, toReferrers, toUploadSession, type ManifestRow, type UploadRow } from '../sql-rows.js';
 import type {
   CreateUploadOutcome,
   ManifestRecord,
@@ -19,7 +19,6 @@ import type {
 import { inTransaction, LOCKS, prepared, type PgClient, type PgPool } from './db.js';
 
 const UPLOAD_COLUMNS = 'id, repo, owner, started, created_at, updated_at';
-const MANIFEST_COLUMNS = 'r.name, m.digest, m.media_type, m.size, m.artifact_type, m.config_media_type, m.subject, m.annotations, m.created_at';
 
 // The lookups every pull makes, as named statements (see `prepared`).
 const REPO_EXISTS = prepared('kiln_repo_exists', 'SELECT 1 FROM repos WHERE name = $1');

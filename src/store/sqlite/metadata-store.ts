@@ -1,7 +1,7 @@
 // MetadataStore on SQLite (better-sqlite3, WAL). Calls are synchronous inside
 // and exposed as promises so a networked database can implement the same interface.
 import { ReferencesMissingError } from '../errors.js';
-import { prefixEnd, toManifestRecord, toReferrers, toUploadSession, type ManifestRow, type UploadRow } from '../sql-rows.js';
+import { MANIFEST_COLUMNS, prefixEnd, toManifestRecord, toReferrers, toUploadSession, type ManifestRow, type UploadRow } from '../sql-rows.js';
 import type { SqliteDatabase } from './db.js';
 import type {
   CreateUploadOutcome,
@@ -58,7 +58,7 @@ export class SqliteMetadataStore implements MetadataStore {
       hasManifest: db.prepare<[number, string], { one: number }>('SELECT 1 AS one FROM manifests WHERE repo_id = ? AND digest = ?'),
       insertRef: db.prepare('INSERT OR IGNORE INTO manifest_refs (repo_id, manifest_digest, child_digest, kind) VALUES (?, ?, ?, ?)'),
       getManifest: db.prepare<[string, string], ManifestRow>(
-        `SELECT r.name, m.digest, m.media_type, m.size, m.artifact_type, m.config_media_type, m.subject, m.annotations, m.created_at
+        `SELECT ${MANIFEST_COLUMNS}
          FROM manifests m JOIN repos r ON r.id = m.repo_id WHERE r.name = ? AND m.digest = ?`,
       ),
       upsertTag: db.prepare(
@@ -66,7 +66,7 @@ export class SqliteMetadataStore implements MetadataStore {
          ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`,
       ),
       getTaggedManifest: db.prepare<[string, string], ManifestRow>(
-        `SELECT r.name, m.digest, m.media_type, m.size, m.artifact_type, m.config_media_type, m.subject, m.annotations, m.created_at
+        `SELECT ${MANIFEST_COLUMNS}
          FROM tags t JOIN repos r ON r.id = t.repo_id JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest
          WHERE r.name = ? AND t.name = ?`,
       ),
@@ -84,7 +84,7 @@ export class SqliteMetadataStore implements MetadataStore {
       deleteManifest: db.prepare('DELETE FROM manifests WHERE repo_id = ? AND digest = ?'),
       deleteRefs: db.prepare('DELETE FROM manifest_refs WHERE repo_id = ? AND manifest_digest = ?'),
       referrers: db.prepare<[string, string], ManifestRow>(
-        `SELECT r.name, m.digest, m.media_type, m.size, m.artifact_type, m.config_media_type, m.subject, m.annotations, m.created_at
+        `SELECT ${MANIFEST_COLUMNS}
          FROM manifests m JOIN repos r ON r.id = m.repo_id WHERE r.name = ? AND m.subject = ? ORDER BY m.created_at, m.digest`,
       ),
       createUpload: db.prepare('INSERT INTO uploads (id, repo, owner, started, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)'),
