@@ -4,7 +4,7 @@
 // KILN_JOB_MAX_ATTEMPTS; `kiln serve --workers 0` bakes nothing until a
 // separate `kiln worker` runs on its data directory; deleting an image
 // cancels its running bake; bakes give way to blob transfers for at most
-// KILN_BAKE_YIELD.
+// KILN_BAKE_YIELD, and never to requests the registry refused.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,6 +18,8 @@ import { compress, imageFromBlobs, layerTar, makeImage, sha256, type LayerEntry,
 import { OCI_LAYER_GZIP, OCI_MANIFEST } from '../src/oci/media-types.js';
 import { parseWorkerId } from '../src/jobs/worker-id.js';
 import { debugfsCat, fsck } from './bake-helpers.js';
+import { basic } from './helpers/auth.js';
+import { runKilnCli } from './helpers/cli.js';
 import { pushBlob } from './helpers/fixtures.js';
 import { repoRoot, spawnKiln, tempDir, type SpawnedKiln } from './helpers/kiln.js';
 
@@ -29,25 +31,25 @@ interface ImageView {
   progress: { bytesDone: number; bytesTotal: number };
 }
 
-async function view(base: string, ref: string): Promise<ImageView> {
-  const res = await fetch(`${base}/api/v1/images/${ref}`);
+async function view(base: string, ref: string, headers: Record<string, string> = {}): Promise<ImageView> {
+  const res = await fetch(`${base}/api/v1/images/${ref}`, { headers });
   assert.equal(res.status, 200);
   return (await res.json()) as ImageView;
 }
 
-async function until(base: string, ref: string, done: (v: ImageView) => boolean, timeoutMs = 120_000): Promise<ImageView> {
+async function until(base: string, ref: string, done: (v: ImageView) => boolean, timeoutMs = 120_000, headers: Record<string, string> = {}): Promise<ImageView> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = await view(base, ref);
+    const v = await view(base, ref, headers);
     if (done(v)) return v;
     if (Date.now() > deadline) throw new Error(`gave up waiting on ${ref}: ${JSON.stringify(v)}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
 
-async function pushImage(base: string, repo: string, tag: string, image: TestImage): Promise<string> {
-  for (const [digest, bytes] of image.blobs) assert.equal((await pushBlob(base, repo, digest, bytes)).status, 201);
-  const res = await fetch(`${base}/v2/${repo}/manifests/${tag}`, { method: 'PUT', body: image.manifestBytes, headers: { 'content-type': OCI_MANIFEST } });
+async function pushImage(base: string, repo: string, tag: string, image: TestImage, headers: Record<string, string> = {}): Promise<string> {
+  for (const [digest, bytes] of image.blobs) assert.equal((await pushBlob(base, repo, digest, bytes, headers)).status, 201);
+  const res = await fetch(`${base}/v2/${repo}/manifests/${tag}`, { method: 'PUT', body: image.manifestBytes, headers: { ...headers, 'content-type': OCI_MANIFEST } });
   assert.equal(res.status, 201, await res.text());
   return res.headers.get('docker-content-digest')!;
 }
@@ -336,5 +338,43 @@ describe('bakes give way to blob transfers (KILN_BAKE_YIELD)', () => {
         download.end();
       }
     });
+  });
+
+  it('a refused request holds no bake: anonymous clients asking a token-auth registry for blobs', async () => {
+    const dataDir = await tempDir();
+    const created = await runKilnCli(['token', 'create', '--admin', '--data-dir', dataDir, '--init']);
+    assert.equal(created.code, 0, created.stderr);
+    const auth = { authorization: basic('admin', created.stdout.trim()) };
+    const server = await spawnKiln(dataDir, { KILN_WORKERS: '1', KILN_AUTH: 'token', KILN_BAKE_YIELD: '10m' });
+    try {
+      const image = await makeImage([{ tar: await layerTar([{ name: 'etc/hello', content: 'hi\n' }]), compression: 'gzip' }]);
+      const blobUrl = `${server.url}/v2/acme/app/blobs/${image.manifest.layers[0]!.digest}`;
+      // Four clients without credentials, one request after another, for as long as the bake takes.
+      let hammering = true;
+      const refusals: number[] = [];
+      const clients = Array.from({ length: 4 }, async () => {
+        while (hammering) {
+          const res = await fetch(blobUrl);
+          await res.arrayBuffer();
+          refusals.push(res.status);
+        }
+      });
+      let stoppedSeen = false;
+      const watch = setInterval(() => (stoppedSeen ||= stoppedBakeProcesses().length > 0), 20);
+      try {
+        const digest = await pushImage(server.url, 'acme/app', 'v1', image, auth);
+        const done = await until(server.url, digest, (v) => v.status !== 'baking' && v.status !== 'pending', 60_000, auth);
+        assert.equal(done.status, 'ready', done.error ?? '');
+      } finally {
+        clearInterval(watch);
+        hammering = false;
+        await Promise.all(clients);
+      }
+      assert.ok(refusals.length > 0 && refusals.every((status) => status === 401), `every anonymous request was refused (${[...new Set(refusals)].join(', ')})`);
+      assert.equal(stoppedSeen, false, 'no bake process was stopped for a refused request');
+    } finally {
+      assert.equal(await server.stop(), 0);
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });

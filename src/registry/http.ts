@@ -97,7 +97,6 @@ async function dispatch(req: FastifyRequest, reply: FastifyReply, deps: V2Deps):
       throw new RegistryError('UNSUPPORTED', `${req.method} is not supported on this endpoint`, undefined, { allow: ROUTE_METHODS[route.kind].join(', ') }, 405);
     }
     if ('name' in route) deps.service.validateName(route.name);
-    if (deps.transfers && movesBlobData(route, req.method)) deps.transfers.track(reply.raw);
     await route_(ctx, route);
   } catch (err) {
     sendError(ctx, err);
@@ -110,6 +109,8 @@ async function route_(ctx: Ctx, route: V2Route): Promise<void> {
   const actions = route.kind === 'base' || route.kind === 'catalog' ? [] : [requiredAction(route, req.method)];
   const decision = await deps.authorizer.authorize(req.headers, { repo, actions, catalog: route.kind === 'catalog' }, ctx.baseUrl);
   ctx.decision = decision;
+  // Counted only once allowed, so a refused client cannot hold bakes paused (src/jobs/bake-yield.ts).
+  if (deps.transfers && movesBlobData(route, req.method)) deps.transfers.track(ctx.reply.raw);
 
   switch (route.kind) {
     case 'base':

@@ -10,7 +10,7 @@ describe('TransferActivity', () => {
   function setUp() {
     const changes: boolean[] = [];
     const activity = new TransferActivity((busy) => changes.push(busy), 100);
-    return { changes, activity, transfer: () => new EventEmitter() };
+    return { changes, activity, transfer: (closed = false) => Object.assign(new EventEmitter(), { closed }) };
   }
 
   it('turns busy with the first transfer and quiet only once none ran for the quiet time', () => {
@@ -45,5 +45,12 @@ describe('TransferActivity', () => {
     assert.deepEqual(changes, [true, false]);
     activity.track(transfer());
     assert.deepEqual(changes, [true, false, true]);
+  });
+
+  it('does not count a transfer whose response is already closed (no close event would end it)', () => {
+    const { changes, activity, transfer } = setUp();
+    activity.track(transfer(true));
+    assert.deepEqual(changes, []);
+    assert.equal(activity.isBusy, false);
   });
 });

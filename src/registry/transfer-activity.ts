@@ -9,6 +9,8 @@
 
 /** What ends a transfer: the response is done or its connection is gone. */
 export interface TransferEnd {
+  /** Already over (the client left while the request was being authorized): not counted, as no 'close' would follow. */
+  readonly closed: boolean;
   once(event: 'close', listener: () => void): unknown;
 }
 
@@ -30,6 +32,7 @@ export class TransferActivity {
 
   /** Counts one transfer until `end` closes. */
   track(end: TransferEnd): void {
+    if (end.closed) return;
     this.begin();
     end.once('close', () => this.end());
   }
