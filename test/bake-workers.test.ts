@@ -1,14 +1,15 @@
 // Bakes run in worker processes (issue 10): a worker killed with kill -9
 // mid-bake loses its lease and the bake runs again while the registry keeps
-// answering; a job that keeps killing its worker is failed after
-// KILN_JOB_MAX_ATTEMPTS; `kiln serve --workers 0` bakes nothing until a
-// separate `kiln worker` runs on its data directory; deleting an image
-// cancels its running bake; bakes give way to blob transfers for at most
-// KILN_BAKE_YIELD, and never to requests the registry refused.
+// answering, and its replacement removes the scratch and cgroups it left; a
+// job that keeps killing its worker is failed after KILN_JOB_MAX_ATTEMPTS;
+// `kiln serve --workers 0` bakes nothing until a separate `kiln worker` runs
+// on its data directory; deleting an image cancels its running bake; bakes
+// give way to blob transfers for at most KILN_BAKE_YIELD, and never to
+// requests the registry refused.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readdir, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
@@ -17,11 +18,16 @@ import Database from 'better-sqlite3';
 import { compress, imageFromBlobs, layerTar, makeImage, sha256, type LayerEntry, type TestImage } from '../src/convert/testing.js';
 import { OCI_LAYER_GZIP, OCI_MANIFEST } from '../src/oci/media-types.js';
 import { parseWorkerId } from '../src/jobs/worker-id.js';
+import { scratchOwnerPid } from '../src/jobs/scratch-sweep.js';
+import { bakeCgroupOwnerPid, ownCgroupPath } from '../src/jobs/sandbox/cgroup.js';
 import { debugfsCat, fsck } from './bake-helpers.js';
 import { basic } from './helpers/auth.js';
 import { runKilnCli } from './helpers/cli.js';
 import { pushBlob } from './helpers/fixtures.js';
 import { repoRoot, spawnKiln, tempDir, type SpawnedKiln } from './helpers/kiln.js';
+
+/** Where bakes' memory cgroups are made when Kiln runs as root (the sandbox settings' default). */
+const MEMORY_CGROUPS = '/sys/fs/cgroup/memory';
 
 interface ImageView {
   digest: string;
@@ -148,6 +154,11 @@ describe('bake worker processes', () => {
         assert.equal(done.status, 'ready', done.error ?? '');
         assert.equal(done.attempts, 2, 'the killed attempt counts, the second one finished');
         assert.deepEqual(await poll.stop(), [], 'no client saw an error');
+        // The worker started in its place removed what the killed one left: its bake's work directory (a partial disk) and its cgroups.
+        const ofKilled = (names: string[]) => names.filter((name) => scratchOwnerPid(name) === pid || bakeCgroupOwnerPid(name) === pid);
+        assert.deepEqual(ofKilled(await readdir(path.join(dataDir, 'tmp'))), [], 'no scratch of the killed worker');
+        const own = ownCgroupPath(readFileSync('/proc/self/cgroup', 'utf8'), 'memory');
+        if (own !== null && existsSync(path.join(MEMORY_CGROUPS, own))) assert.deepEqual(ofKilled(await readdir(path.join(MEMORY_CGROUPS, own))), [], 'no cgroup of the killed worker');
         const res = await fetch(`${server.url}/api/v1/images/${digest}/disk`);
         const disk = path.join(scratch, 'crash.ext4');
         await writeFile(disk, Buffer.from(await res.arrayBuffer()));

@@ -7,6 +7,7 @@ import { BAKE_JOB, bakeJobHandler } from '../images/bake-job.js';
 import { openStores } from '../store/open.js';
 import { loadS3Config } from '../store/s3/config.js';
 import { RegistryState } from './bake-yield.js';
+import { sweepDeadWorkers } from './scratch-sweep.js';
 import { lowerAllThreads } from './priority.js';
 import { loadJobSettings } from './settings.js';
 import { checkSandbox, loadSandboxSettings, sandboxedBake, WarmBakes } from './sandbox/index.js';
@@ -71,6 +72,11 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
     shared: true,
     existing: true,
   });
+  const swept = await sweepDeadWorkers(stores.dirs.scratchRoot, { memoryRoot: sandbox.cgroupMemoryRoot, pidsRoot: sandbox.cgroupPidsRoot }).catch((err: unknown) => {
+    log.warn({ err }, 'could not remove what dead workers left in the scratch directory');
+    return [];
+  });
+  if (swept.length > 0) log.info({ removed: swept }, 'removed the scratch and cgroups of workers that died');
   // One bake process waits, started, for the next job: a bake does not pay the sandbox's start (sandbox/warm.ts).
   const warm = new WarmBakes(stores.dirs.scratchRoot, (err) => log.warn({ err }, 'could not start a bake process ahead of the next job'));
   close = async () => {

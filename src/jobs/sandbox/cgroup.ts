@@ -6,7 +6,7 @@
 // The sandboxed process joins the cgroups itself, before it execs anything
 // (the launcher's first step writes its pid into cgroup.procs), so every
 // process of the sandbox starts inside them.
-import { chown, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 export interface BakeCgroups {
@@ -18,9 +18,13 @@ export interface BakeCgroups {
   pidsDir: string | null;
 }
 
-export interface CgroupPlan {
+/** Mount points of the v1 memory and pids hierarchies. */
+export interface CgroupRoots {
   memoryRoot: string;
   pidsRoot: string;
+}
+
+export interface CgroupPlan extends CgroupRoots {
   memoryBytes: number;
   maxTasks: number;
   /** Owner of cgroup.procs, so that the unprivileged process can join. */
@@ -38,6 +42,12 @@ export function ownCgroupPath(procSelfCgroup: string, controller: string): strin
 }
 
 let sequence = 0;
+
+/** The pid of the worker that made a bake cgroup of this name (createCgroups), or null. Pure. */
+export function bakeCgroupOwnerPid(name: string): number | null {
+  const m = /^kiln-bake-(\d+)-\d+$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
 
 /** Makes the bake's cgroups where possible; controllers that are missing or not writable are left out. */
 export async function createCgroups(plan: CgroupPlan): Promise<BakeCgroups> {
@@ -93,6 +103,29 @@ export async function cgroupPids(cgroups: BakeCgroups): Promise<number[]> {
     for (const line of text.split('\n')) if (line.trim() !== '') pids.add(Number(line));
   }
   return [...pids];
+}
+
+/**
+ * Removes the bake cgroups, beside this process's own, of workers `dead` says
+ * are gone (killed before they could remove them), with whatever still runs in them.
+ */
+export async function removeDeadBakeCgroups(roots: CgroupRoots, dead: (pid: number) => boolean): Promise<string[]> {
+  const self = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');
+  const left: BakeCgroups = { dirs: [], procsFiles: [], memoryDir: null, pidsDir: null };
+  for (const [root, controller] of [[roots.memoryRoot, 'memory'], [roots.pidsRoot, 'pids']] as const) {
+    const own = ownCgroupPath(self, controller);
+    if (own === null) continue;
+    const parent = path.join(root, own);
+    for (const name of await readdir(parent).catch(() => [] as string[])) {
+      const pid = bakeCgroupOwnerPid(name);
+      if (pid === null || !dead(pid)) continue;
+      left.dirs.push(path.join(parent, name));
+      left.procsFiles.push(path.join(parent, name, 'cgroup.procs'));
+    }
+  }
+  const removed = [...left.dirs];
+  await removeCgroups(left);
+  return removed;
 }
 
 /** Kills whatever is left in the cgroups and removes them. */
