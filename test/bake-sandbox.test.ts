@@ -183,6 +183,7 @@ describe('what the sandbox can reach', () => {
     writes: Record<string, string>;
     reads: Record<string, string>;
     noNewPrivs: string;
+    seccomp: string;
     env: string[];
   }
 
@@ -265,6 +266,7 @@ describe('what the sandbox can reach', () => {
       assert.equal(report.uid, settings.uid);
       if (AS_ROOT) assert.equal(report.uid, 65534);
       assert.equal(report.noNewPrivs, '1');
+      if (process.arch === 'x64') assert.equal(report.seccomp, '2', 'under the seccomp filter (src/jobs/sandbox/seccomp.ts)');
       assert.deepEqual(report.env.filter((k) => k !== 'PWD'), ['PATH'], 'nothing of the worker\'s environment');
     } finally {
       for (const s of connections) s.destroy();

@@ -1,8 +1,8 @@
 // Runs inside the bake sandbox (started by test/bake-sandbox.test.ts through
 // the same launcher as a bake) and reports what it could do: reach a TCP
-// port of the host, write or read paths of the host, who it is. Reads its
-// orders as one JSON line on stdin, writes one JSON line, then waits for
-// stdin to close so the test can look at it from the host.
+// port of the host, write or read paths of the host, who it is, what
+// confines it. Reads its orders as one JSON line on stdin, writes one JSON
+// line, then waits for stdin to close so the test can look at it from the host.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { lowerAutogroup } from '../../src/jobs/sandbox/autogroup.js';
@@ -54,6 +54,7 @@ process.stdin.on('data', (chunk: Buffer) => {
       writes: Object.fromEntries(orders.writes.map((p) => [p, attempt(() => writeFileSync(p, 'probe'))])),
       reads: Object.fromEntries(orders.reads.map((p) => [p, attempt(() => readdirSync(p))])),
       noNewPrivs: /^NoNewPrivs:\s*(\d)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1],
+      seccomp: /^Seccomp:\s*(\d)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1],
       env: Object.keys(process.env).sort(),
     };
     process.stdout.write(`${JSON.stringify({ type: 'probe', report })}\n`);

@@ -31,6 +31,15 @@ describe('sandboxCommand', () => {
     assert.equal(argv.at(-1), '/srv/kiln/dist/src/jobs/sandbox/bake-entry.js');
   });
 
+  it('gives bwrap the seccomp filter fd when there is one, and none otherwise', () => {
+    const program = ['/p.js'];
+    const withFilter = sandboxCommand(settings(), tools, program, [], true, 4);
+    assert.equal(after(withFilter, '--seccomp'), '4');
+    assert.ok(withFilter.indexOf('--seccomp') < withFilter.lastIndexOf('/usr/bin/node'), 'a bwrap option, before the program');
+    assert.ok(!sandboxCommand(settings(), tools, program, [], true).includes('--seccomp'));
+    assert.ok(!sandboxCommand(settings({ KILN_BAKE_SANDBOX: 'none' }), tools, program, [], true, 4).includes('--seccomp'));
+  });
+
   it('none: the same process limits and priority, no bwrap; no cgroup step without cgroups; no nproc unless root', () => {
     const argv = sandboxCommand(settings({ KILN_BAKE_SANDBOX: 'none' }), tools, ['/p.js'], [], false);
     assert.equal(argv[0], '/usr/bin/chrt');

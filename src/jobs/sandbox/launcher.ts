@@ -3,7 +3,8 @@
 //   sh (joins the bake's cgroups) → chrt --idle 0 → nice -n 19 → ionice -c 3
 //     → prlimit (cpu, fsize, data, nofile, nproc, core) → setpriv --no-new-privs
 //     → bwrap (user, mount, pid, ipc, net, uts namespaces; a read-only view of
-//       node, its libraries, zstd and the project's dist + node_modules) → node
+//       node, its libraries, zstd and the project's dist + node_modules; a
+//       seccomp filter, seccomp.ts) → node
 //
 // as an unprivileged user (spawn's uid/gid). Every element of the command is
 // a fixed path, a tool name or a number: nothing from an image. With
@@ -13,9 +14,11 @@ import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { cgroupPids, createCgroups, oomKills, removeCgroups, type BakeCgroups } from './cgroup.js';
+import { seccompFilter } from './seccomp.js';
 import { cpuSeconds, heapMiB, SANDBOX_MAX_TASKS, SANDBOX_OPEN_FILES, type SandboxSettings } from './settings.js';
 
 const run = promisify(execFile);
@@ -115,7 +118,7 @@ async function findTools(): Promise<SandboxTools> {
 }
 
 /** The whole command line, from the settings and tools. Pure. */
-export function sandboxCommand(settings: SandboxSettings, tools: SandboxTools, program: string[], procsFiles: string[], asRoot: boolean): string[] {
+export function sandboxCommand(settings: SandboxSettings, tools: SandboxTools, program: string[], procsFiles: string[], asRoot: boolean, seccompFd: number | null = null): string[] {
   const join = procsFiles.length > 0 ? [tools.sh, '-c', JOIN_SCRIPT, 'kiln-sandbox', ...procsFiles, '--'] : [];
   const priority = [tools.chrt, '--idle', '0', tools.nice, '-n', '19', tools.ionice, '-c', '3'];
   const limits = [
@@ -131,10 +134,10 @@ export function sandboxCommand(settings: SandboxSettings, tools: SandboxTools, p
   const privs = [tools.setpriv, '--no-new-privs', ...(settings.mode === 'none' ? ['--pdeathsig', 'KILL'] : []), '--'];
   const node = [tools.node, `--max-old-space-size=${heapMiB(settings.memoryBytes)}`, ...program];
   if (settings.mode === 'none') return [...join, ...priority, ...limits, ...privs, ...node];
-  return [...join, ...priority, ...limits, ...privs, ...bwrapArgs(tools), '--', ...node];
+  return [...join, ...priority, ...limits, ...privs, ...bwrapArgs(tools, seccompFd), '--', ...node];
 }
 
-function bwrapArgs(tools: SandboxTools): string[] {
+function bwrapArgs(tools: SandboxTools, seccompFd: number | null): string[] {
   const bind = (p: string) => ['--ro-bind', p, p];
   const args = [
     tools.bwrap ?? 'bwrap',
@@ -158,6 +161,7 @@ function bwrapArgs(tools: SandboxTools): string[] {
     // The root bwrap builds (a tmpfs holding the mount points) becomes read-only: only /tmp and the disk fd are writable.
     '--remount-ro', '/',
     '--chdir', '/',
+    ...(seccompFd !== null ? ['--seccomp', String(seccompFd)] : []),
   ];
   return args;
 }
@@ -201,8 +205,11 @@ export async function startSandboxed(settings: SandboxSettings, program: string[
     uid: settings.uid,
     gid: settings.gid,
   });
-  const [command, ...args] = sandboxCommand(settings, tools, program, cgroups.procsFiles, asRoot);
-  const stdio: StdioOptions = ['pipe', 'pipe', 'pipe', ...extra];
+  // bwrap reads the filter from a pipe after the `extra` fds (seccomp.ts).
+  const filter = settings.mode === 'bwrap' ? seccompFilter() : null;
+  const filterFd = filter ? 3 + extra.length : null;
+  const [command, ...args] = sandboxCommand(settings, tools, program, cgroups.procsFiles, asRoot, filterFd);
+  const stdio: StdioOptions = ['pipe', 'pipe', 'pipe', ...extra, ...(filter ? ['pipe' as const] : [])];
   let child: ChildProcess;
   try {
     child = spawn(command, args, {
@@ -215,6 +222,11 @@ export async function startSandboxed(settings: SandboxSettings, program: string[
   } catch (err) {
     await removeCgroups(cgroups);
     throw err;
+  }
+  if (filter && filterFd !== null) {
+    const pipe = child.stdio[filterFd] as Writable;
+    pipe.on('error', () => {}); // the chain died before bwrap read it; its exit says why
+    pipe.end(filter);
   }
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
