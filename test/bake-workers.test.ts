@@ -18,7 +18,7 @@ import Database from 'better-sqlite3';
 import { compress, imageFromBlobs, layerTar, makeImage, sha256, type LayerEntry, type TestImage } from '../src/convert/testing.js';
 import { OCI_LAYER_GZIP, OCI_MANIFEST } from '../src/oci/media-types.js';
 import { parseWorkerId } from '../src/jobs/worker-id.js';
-import { scratchOwnerPid } from '../src/jobs/scratch-sweep.js';
+import { scratchOwner } from '../src/jobs/scratch-sweep.js';
 import { bakeCgroupOwnerPid, ownCgroupPath } from '../src/jobs/sandbox/cgroup.js';
 import { debugfsCat, fsck } from './bake-helpers.js';
 import { basic } from './helpers/auth.js';
@@ -155,7 +155,7 @@ describe('bake worker processes', () => {
         assert.equal(done.attempts, 2, 'the killed attempt counts, the second one finished');
         assert.deepEqual(await poll.stop(), [], 'no client saw an error');
         // The worker started in its place removed what the killed one left: its bake's work directory (a partial disk) and its cgroups.
-        const ofKilled = (names: string[]) => names.filter((name) => scratchOwnerPid(name) === pid || bakeCgroupOwnerPid(name) === pid);
+        const ofKilled = (names: string[]) => names.filter((name) => scratchOwner(name)?.pid === pid || bakeCgroupOwnerPid(name) === pid);
         assert.deepEqual(ofKilled(await readdir(path.join(dataDir, 'tmp'))), [], 'no scratch of the killed worker');
         const own = ownCgroupPath(readFileSync('/proc/self/cgroup', 'utf8'), 'memory');
         if (own !== null && existsSync(path.join(MEMORY_CGROUPS, own))) assert.deepEqual(ofKilled(await readdir(path.join(MEMORY_CGROUPS, own))), [], 'no cgroup of the killed worker');
@@ -274,18 +274,24 @@ describe('bake worker processes', () => {
 });
 
 /** Bake processes (bake-entry.js) on this host that are stopped (state T). */
-function stoppedBakeProcesses(): number[] {
-  const found: number[] = [];
+/** Stopped (SIGSTOP) bake processes below `root`: other servers on the machine (parallel test files) pause bakes of their own. */
+function stoppedBakeProcesses(root: number): number[] {
+  const parents = new Map<number, number>();
+  const stopped: number[] = [];
   for (const name of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
     try {
-      if (!readFileSync(`/proc/${name}/cmdline`, 'utf8').includes('bake-entry.js')) continue;
-      const state = readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]!.split(' ')[0];
-      if (state === 'T') found.push(Number(name));
+      const fields = readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      parents.set(Number(name), Number(fields[1]));
+      if (fields[0] === 'T' && readFileSync(`/proc/${name}/cmdline`, 'utf8').includes('bake-entry.js')) stopped.push(Number(name));
     } catch {
       // exited meanwhile
     }
   }
-  return found;
+  const below = (pid: number) => {
+    for (let p = parents.get(pid); p !== undefined && p > 1; p = parents.get(p)) if (p === root) return true;
+    return false;
+  };
+  return stopped.filter(below);
 }
 
 /** A blob download that reads one chunk and then stalls, holding the transfer open until `end`. */
@@ -315,7 +321,7 @@ describe('bakes give way to blob transfers (KILN_BAKE_YIELD)', () => {
         await until(server.url, digest, (v) => v.status === 'baking');
         // Held: the bake's processes are stopped, and it stays unfinished however long the download lasts.
         const deadline = Date.now() + 30_000;
-        while (stoppedBakeProcesses().length === 0) {
+        while (stoppedBakeProcesses(server.proc.pid!).length === 0) {
           assert.ok(Date.now() < deadline, 'the bake processes were stopped');
           await new Promise((r) => setTimeout(r, 50));
         }
@@ -327,7 +333,7 @@ describe('bakes give way to blob transfers (KILN_BAKE_YIELD)', () => {
         ended = true;
         const done = await until(server.url, digest, (v) => v.status !== 'baking' && v.status !== 'pending');
         assert.equal(done.status, 'ready', done.error ?? '');
-        assert.deepEqual(stoppedBakeProcesses(), [], 'nothing left stopped');
+        assert.deepEqual(stoppedBakeProcesses(server.proc.pid!), [], 'nothing left stopped');
       } finally {
         if (!ended) download.end();
       }
@@ -371,9 +377,14 @@ describe('bakes give way to blob transfers (KILN_BAKE_YIELD)', () => {
         }
       });
       let stoppedSeen = false;
-      const watch = setInterval(() => (stoppedSeen ||= stoppedBakeProcesses().length > 0), 20);
+      const watch = setInterval(() => (stoppedSeen ||= stoppedBakeProcesses(server.proc.pid!).length > 0), 20);
       try {
-        const digest = await pushImage(server.url, 'acme/app', 'v1', image, auth);
+        for (const [digest, bytes] of image.blobs) assert.equal((await pushBlob(server.url, 'acme/app', digest, bytes, auth)).status, 201);
+        // The admin's own uploads are transfers: the registry turns quiet 250 ms after the last (src/registry/transfer-activity.ts).
+        await new Promise((r) => setTimeout(r, 1000));
+        const put = await fetch(`${server.url}/v2/acme/app/manifests/v1`, { method: 'PUT', body: image.manifestBytes, headers: { ...auth, 'content-type': OCI_MANIFEST } });
+        assert.equal(put.status, 201, await put.text());
+        const digest = put.headers.get('docker-content-digest')!;
         const done = await until(server.url, digest, (v) => v.status !== 'baking' && v.status !== 'pending', 60_000, auth);
         assert.equal(done.status, 'ready', done.error ?? '');
       } finally {

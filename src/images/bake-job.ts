@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { BakeInput, BakeResult } from '../convert/bake.js';
 import { BakeError } from '../convert/errors.js';
 import type { BakeLimits } from '../convert/limits.js';
+import { bakeScratchName } from '../jobs/scratch-sweep.js';
 import type { JobHandler } from '../jobs/worker.js';
 import { parseManifest, type ImageManifest } from '../oci/manifest.js';
 import type { DataDir } from '../store/data-dir.js';
@@ -48,7 +49,7 @@ export function bakeJobHandler(deps: BakeJobDeps): JobHandler {
     if (manifest.kind !== 'image') throw new BakeError('INVALID_IMAGE', `${digest} is an index, not a single image`);
     const configBytes = await deps.blobs.readBytes(manifest.config.digest);
     if (!configBytes) throw new BakeError('INVALID_IMAGE', `the config blob ${manifest.config.digest} of ${digest} is missing; push the image again`);
-    const workDir = path.join(deps.dirs.scratchRoot, `bake-${job.id}-${process.pid}`);
+    const workDir = path.join(deps.dirs.scratchRoot, bakeScratchName(job.id));
     try {
       const result = await deps.bake({
         manifest: manifest as ImageManifest,

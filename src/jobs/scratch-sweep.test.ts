@@ -4,22 +4,28 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { bakeCgroupOwnerPid } from './sandbox/cgroup.js';
-import { scratchOwnerPid, sweepDeadWorkers } from './scratch-sweep.js';
+import { bakeScratchName, scratchOwner, sweepDeadWorkers, warmScratchPrefix } from './scratch-sweep.js';
 
-describe('scratchOwnerPid', () => {
-  const cases: Array<[string, number | null]> = [
-    ['bake-42-1234', 1234],
-    ['bake-0193ab-cd-77', 77],
-    ['warm-1234-AbC123', 1234],
-    ['bake-1234', null],
-    ['warm-1234', null],
-    ['warm-x-AbC123', null],
+describe('scratchOwner', () => {
+  const cases: Array<[string, { host: string; pid: number } | null]> = [
+    ['bake-42-node1-1234', { host: 'node1', pid: 1234 }],
+    ['bake-42-node-12.example-77', { host: 'node-12.example', pid: 77 }],
+    ['warm-node1-1234-AbC123', { host: 'node1', pid: 1234 }],
+    ['warm-node-7-1234-AbC123', { host: 'node-7', pid: 1234 }],
+    ['bake-42-1234', null],
+    ['bake-x-node1-1234', null],
+    ['warm-node1-1234', null],
+    ['warm-node1-x-AbC123', null],
     ['build-7-abcdef', null],
     ['build-source-7', null],
     ['build-logs', null],
-    ['bake-42-1234/..', null],
   ];
-  for (const [name, pid] of cases) it(`${name} → ${pid}`, () => assert.equal(scratchOwnerPid(name), pid));
+  for (const [name, owner] of cases) it(`${name} → ${JSON.stringify(owner)}`, () => assert.deepEqual(scratchOwner(name), owner));
+
+  it('reads back the names workers make', () => {
+    assert.deepEqual(scratchOwner(bakeScratchName(9, 'h-1', 55)), { host: 'h-1', pid: 55 });
+    assert.deepEqual(scratchOwner(`${warmScratchPrefix('h-1', 55)}q1W2e3`), { host: 'h-1', pid: 55 });
+  });
 });
 
 describe('bakeCgroupOwnerPid', () => {
@@ -33,16 +39,18 @@ describe('bakeCgroupOwnerPid', () => {
 });
 
 describe('sweepDeadWorkers', () => {
-  it("removes the entries of dead workers only, and leaves live workers' and builds' alone", async () => {
+  it("removes what dead workers of this host left, and leaves live workers', other hosts' and builds' alone", async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'kiln-sweep-'));
     try {
-      for (const name of ['bake-1-100', 'warm-100-aaaaaa', 'bake-2-200', 'warm-200-bbbbbb', 'build-3-cccccc', `bake-4-${process.pid}`]) {
+      const names = ['bake-1-here-100', 'warm-here-100-aaaaaa', 'bake-2-here-200', 'warm-here-200-bbbbbb', 'bake-5-there-100', 'warm-there-100-cccccc', 'build-3-cccccc', `bake-4-here-${process.pid}`];
+      for (const name of names) {
         await mkdir(path.join(root, name, 'result-x'), { recursive: true });
         await writeFile(path.join(root, name, 'result-x', 'disk'), 'partial');
       }
-      const removed = await sweepDeadWorkers(root, { memoryRoot: path.join(root, 'no-cgroups'), pidsRoot: path.join(root, 'no-cgroups') }, (pid) => pid !== 100);
-      assert.deepEqual(removed.sort(), ['bake-1-100', 'warm-100-aaaaaa']);
-      assert.deepEqual((await readdir(root)).sort(), ['bake-2-200', `bake-4-${process.pid}`, 'build-3-cccccc', 'warm-200-bbbbbb'].sort());
+      const noCgroups = { memoryRoot: path.join(root, 'no-cgroups'), pidsRoot: path.join(root, 'no-cgroups') };
+      const removed = await sweepDeadWorkers(root, noCgroups, (pid) => pid !== 100, 'here');
+      assert.deepEqual(removed.sort(), ['bake-1-here-100', 'warm-here-100-aaaaaa']);
+      assert.deepEqual((await readdir(root)).sort(), names.filter((n) => !removed.includes(n)).sort());
     } finally {
       await rm(root, { recursive: true, force: true });
     }

@@ -16,6 +16,7 @@ import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BAKE_ENTRY, startSandboxed, type Sandboxed } from './launcher.js';
 import type { SandboxSettings } from './settings.js';
+import { warmScratchPrefix } from '../scratch-sweep.js';
 
 /** A started bake process, the fd it writes the disk into, and that file's current path. */
 export interface ReadyBake {
@@ -82,7 +83,7 @@ export class WarmBakes {
 
   private async start(settings: SandboxSettings, spare: Spare): Promise<ReadyBake> {
     await mkdir(this.scratchRoot, { recursive: true });
-    const dir = await mkdtemp(path.join(this.scratchRoot, `warm-${process.pid}-`));
+    const dir = await mkdtemp(path.join(this.scratchRoot, warmScratchPrefix()));
     let fd: number | null = null;
     try {
       const file = path.join(dir, 'disk');
