@@ -19,7 +19,7 @@ import { compress, imageFromBlobs, layerTar, makeImage, sha256, type LayerEntry,
 import { OCI_LAYER_GZIP, OCI_MANIFEST } from '../src/oci/media-types.js';
 import { parseWorkerId } from '../src/jobs/worker-id.js';
 import { scratchOwner } from '../src/jobs/scratch-sweep.js';
-import { bakeCgroupOwnerPid, ownCgroupPath } from '../src/jobs/sandbox/cgroup.js';
+import { bakeCgroupOwner, ownCgroupPath } from '../src/jobs/sandbox/cgroup.js';
 import { debugfsCat, fsck } from './bake-helpers.js';
 import { basic } from './helpers/auth.js';
 import { runKilnCli } from './helpers/cli.js';
@@ -53,9 +53,9 @@ async function until(base: string, ref: string, done: (v: ImageView) => boolean,
   }
 }
 
-async function pushImage(base: string, repo: string, tag: string, image: TestImage, headers: Record<string, string> = {}): Promise<string> {
-  for (const [digest, bytes] of image.blobs) assert.equal((await pushBlob(base, repo, digest, bytes, headers)).status, 201);
-  const res = await fetch(`${base}/v2/${repo}/manifests/${tag}`, { method: 'PUT', body: image.manifestBytes, headers: { ...headers, 'content-type': OCI_MANIFEST } });
+async function pushImage(base: string, repo: string, tag: string, image: TestImage): Promise<string> {
+  for (const [digest, bytes] of image.blobs) assert.equal((await pushBlob(base, repo, digest, bytes)).status, 201);
+  const res = await fetch(`${base}/v2/${repo}/manifests/${tag}`, { method: 'PUT', body: image.manifestBytes, headers: { 'content-type': OCI_MANIFEST } });
   assert.equal(res.status, 201, await res.text());
   return res.headers.get('docker-content-digest')!;
 }
@@ -155,7 +155,7 @@ describe('bake worker processes', () => {
         assert.equal(done.attempts, 2, 'the killed attempt counts, the second one finished');
         assert.deepEqual(await poll.stop(), [], 'no client saw an error');
         // The worker started in its place removed what the killed one left: its bake's work directory (a partial disk) and its cgroups.
-        const ofKilled = (names: string[]) => names.filter((name) => scratchOwner(name)?.pid === pid || bakeCgroupOwnerPid(name) === pid);
+        const ofKilled = (names: string[]) => names.filter((name) => (scratchOwner(name) ?? bakeCgroupOwner(name))?.pid === pid);
         assert.deepEqual(ofKilled(await readdir(path.join(dataDir, 'tmp'))), [], 'no scratch of the killed worker');
         const own = ownCgroupPath(readFileSync('/proc/self/cgroup', 'utf8'), 'memory');
         if (own !== null && existsSync(path.join(MEMORY_CGROUPS, own))) assert.deepEqual(ofKilled(await readdir(path.join(MEMORY_CGROUPS, own))), [], 'no cgroup of the killed worker');
@@ -273,7 +273,6 @@ describe('bake worker processes', () => {
   });
 });
 
-/** Bake processes (bake-entry.js) on this host that are stopped (state T). */
 /** Stopped (SIGSTOP) bake processes below `root`: other servers on the machine (parallel test files) pause bakes of their own. */
 function stoppedBakeProcesses(root: number): number[] {
   const parents = new Map<number, number>();

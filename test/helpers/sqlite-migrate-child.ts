@@ -3,7 +3,7 @@
 // test). Prints the schema version it found afterwards.
 import Database from 'better-sqlite3';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { migrateSqlite, sqliteSchemaVersion } from '../../src/store/sqlite/db.js';
+import { migrateSqlite, sqliteSchemaVersion, useWal } from '../../src/store/sqlite/db.js';
 import { SQLITE_MIGRATIONS } from '../../src/store/sqlite/migrations.js';
 
 const [file, startAt] = process.argv.slice(2) as [string, string];
@@ -14,7 +14,7 @@ const steps = [
 ];
 await sleep(Math.max(0, Number(startAt) - Date.now()));
 const db = new Database(file);
-db.pragma('journal_mode = WAL');
+useWal(db);
 migrateSqlite(db, file, steps);
 process.stdout.write(`${sqliteSchemaVersion(db)}\n`);
 db.close();

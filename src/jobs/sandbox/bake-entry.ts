@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { bakeDisk } from '../../convert/bake.js';
 import { BakeError } from '../../convert/errors.js';
 import { lowerAutogroup } from './autogroup.js';
+import { OUT_OF_DATA, watchDataSegment } from './data-watch.js';
 import { FrameParser, LineSplitter, type ChildMessage, type JobHeader } from './protocol.js';
 
 const DISK_FD = 3;
@@ -105,6 +106,10 @@ if (process.argv[2] === '--check') {
   finish(0, { type: 'probe', report: { uid: process.getuid?.(), gid: process.getgid?.() } });
 } else {
   const open = listen((header) => {
+    watchDataSegment(() => {
+      process.stderr.write(`${OUT_OF_DATA}\n`);
+      process.exit(1);
+    });
     bake(header, open).catch((err: unknown) => finish(1, failure(err)));
   });
 }

@@ -8,6 +8,7 @@
 // process of the sandbox starts inside them.
 import { chown, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { ownerOf, PID_SCOPE, type PidOwner } from '../pid-scope.js';
 
 export interface BakeCgroups {
   /** The cgroup directories made (memory, pids), for the record. */
@@ -43,16 +44,15 @@ export function ownCgroupPath(procSelfCgroup: string, controller: string): strin
 
 let sequence = 0;
 
-/** The pid of the worker that made a bake cgroup of this name (createCgroups), or null. Pure. */
-export function bakeCgroupOwnerPid(name: string): number | null {
-  const m = /^kiln-bake-(\d+)-\d+$/.exec(name);
-  return m ? Number(m[1]) : null;
+/** Who made a bake cgroup of this name (createCgroups), or null. Pure. */
+export function bakeCgroupOwner(name: string): PidOwner | null {
+  return ownerOf(/^kiln-bake-(.+)-(\d+)-\d+$/, name);
 }
 
 /** Makes the bake's cgroups where possible; controllers that are missing or not writable are left out. */
 export async function createCgroups(plan: CgroupPlan): Promise<BakeCgroups> {
   const self = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');
-  const name = `kiln-bake-${process.pid}-${++sequence}`;
+  const name = `kiln-bake-${PID_SCOPE}-${process.pid}-${++sequence}`;
   const result: BakeCgroups = { dirs: [], procsFiles: [], memoryDir: null, pidsDir: null };
   const make = async (root: string, controller: string, settings: Array<[string, string]>): Promise<string | null> => {
     const own = ownCgroupPath(self, controller);
@@ -109,7 +109,7 @@ export async function cgroupPids(cgroups: BakeCgroups): Promise<number[]> {
  * Removes the bake cgroups, beside this process's own, of workers `dead` says
  * are gone (killed before they could remove them), with whatever still runs in them.
  */
-export async function removeDeadBakeCgroups(roots: CgroupRoots, dead: (pid: number) => boolean): Promise<string[]> {
+export async function removeDeadBakeCgroups(roots: CgroupRoots, dead: (owner: PidOwner | null) => boolean): Promise<string[]> {
   const self = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');
   const left: BakeCgroups = { dirs: [], procsFiles: [], memoryDir: null, pidsDir: null };
   for (const [root, controller] of [[roots.memoryRoot, 'memory'], [roots.pidsRoot, 'pids']] as const) {
@@ -117,8 +117,7 @@ export async function removeDeadBakeCgroups(roots: CgroupRoots, dead: (pid: numb
     if (own === null) continue;
     const parent = path.join(root, own);
     for (const name of await readdir(parent).catch(() => [] as string[])) {
-      const pid = bakeCgroupOwnerPid(name);
-      if (pid === null || !dead(pid)) continue;
+      if (!dead(bakeCgroupOwner(name))) continue;
       left.dirs.push(path.join(parent, name));
       left.procsFiles.push(path.join(parent, name, 'cgroup.procs'));
     }

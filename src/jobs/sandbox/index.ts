@@ -184,7 +184,7 @@ function interpret(outcome: ChildMessage | null, failure: unknown, exit: Sandbox
   throw new Error(`the bake process exited with code ${exit.code} without a result`, { cause });
 }
 
-/** How V8, the C++ runtime and zstd say they ran out of memory (under RLIMIT_DATA or the V8 heap limit). */
+/** How V8, the C++ runtime, zstd and the bake process itself (data-watch.ts's OUT_OF_DATA) say they ran out of memory (under RLIMIT_DATA or the V8 heap limit). */
 const OUT_OF_MEMORY = /JavaScript heap out of memory|Allocation failed|Fatal process out of memory|Cannot allocate memory|std::bad_alloc|allocation error/;
 
 /** The signal that ended the process; bwrap's init reports its child's as exit code 128 + n. */

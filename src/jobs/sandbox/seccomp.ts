@@ -12,6 +12,7 @@
 // filter cannot read) get ENOSYS, so that libc falls back to an older call;
 // calls with another ABI kill the process; x32 calls are refused. x86_64
 // only: elsewhere there is no filter.
+
 /** AUDIT_ARCH_X86_64. */
 const ARCH_X86_64 = 0xc000003e;
 /** System call numbers at or above this are the x32 ABI. */

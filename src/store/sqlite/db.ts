@@ -13,6 +13,7 @@ const IN_MEMORY = ':memory:';
 
 /** How long a process waits for another one that is migrating the same file. */
 const MIGRATION_WAIT_MS = 60_000;
+const BUSY_WAIT_MS = 5000;
 
 /** `durable: false` (KILN_FSYNC=false, throwaway stores) lets commits return before they reach the disk. */
 export function openSqlite(file: string, options: { durable?: boolean } = {}): SqliteDatabase {
@@ -23,16 +24,36 @@ export function openSqlite(file: string, options: { durable?: boolean } = {}): S
   }
   const db = new Database(file);
   try {
-    db.pragma('journal_mode = WAL');
+    db.pragma(`busy_timeout = ${BUSY_WAIT_MS}`);
+    useWal(db);
     // FULL: a transaction the client was told about survives power loss, not just a process crash.
     db.pragma(options.durable === false ? 'synchronous = OFF' : 'synchronous = FULL');
     db.pragma('foreign_keys = OFF');
     migrateSqlite(db, file);
-    db.pragma('busy_timeout = 5000');
+    db.pragma(`busy_timeout = ${BUSY_WAIT_MS}`);
     return db;
   } catch (err) {
     db.close();
     throw err;
+  }
+}
+
+/**
+ * Switches to WAL, waiting out other processes doing the same to a new file
+ * at the same moment: there SQLite answers SQLITE_BUSY at once instead of
+ * calling the busy handler (waiting could deadlock), so this retries.
+ */
+export function useWal(db: SqliteDatabase): void {
+  const deadline = Date.now() + BUSY_WAIT_MS;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw err;
+      Atomics.wait(pause, 0, 0, 10);
+    }
   }
 }
 
