@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 
 /** Past this share of RLIMIT_DATA the bake stops. */
-export const DATA_STOP_SHARE = 0.85;
+const DATA_STOP_SHARE = 0.85;
 /** What the bake process prints on stderr when it stops; sandbox/index.ts reads it as running out of memory. */
 export const OUT_OF_DATA = 'Cannot allocate memory: the data segment came near its limit (RLIMIT_DATA)';
 const EVERY_MS = 20;
